@@ -1,0 +1,178 @@
+"""lib.common: timing, exception logging, log-safe values, the LRU cache, daemon threads."""
+
+import asyncio
+import contextvars
+import logging
+import threading
+
+import numpy as np
+import pytest
+
+from {{ cookiecutter.package_name }}.lib.common import (
+    LRUCache,
+    format_long,
+    log_exceptions,
+    run_in_daemon_thread,
+    summarize,
+    timeit,
+)
+
+COMMON_LOGGER = "{{ cookiecutter.package_name }}.lib.common"
+
+
+def test_timeit_sync_and_async(caplog: pytest.LogCaptureFixture) -> None:
+    """The decorated function still returns its value, and its duration is logged."""
+
+    @timeit
+    def add(a: int, b: int) -> int:
+        return a + b
+
+    @timeit(name="async-add", level=logging.WARNING)
+    async def async_add(a: int, b: int) -> int:
+        return a + b
+
+    with caplog.at_level(logging.INFO, logger=COMMON_LOGGER):
+        assert add(1, 2) == 3
+        assert asyncio.run(async_add(2, 3)) == 5
+    messages = [record.getMessage() for record in caplog.records]
+    assert any(m.startswith("test_timeit_sync_and_async.<locals>.add took ") for m in messages)
+    assert any(m.startswith("async-add took ") for m in messages)
+
+
+def test_log_exceptions_reraise(caplog: pytest.LogCaptureFixture) -> None:
+    """reraise=True logs the exception with its traceback and raises it again."""
+
+    @log_exceptions(reraise=True)
+    def fail() -> None:
+        raise KeyError("k")
+
+    with caplog.at_level(logging.ERROR, logger=COMMON_LOGGER), pytest.raises(KeyError):
+        fail()
+    assert caplog.records[-1].exc_info is not None
+    assert "fail failed: KeyError" in caplog.records[-1].getMessage()
+
+
+def test_log_exceptions_default(caplog: pytest.LogCaptureFixture) -> None:
+    """default=... logs and returns the default, for sync and async functions."""
+
+    @log_exceptions(default=[])
+    def fail() -> list:
+        raise ValueError("v")
+
+    @log_exceptions(default="fallback")
+    async def async_fail() -> str:
+        raise ValueError("v")
+
+    with caplog.at_level(logging.ERROR, logger=COMMON_LOGGER):
+        assert fail() == []
+        assert asyncio.run(async_fail()) == "fallback"
+    assert len(caplog.records) == 2
+
+
+def test_log_exceptions_only_catches_what_it_is_told() -> None:
+    """Exceptions outside ``exceptions`` pass through untouched."""
+
+    @log_exceptions(default=0, exceptions=(ValueError,))
+    def fail() -> int:
+        raise KeyError("k")
+
+    with pytest.raises(KeyError):
+        fail()
+
+
+@pytest.mark.parametrize("kwargs", [{}, {"reraise": True, "default": None}])
+def test_log_exceptions_must_be_explicit(kwargs: dict) -> None:
+    """Neither or both of reraise and default is an error."""
+    with pytest.raises(TypeError):
+        log_exceptions(**kwargs)
+
+
+def test_summarize() -> None:
+    """Long strings cut, bytes and arrays summarised, secrets redacted, containers trimmed."""
+    value = {
+        "text": "a" * 300,
+        "raw": b"\x00" * 10,
+        "image": np.zeros((4, 5, 3), np.uint8),
+        "api_key": "k-123",
+        "nested": {"password": "p", "list": list(range(30))},
+        "error": ValueError("bad"),
+    }
+    assert summarize(value) == {
+        "text": "a" * 200 + "...(300 chars)",
+        "raw": "<10 bytes>",
+        "image": "<array shape=(4, 5, 3) dtype=uint8>",
+        "api_key": "***",
+        "nested": {"password": "***", "list": [*range(20), "...(30 items)"]},
+        "error": "bad",
+    }
+
+
+def test_format_long_is_one_json_line() -> None:
+    """format_long renders the summary as compact JSON."""
+    assert format_long({"a": "b" * 5}, max_chars=3) == '{"a":"bbb...(5 chars)"}'
+
+
+def test_lru_evicts_least_recently_used() -> None:
+    """Past max_items, the least recently used key goes first."""
+    cache = LRUCache(max_items=2)
+    cache.put("a", 1)
+    cache.put("b", 2)
+    assert cache.get("a") == 1  # "b" is now the oldest
+    cache.put("c", 3)
+    assert "b" not in cache
+    assert (cache.get("a"), cache.get("c"), len(cache)) == (1, 3, 2)
+
+
+def test_lru_is_bounded_by_bytes() -> None:
+    """Past max_bytes, old values go; a value above the bound alone is not stored."""
+    cache = LRUCache(max_items=100, max_bytes=1000)
+    for key in range(5):
+        cache.put(key, np.zeros(300, np.uint8))
+    assert list(range(5))[-3:] == [k for k in range(5) if k in cache]
+    assert cache.nbytes == 900
+    assert cache.put("huge", b"x" * 1001) is False
+    assert "huge" not in cache
+    assert cache.nbytes == 900
+
+
+def test_lru_is_thread_safe() -> None:
+    """Eight threads hammering the cache leave its bounds and byte count exact."""
+    cache = LRUCache(max_items=50, max_bytes=40_000)
+
+    def hammer(seed: int) -> None:
+        for i in range(3000):
+            key = (seed * 7 + i) % 120
+            if i % 3:
+                cache.put(key, b"x" * (100 + key * 3))
+            else:
+                cache.get(key)
+            if i % 17 == 0:
+                cache.pop((key + 1) % 120)
+
+    threads = [threading.Thread(target=hammer, args=(seed,)) for seed in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert len(cache) <= 50
+    held = sum(100 + key * 3 for key in range(120) if key in cache)
+    assert cache.nbytes == held <= 40_000
+
+
+def test_run_in_daemon_thread() -> None:
+    """The result, an exception and the context come back from the thread."""
+    var: contextvars.ContextVar[str] = contextvars.ContextVar("var", default="unset")
+
+    def work() -> tuple[str, bool]:
+        return var.get(), threading.current_thread().daemon
+
+    def explode() -> None:
+        raise OSError("no")
+
+    async def main() -> tuple[str, bool]:
+        var.set("from the caller")
+        with pytest.raises(OSError, match="no"):
+            await run_in_daemon_thread(explode)
+        return await run_in_daemon_thread(work)
+
+    assert asyncio.run(main()) == ("from the caller", True)

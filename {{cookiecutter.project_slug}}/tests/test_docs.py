@@ -1,0 +1,48 @@
+"""/docs and /redoc work offline: every asset they need is served by the atom."""
+
+import re
+from collections.abc import Callable
+
+import pytest
+from fastapi.testclient import TestClient
+
+from {{ cookiecutter.package_name }}.api.app import get_app
+from {{ cookiecutter.package_name }}.config import Settings
+
+ASSET_RE = re.compile(r"""(?:src|href)=["']([^"']+)["']""")
+
+
+@pytest.mark.parametrize(
+    ("page", "assets"),
+    [
+        ("/docs", {"swagger-ui-bundle.js", "swagger-ui.css", "favicon.png"}),
+        ("/redoc", {"redoc.standalone.js", "favicon.png"}),
+    ],
+)
+def test_pages_use_only_local_assets(client: TestClient, page: str, assets: set[str]) -> None:
+    """The page references no other host, and each asset it loads is served here."""
+    html = client.get(page).text
+    assert "http://" not in html
+    assert "https://" not in html
+    urls = ASSET_RE.findall(html)
+    assert {url.rsplit("/", 1)[1] for url in urls} == assets
+    for url in urls:
+        response = client.get(url)
+        assert response.status_code == 200, url
+        assert len(response.content) > 4000, url
+
+
+def test_openapi_lists_the_routes(client: TestClient, prefix: str) -> None:
+    """The schema the pages load lists the atom's routes."""
+    paths = client.get("/openapi.json").json()["paths"]
+    assert f"{prefix}/detect" in paths
+    assert f"{prefix}/v1/health/ping" in paths
+
+
+def test_docs_switch_off(make_settings: Callable[..., Settings]) -> None:
+    """DOCS_SWITCH=false removes /docs, /redoc and the schema."""
+    with TestClient(get_app(make_settings(docs_switch=False), model_loaders={})) as client:
+        for path in ("/docs", "/redoc", "/openapi.json", "/docs-assets/swagger-ui.css"):
+            response = client.get(path)
+            assert response.status_code == 404, path
+            assert response.json()["code"] == 404

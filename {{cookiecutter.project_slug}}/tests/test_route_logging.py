@@ -1,0 +1,135 @@
+"""UdfAPIRoute: what each call logs, what it hides, and when it profiles."""
+
+from collections.abc import Callable, Iterator
+
+import pytest
+from fastapi import FastAPI, Request
+from fastapi.testclient import TestClient
+
+from {{ cookiecutter.package_name }}.api.app import get_app
+from {{ cookiecutter.package_name }}.api.base import UdfAPIRoute
+from {{ cookiecutter.package_name }}.config import Settings
+
+from .conftest import read_log
+
+
+def echo_routes() -> UdfAPIRoute:
+    """A JSON route and a raw-bytes route."""
+    router = UdfAPIRoute()
+
+    @router.post("/json")
+    async def json_route(body: dict) -> dict:
+        return {"n": len(body)}
+
+    @router.post("/raw")
+    async def raw_route(request: Request) -> dict:
+        return {"n": len(await request.body())}
+
+    return router
+
+
+def build(make_settings: Callable[..., Settings], **overrides: object) -> FastAPI:
+    """The atom's app (no models) with the echo routes under /e."""
+    app = get_app(make_settings(**overrides), model_loaders={})
+    app.include_router(echo_routes(), prefix="/e")
+    return app
+
+
+@pytest.fixture
+def client(make_settings: Callable[..., Settings]) -> Iterator[TestClient]:
+    """A client at LOG_LEVEL=DEBUG, so header lines are written too."""
+    with TestClient(build(make_settings, log_level="DEBUG")) as test_client:
+        yield test_client
+
+
+def log_lines(settings: Settings, request_id: str) -> list[str]:
+    """The messages logged for one request id."""
+    return [
+        line.split(": ", 1)[1]
+        for line in read_log(settings).splitlines()
+        if f"[{request_id}]" in line
+    ]
+
+
+def test_arrival_line_has_method_path_client_query_and_body(
+    client: TestClient, settings: Settings
+) -> None:
+    """One line names method, path, client, query and a summary of the body."""
+    client.post("/e/json?page=2", json={"name": "abc"}, headers={"X-Request-ID": "r1"})
+    first = log_lines(settings, "r1")[0]
+    assert first == 'POST /e/json client=testclient:50000 query={"page":"2"} body={"name":"abc"}'
+
+
+def test_long_strings_are_cut(client: TestClient, settings: Settings) -> None:
+    """A long string in the body is logged cut, with its length."""
+    long_value = "A" * 10_000
+    client.post("/e/json", json={"image": long_value}, headers={"X-Request-ID": "r2"})
+    line = log_lines(settings, "r2")[0]
+    assert "...(10000 chars)" in line
+    assert long_value not in read_log(settings)
+    assert len(line) < 400
+
+
+def test_bytes_are_summarised(client: TestClient, settings: Settings) -> None:
+    """A binary body is logged as its size and type."""
+    client.post(
+        "/e/raw",
+        content=bytes(range(256)) * 40,
+        headers={"X-Request-ID": "r3", "content-type": "application/octet-stream"},
+    )
+    assert log_lines(settings, "r3")[0].endswith("body=<10240 bytes, application/octet-stream>")
+
+
+def test_secrets_are_redacted(client: TestClient, settings: Settings) -> None:
+    """Authorization, Cookie and token-like headers, and secret query values, are not logged."""
+    client.post(
+        "/e/json?access_token=qsecret1&page=1",
+        json={"password": "bsecret2", "user": "ann"},
+        headers={
+            "X-Request-ID": "r4",
+            "Authorization": "Bearer hsecret3",
+            "Cookie": "session=csecret4",
+            "X-Api-Token": "tsecret5",
+            "X-Trace": "visible",
+        },
+    )
+    log = read_log(settings)
+    for secret in ("qsecret1", "bsecret2", "hsecret3", "csecret4", "tsecret5"):
+        assert secret not in log
+    headers_line = next(line for line in log_lines(settings, "r4") if line.startswith("headers: "))
+    assert '"authorization":"***"' in headers_line
+    assert '"cookie":"***"' in headers_line
+    assert '"x-api-token":"***"' in headers_line
+    assert '"x-trace":"visible"' in headers_line
+    assert 'query={"access_token":"***","page":"1"}' in log_lines(settings, "r4")[0]
+
+
+def test_outcome_line_has_status_and_duration(client: TestClient, settings: Settings) -> None:
+    """The last line of a call gives its status and duration."""
+    client.post("/e/json", json={}, headers={"X-Request-ID": "r5"})
+    assert log_lines(settings, "r5")[-1].startswith("POST /e/json -> 200 in ")
+    assert log_lines(settings, "r5")[-1].endswith(" ms")
+
+
+def test_query_cannot_switch_profiling_on(client: TestClient, settings: Settings) -> None:
+    """?PROFILING=1 does nothing when the PROFILING setting is off."""
+    client.post("/e/json?PROFILING=1", json={}, headers={"X-Request-ID": "r6"})
+    assert not any("profile of" in line for line in log_lines(settings, "r6"))
+
+
+def test_profiling_setting_profiles_calls(make_settings: Callable[..., Settings]) -> None:
+    """With PROFILING on, each call logs its cProfile statistics."""
+    settings = make_settings(profiling=True)
+    with TestClient(build(make_settings, profiling=True)) as client:
+        client.post("/e/json", json={"a": 1}, headers={"X-Request-ID": "p1"})
+    profile = next(line for line in log_lines(settings, "p1") if "profile of" in line)
+    assert profile.startswith("profile of POST /e/json:")
+    assert "function calls" in read_log(settings)
+
+
+def test_health_routes_are_quiet_at_info(make_settings: Callable[..., Settings]) -> None:
+    """Probes do not fill the log at INFO."""
+    settings = make_settings()
+    with TestClient(build(make_settings)) as client:
+        client.get(f"{settings.atom_api_prefix}/v1/health/ping", headers={"X-Request-ID": "q1"})
+    assert log_lines(settings, "q1") == []

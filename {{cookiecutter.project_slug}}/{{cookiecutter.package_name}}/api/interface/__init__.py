@@ -1,0 +1,1 @@
+"""Routes: one module per group. ``detect`` is the example to edit."""

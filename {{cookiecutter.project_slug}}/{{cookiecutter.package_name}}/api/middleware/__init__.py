@@ -1,0 +1,1 @@
+"""Lifespan (event.py) and the request context and error envelope (http.py)."""

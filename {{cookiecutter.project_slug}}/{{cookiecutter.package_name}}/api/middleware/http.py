@@ -1,0 +1,159 @@
+"""The request context and the error envelope (DESIGN.md section 5).
+
+``RequestContextMiddleware`` is a pure ASGI middleware placed around the whole app:
+it keeps or creates the request id (``X-Request-ID``) and exposes it to the logs,
+refuses bodies above the limit with 413, and turns any unhandled exception into a
+generic 500 whose traceback goes only to the log. The exception handlers render
+404, 405, 413, 422 and ``VqlError`` with the same envelope.
+"""
+
+import logging
+import re
+import uuid
+from http import HTTPStatus
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from starlette.exceptions import HTTPException
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from ...lib.common import summarize
+from ...lib.exception import VqlError
+from ...lib.log import request_id_ctx
+from ..schema.response import ORJSONResponse, envelope_response
+
+logger = logging.getLogger(__name__)
+
+REQUEST_ID_HEADER = b"x-request-id"
+# An incoming id is kept only if it is short and plain (it goes into every log line).
+REQUEST_ID_RE = re.compile(rb"^[A-Za-z0-9._:-]{1,128}$")
+VALIDATION_MSG = "Request Entity Error"
+INTERNAL_MSG = "Internal Server Error"
+
+
+def _header(scope: Scope, name: bytes) -> bytes | None:
+    """The first value of a request header, or None."""
+    for key, value in scope["headers"]:
+        if key == name:
+            return value
+    return None
+
+
+def _content_length(scope: Scope) -> int | None:
+    """The declared body length, or None when absent or unreadable."""
+    value = _header(scope, b"content-length")
+    return int(value) if value is not None and value.isdigit() else None
+
+
+class RequestContextMiddleware:
+    """Request id, body limit and last-resort 500 for every HTTP request."""
+
+    def __init__(self, app: ASGIApp, max_body_bytes: int) -> None:
+        self.app = app
+        self.max_body_bytes = max_body_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        incoming = _header(scope, REQUEST_ID_HEADER)
+        request_id = (
+            incoming.decode() if incoming and REQUEST_ID_RE.match(incoming) else uuid.uuid4().hex
+        )
+        token = request_id_ctx.set(request_id)
+        started = False
+
+        async def send_with_id(message: Message) -> None:
+            nonlocal started
+            if message["type"] == "http.response.start":
+                started = True
+                headers = list(message.get("headers", ()))
+                headers.append((REQUEST_ID_HEADER, request_id.encode()))
+                message["headers"] = headers
+            await send(message)
+
+        try:
+            length = _content_length(scope)
+            if length is not None and length > self.max_body_bytes:
+                logger.info(
+                    "%s %s: body of %d bytes refused", scope["method"], scope["path"], length
+                )
+                await self._reply(scope, send_with_id, _too_large(self.max_body_bytes))
+                return
+            if length is None:
+                receive = self._limit(receive)
+            await self.app(scope, receive, send_with_id)
+        except Exception:
+            logger.exception("unhandled error in %s %s", scope["method"], scope["path"])
+            if started:
+                raise
+            await self._reply(scope, send_with_id, envelope_response(500, 500, INTERNAL_MSG))
+        finally:
+            request_id_ctx.reset(token)
+
+    @staticmethod
+    async def _reply(scope: Scope, send: Send, response: ORJSONResponse) -> None:
+        async def no_body() -> Message:
+            return {"type": "http.disconnect"}
+
+        await response(scope, no_body, send)
+
+    def _limit(self, receive: Receive) -> Receive:
+        """Count the bytes of a body sent without Content-Length; 413 past the limit."""
+        received = 0
+        limit = self.max_body_bytes
+
+        async def limited_receive() -> Message:
+            nonlocal received
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > limit:
+                    raise HTTPException(413, _too_large_msg(limit))
+            return message
+
+        return limited_receive
+
+
+def _too_large_msg(limit: int) -> str:
+    return f"Request Entity Too Large (limit {limit} bytes)"
+
+
+def _too_large(limit: int) -> ORJSONResponse:
+    return envelope_response(413, 413, _too_large_msg(limit))
+
+
+def json_safe_errors(errors: Any) -> Any:
+    """Validation errors made JSON-safe: exceptions as text, long inputs cut, bytes counted."""
+    return summarize(errors, max_chars=200, max_items=50, depth=6)
+
+
+async def http_error(request: Request, exc: HTTPException) -> ORJSONResponse:
+    """404, 405, 413, 503... as the envelope, keeping headers such as Allow."""
+    if isinstance(exc.detail, str):
+        msg, data = exc.detail, None
+    else:
+        msg, data = HTTPStatus(exc.status_code).phrase, summarize(exc.detail)
+    logger.info("%s %s -> %d %s", request.method, request.url.path, exc.status_code, msg)
+    return envelope_response(exc.status_code, exc.status_code, msg, data, headers=exc.headers)
+
+
+async def validation_error(request: Request, exc: RequestValidationError) -> ORJSONResponse:
+    """422 with the error list in ``data``, JSON-safe whatever a validator raised."""
+    return envelope_response(422, 422, VALIDATION_MSG, json_safe_errors(exc.errors()))
+
+
+async def vql_error(request: Request, exc: VqlError) -> ORJSONResponse:
+    """A business error: its code and message in the body, a real HTTP status."""
+    log = logger.error if exc.status >= 500 else logger.info
+    log("%s %s -> %d code=%d %s", request.method, request.url.path, exc.status, exc.code, exc.msg)
+    return envelope_response(exc.status, exc.code, exc.msg, summarize(exc.data))
+
+
+def install_error_handling(app: FastAPI, max_body_bytes: int) -> None:
+    """Add the envelope handlers and the request-context middleware to an app."""
+    app.add_exception_handler(HTTPException, http_error)
+    app.add_exception_handler(RequestValidationError, validation_error)
+    app.add_exception_handler(VqlError, vql_error)
+    app.add_middleware(RequestContextMiddleware, max_body_bytes=max_body_bytes)

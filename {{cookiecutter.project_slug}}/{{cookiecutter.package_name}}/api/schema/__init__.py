@@ -1,0 +1,1 @@
+"""Request (payload.py) and response (response.py) bodies."""

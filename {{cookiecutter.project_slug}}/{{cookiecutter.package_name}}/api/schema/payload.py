@@ -1,0 +1,22 @@
+"""Request bodies."""
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, Field
+
+SrcType = Literal["url", "local", "base64", "mmap", "shm", "stream"]
+MAX_IMAGES = 64
+
+
+class DetectPayload(BaseModel):
+    """The detection contract of the vendor's detectors (DESIGN.md section 5)."""
+
+    data: list[str | dict[str, Any]] = Field(
+        max_length=MAX_IMAGES,
+        description="one item per image, its form given by src_type",
+    )
+    src_type: SrcType = Field(description="how the items carry the images")
+    threshold: float | None = Field(
+        None, ge=0, le=1, description="minimum confidence; the model's default if absent"
+    )
+    model_id: str | None = Field(None, max_length=256, description="which model to use")

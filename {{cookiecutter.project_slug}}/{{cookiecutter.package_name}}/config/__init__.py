@@ -1,0 +1,160 @@
+"""Settings of the atom, read once from the environment and a ``.env`` file.
+
+Every variable of ``linker_atom`` keeps its name and default (DESIGN.md section 3).
+Nothing is read at import: ``get_settings()`` reads and caches, tests build their own
+``Settings(...)``, and ``from {{ cookiecutter.package_name }}.config import settings`` still works
+through a lazy module attribute.
+"""
+
+import logging
+import re
+import uuid
+from functools import cached_property, lru_cache
+from pathlib import Path
+from typing import Annotated, Any
+
+from pydantic import AfterValidator, BeforeValidator, Field, ValidationError
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from .serving import ServingMeta, parse_meta
+
+TRUE_WORDS = frozenset({"true", "1", "yes", "on"})
+FALSE_WORDS = frozenset({"false", "0", "no", "off"})
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+PREFIX_RE = re.compile(r"^(/[A-Za-z0-9._~-]+)+$")
+# Fields whose values are not repeated in error messages (long, or secret).
+SECRET_FIELDS = frozenset({"meta"})
+
+
+class SettingsError(ValueError):
+    """A configuration value is invalid; the message names the variable."""
+
+
+def parse_bool(value: Any) -> bool:
+    """Accept true/false, 1/0, yes/no, on/off in any case; reject everything else."""
+    if isinstance(value, bool):
+        return value
+    text = str(value).strip().lower()
+    if text in TRUE_WORDS:
+        return True
+    if text in FALSE_WORDS:
+        return False
+    raise ValueError("must be one of true/false, 1/0, yes/no, on/off")
+
+
+def parse_log_level(value: Any) -> str:
+    """Accept a logging level name in any case."""
+    text = str(value).strip().upper()
+    if text not in LOG_LEVELS:
+        raise ValueError(f"must be one of {', '.join(LOG_LEVELS)}")
+    return text
+
+
+def check_prefix(value: str) -> str:
+    """Accept "" or /segment[/segment] without a trailing slash."""
+    if value and not PREFIX_RE.match(value):
+        raise ValueError("must be empty or look like /segment[/segment] (no trailing slash)")
+    return value
+
+
+def check_meta(value: str) -> str:
+    """META must parse (the parsed form is built lazily by ``Settings.serving``)."""
+    parse_meta(value)
+    return value
+
+
+Bool = Annotated[bool, BeforeValidator(parse_bool)]
+LogLevel = Annotated[str, BeforeValidator(parse_log_level)]
+Port = Annotated[int, Field(ge=1, le=65535)]
+
+
+class Settings(BaseSettings):
+    """One field per environment variable (the variable is the field name in capitals)."""
+
+    model_config = SettingsConfigDict(env_file=".env", env_file_encoding="utf-8", extra="ignore")
+
+    # Server and routes.
+    atom_workers: int = Field({{ cookiecutter.workers | int }}, ge=1)
+    atom_port: Port = {{ cookiecutter.port | int }}
+    atom_inner_start_port: Port = 9000
+    atom_host: str = "0.0.0.0"
+    atom_api_prefix: Annotated[str, AfterValidator(check_prefix)] = {{ cookiecutter.api_prefix | tojson }}
+    atom_title: str = {{ cookiecutter.project_name | tojson }}
+    atom_desc: str = {{ cookiecutter.project_description | tojson }}
+    atom_max_body_bytes: int = Field(64 * 1024 * 1024, ge=1024)
+    docs_switch: Bool = True
+    profiling: Bool = False
+
+    # Logging.
+    log_level: LogLevel = "INFO"
+    log_root: str = "logs"
+    log_dir: str = "atom"
+    log_file_max_bytes: int = Field(104857600, ge=1024)
+    log_backup_count: int = Field(30, ge=0)
+
+    # SkyWalking.
+    sw_switch: Bool = False
+    sw_agent_collector_backend_services: str = ""
+    sw_agent_name: str = ""
+    sw_agent_instance_name: str = Field(default_factory=lambda: uuid.uuid4().hex)
+    sw_agent_log_reporter_active: Bool = True
+    sw_agent_log_reporter_level: LogLevel = "DEBUG"
+
+    # Serving platform (DESIGN.md section 4).
+    meta: Annotated[str, AfterValidator(check_meta)] = ""
+
+    @cached_property
+    def serving(self) -> ServingMeta:
+        """META, parsed."""
+        return parse_meta(self.meta)
+
+    @property
+    def model_id_list(self) -> list[str]:
+        """The model ids that Serving assigned to this atom (META ``modelIds``)."""
+        return list(self.serving.model_ids)
+
+    @property
+    def log_file(self) -> Path | None:
+        """Where the rotated log file goes, or None when LOG_ROOT is empty."""
+        if not self.log_root:
+            return None
+        return Path(self.log_root) / self.log_dir / "atom.log"
+
+    @property
+    def log_level_number(self) -> int:
+        """LOG_LEVEL as the number the logging module uses."""
+        return logging.getLevelName(self.log_level)
+
+
+def describe_errors(exc: ValidationError) -> str:
+    """Turn a pydantic error into one line naming each bad variable."""
+    parts = []
+    for error in exc.errors(include_url=False):
+        field = str(error["loc"][0]) if error["loc"] else "settings"
+        message = error["msg"].removeprefix("Value error, ")
+        if field in SECRET_FIELDS or not error["loc"]:
+            parts.append(f"{field.upper()}: {message}")
+        else:
+            parts.append(f"{field.upper()}={error.get('input')!r:.80}: {message}")
+    return "invalid configuration: " + "; ".join(parts)
+
+
+def load_settings(**overrides: Any) -> Settings:
+    """Read the settings; raise SettingsError naming the variable if one is invalid."""
+    try:
+        return Settings(**overrides)
+    except ValidationError as exc:
+        raise SettingsError(describe_errors(exc)) from None
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """The process's settings, read on first use and cached."""
+    return load_settings()
+
+
+def __getattr__(name: str) -> Any:
+    """Keep ``from {{ cookiecutter.package_name }}.config import settings`` working without reading at import."""
+    if name == "settings":
+        return get_settings()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -1,0 +1,290 @@
+"""Small helpers used across the atom: timing, exception logging, log-safe values, a cache."""
+
+import asyncio
+import contextlib
+import contextvars
+import functools
+import inspect
+import logging
+import re
+import sys
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import Callable, Hashable, Mapping
+from typing import Any, TypeVar
+
+import orjson
+
+logger = logging.getLogger(__name__)
+
+F = TypeVar("F", bound=Callable[..., Any])
+_NO_DEFAULT = object()
+
+# Keys whose values are secrets: headers, JSON fields, query parameters.
+SECRET_KEY_RE = re.compile(
+    r"authorization|cookie|token|secret|passw(or)?d|api[-_]?key|credential|session", re.I
+)
+REDACTED = "***"
+
+
+def timeit(func: F | None = None, *, level: int = logging.INFO, name: str | None = None) -> Any:
+    """Log how long each call of a function or coroutine function took.
+
+    Use as ``@timeit`` or ``@timeit(level=logging.DEBUG, name="decode")``.
+    """
+
+    def decorate(fn: F) -> F:
+        label = name or fn.__qualname__
+
+        if inspect.iscoroutinefunction(fn):
+
+            @functools.wraps(fn)
+            async def async_wrapper(*args: Any, **kwargs: Any) -> Any:
+                started = time.perf_counter()
+                try:
+                    return await fn(*args, **kwargs)
+                finally:
+                    logger.log(level, "%s took %.2f ms", label, ms_since(started))
+
+            return async_wrapper  # type: ignore[return-value]
+
+        @functools.wraps(fn)
+        def wrapper(*args: Any, **kwargs: Any) -> Any:
+            started = time.perf_counter()
+            try:
+                return fn(*args, **kwargs)
+            finally:
+                logger.log(level, "%s took %.2f ms", label, ms_since(started))
+
+        return wrapper  # type: ignore[return-value]
+
+    return decorate(func) if func is not None else decorate
+
+
+def ms_since(started: float) -> float:
+    """Milliseconds elapsed since a ``time.perf_counter()`` reading."""
+    return (time.perf_counter() - started) * 1000
+
+
+def log_exceptions(
+    *,
+    reraise: bool = False,
+    default: Any = _NO_DEFAULT,
+    exceptions: tuple[type[BaseException], ...] = (Exception,),
+) -> Callable[[F], F]:
+    """Log an exception raised by the decorated function, then re-raise it or return a default.
+
+    Say which: ``@log_exceptions(reraise=True)`` or ``@log_exceptions(default=[])``.
+    Exceptions outside ``exceptions`` pass through untouched.
+    """
+    if reraise == (default is not _NO_DEFAULT):
+        raise TypeError("log_exceptions needs exactly one of reraise=True or default=...")
+
+    def decorate(fn: F) -> F:
+        def handle(exc: BaseException) -> Any:
+            logger.exception("%s failed: %s", fn.__qualname__, type(exc).__name__)
+            if reraise:
+                raise exc
+            return default
+
+        if inspect.iscoroutinefunction(fn):
+
+            @functools.wraps(fn)
+            async def async_wrapper(*args: Any, **kwargs: Any) -> Any:
+                try:
+                    return await fn(*args, **kwargs)
+                except exceptions as exc:
+                    return handle(exc)
+
+            return async_wrapper  # type: ignore[return-value]
+
+        @functools.wraps(fn)
+        def wrapper(*args: Any, **kwargs: Any) -> Any:
+            try:
+                return fn(*args, **kwargs)
+            except exceptions as exc:
+                return handle(exc)
+
+        return wrapper  # type: ignore[return-value]
+
+    return decorate
+
+
+def summarize(value: Any, *, max_chars: int = 200, max_items: int = 20, depth: int = 4) -> Any:
+    """Return a JSON-safe, log-sized copy of a value.
+
+    Long strings are cut (their length is kept), bytes and arrays are summarised,
+    long containers are trimmed and values under secret-looking keys are redacted.
+    """
+    if value is None or isinstance(value, bool | int | float):
+        return value
+    if isinstance(value, str):
+        return value if len(value) <= max_chars else f"{value[:max_chars]}...({len(value)} chars)"
+    if isinstance(value, bytes | bytearray | memoryview):
+        return f"<{len(value)} bytes>"
+    if hasattr(value, "shape") and hasattr(value, "dtype"):
+        return f"<array shape={tuple(value.shape)} dtype={value.dtype}>"
+    if isinstance(value, Mapping | list | tuple | set | frozenset):
+        if depth <= 0:
+            return "<...>"
+        options = {"max_chars": max_chars, "max_items": max_items, "depth": depth - 1}
+        if isinstance(value, Mapping):
+            return _summarize_mapping(value, options)
+        return _summarize_items(list(value), options)
+    # Exceptions and other objects: their text.
+    text = str(value) if isinstance(value, BaseException) else repr(value)
+    return summarize(text, max_chars=max_chars)
+
+
+def _summarize_items(items: list[Any], options: dict[str, int]) -> list[Any]:
+    """``summarize`` for sequences: the first ``max_items`` items and a count of the rest."""
+    limit = options["max_items"]
+    out = [summarize(item, **options) for item in items[:limit]]
+    if len(items) > limit:
+        out.append(f"...({len(items)} items)")
+    return out
+
+
+def _summarize_mapping(value: Mapping, options: dict[str, int]) -> dict[str, Any]:
+    """``summarize`` for mappings: keys as strings, secrets redacted, long ones trimmed."""
+    out: dict[str, Any] = {}
+    for index, (key, item) in enumerate(value.items()):
+        if index == options["max_items"]:
+            out["..."] = f"({len(value)} keys)"
+            break
+        name = str(key)
+        out[name] = REDACTED if SECRET_KEY_RE.search(name) else summarize(item, **options)
+    return out
+
+
+def format_long(value: Any, *, max_chars: int = 200, max_items: int = 20) -> str:
+    """One compact line for a log: ``summarize`` rendered as JSON."""
+    summary = summarize(value, max_chars=max_chars, max_items=max_items)
+    return orjson.dumps(summary).decode()
+
+
+def redact_headers(headers: Mapping[str, str] | Any) -> dict[str, str]:
+    """Headers as a dict, with Authorization, Cookie and token-like values hidden."""
+    return {
+        str(key): REDACTED if SECRET_KEY_RE.search(str(key)) else str(val)
+        for key, val in dict(headers).items()
+    }
+
+
+def run_in_daemon_thread(fn: Callable[..., Any], *args: Any, name: str = "worker") -> Any:
+    """Run ``fn(*args)`` in a new daemon thread and return an awaitable of its result.
+
+    Unlike ``asyncio.to_thread``, shutting down never waits for the thread (a model
+    still loading must not hold up SIGTERM). The current context (request id) goes with it.
+    """
+    loop = asyncio.get_running_loop()
+    future = loop.create_future()
+    context = contextvars.copy_context()
+
+    def settle(result: Any, error: BaseException | None) -> None:
+        if future.done():
+            return
+        if error is None:
+            future.set_result(result)
+        else:
+            future.set_exception(error)
+
+    def target() -> None:
+        try:
+            outcome: tuple[Any, BaseException | None] = (context.run(fn, *args), None)
+        except BaseException as exc:  # noqa: BLE001 - handed to the awaiting task
+            outcome = (None, exc)
+        with contextlib.suppress(RuntimeError):  # a closed loop: nobody is waiting
+            loop.call_soon_threadsafe(settle, *outcome)
+
+    threading.Thread(target=target, name=name, daemon=True).start()
+    return future
+
+
+def default_sizeof(value: Any) -> int:
+    """Bytes a cached value holds: ``nbytes`` for arrays, length for bytes, else getsizeof."""
+    nbytes = getattr(value, "nbytes", None)
+    if isinstance(nbytes, int):
+        return nbytes
+    if isinstance(value, bytes | bytearray):
+        return len(value)
+    return sys.getsizeof(value)
+
+
+class LRUCache:
+    """A thread-safe least-recently-used cache bounded by item count and by bytes.
+
+    A value larger than ``max_bytes`` on its own is not stored (``put`` returns False).
+    """
+
+    def __init__(
+        self,
+        max_items: int = 128,
+        max_bytes: int | None = None,
+        sizeof: Callable[[Any], int] = default_sizeof,
+    ) -> None:
+        if max_items < 1:
+            raise ValueError("max_items must be at least 1")
+        if max_bytes is not None and max_bytes < 1:
+            raise ValueError("max_bytes must be at least 1 or None")
+        self.max_items = max_items
+        self.max_bytes = max_bytes
+        self._sizeof = sizeof
+        self._data: OrderedDict[Hashable, tuple[Any, int]] = OrderedDict()
+        self._nbytes = 0
+        self._lock = threading.Lock()
+
+    def get(self, key: Hashable, default: Any = None) -> Any:
+        """Return the value (marking it recently used) or ``default``."""
+        with self._lock:
+            entry = self._data.get(key)
+            if entry is None:
+                return default
+            self._data.move_to_end(key)
+            return entry[0]
+
+    def put(self, key: Hashable, value: Any) -> bool:
+        """Store a value, evicting the least recently used ones to stay within bounds."""
+        size = self._sizeof(value)
+        if self.max_bytes is not None and size > self.max_bytes:
+            self.pop(key)
+            return False
+        with self._lock:
+            old = self._data.pop(key, None)
+            if old is not None:
+                self._nbytes -= old[1]
+            self._data[key] = (value, size)
+            self._nbytes += size
+            while len(self._data) > self.max_items or (
+                self.max_bytes is not None and self._nbytes > self.max_bytes
+            ):
+                _, (_, evicted) = self._data.popitem(last=False)
+                self._nbytes -= evicted
+        return True
+
+    def pop(self, key: Hashable, default: Any = None) -> Any:
+        """Remove a value and return it, or ``default``."""
+        with self._lock:
+            entry = self._data.pop(key, None)
+            if entry is None:
+                return default
+            self._nbytes -= entry[1]
+            return entry[0]
+
+    def clear(self) -> None:
+        """Remove everything."""
+        with self._lock:
+            self._data.clear()
+            self._nbytes = 0
+
+    @property
+    def nbytes(self) -> int:
+        """Bytes currently held, as measured by ``sizeof``."""
+        return self._nbytes
+
+    def __len__(self) -> int:
+        return len(self._data)
+
+    def __contains__(self, key: Hashable) -> bool:
+        return key in self._data
