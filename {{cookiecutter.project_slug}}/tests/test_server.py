@@ -14,6 +14,8 @@ from pathlib import Path
 
 import pytest
 
+from {{ cookiecutter.package_name }} import about
+
 ROOT = Path(__file__).parent.parent
 
 
@@ -76,7 +78,7 @@ def wait_until_ready(base: str, prefix: str, timeout: float = 30) -> None:
 def test_serves_and_stops_on_sigterm(server: tuple[subprocess.Popen, str]) -> None:
     """Ready within 30 s, ping answers, SIGTERM ends it with status 0 within 5 s."""
     process, base = server
-    prefix = {{ cookiecutter.api_prefix | tojson }}
+    prefix = about.API_PREFIX
     wait_until_ready(base, prefix)
     assert get(f"{base}{prefix}/v1/health/ping") == (200, {"is_alive": True})
     process.send_signal(signal.SIGTERM)

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from {{ cookiecutter.package_name }} import about
 from {{ cookiecutter.package_name }}.config import Settings, SettingsError, load_settings
 
 BOOL_FIELDS = ["SW_SWITCH", "SW_AGENT_LOG_REPORTER_ACTIVE", "DOCS_SWITCH", "PROFILING"]
@@ -24,12 +25,12 @@ def load(monkeypatch: pytest.MonkeyPatch, **env: str) -> Settings:
 def test_defaults_are_those_of_linker_atom(monkeypatch: pytest.MonkeyPatch) -> None:
     """With no environment, every variable has the default of the table."""
     settings = load(monkeypatch)
-    assert settings.atom_workers == {{ cookiecutter.workers | int }}
-    assert settings.atom_port == {{ cookiecutter.port | int }}
+    assert settings.atom_workers == about.WORKERS
+    assert settings.atom_port == about.PORT
     assert settings.atom_inner_start_port == 9000
-    assert settings.atom_api_prefix == {{ cookiecutter.api_prefix | tojson }}
-    assert settings.atom_title == {{ cookiecutter.project_name | tojson }}
-    assert settings.atom_desc == {{ cookiecutter.project_description | tojson }}
+    assert settings.atom_api_prefix == about.API_PREFIX
+    assert settings.atom_title == about.PROJECT_NAME
+    assert settings.atom_desc == about.PROJECT_DESCRIPTION
     assert settings.log_backup_count == 30
     assert settings.log_dir == "atom"
     assert settings.log_file_max_bytes == 104857600

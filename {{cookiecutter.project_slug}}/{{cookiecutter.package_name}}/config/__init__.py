@@ -2,8 +2,8 @@
 
 Every variable of ``linker_atom`` keeps its name and default (DESIGN.md section 3).
 Nothing is read at import: ``get_settings()`` reads and caches, tests build their own
-``Settings(...)``, and ``from {{ cookiecutter.package_name }}.config import settings`` still works
-through a lazy module attribute.
+``Settings(...)``, and ``from <package>.config import settings`` still works through a
+lazy module attribute.
 """
 
 import logging
@@ -16,6 +16,7 @@ from typing import Annotated, Any
 from pydantic import AfterValidator, BeforeValidator, Field, ValidationError
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from .. import about
 from .serving import ServingMeta, parse_meta
 
 TRUE_WORDS = frozenset({"true", "1", "yes", "on"})
@@ -74,13 +75,13 @@ class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_file=".env", env_file_encoding="utf-8", extra="ignore")
 
     # Server and routes.
-    atom_workers: int = Field({{ cookiecutter.workers | int }}, ge=1)
-    atom_port: Port = {{ cookiecutter.port | int }}
+    atom_workers: int = Field(about.WORKERS, ge=1)
+    atom_port: Port = about.PORT
     atom_inner_start_port: Port = 9000
     atom_host: str = "0.0.0.0"
-    atom_api_prefix: Annotated[str, AfterValidator(check_prefix)] = {{ cookiecutter.api_prefix | tojson }}
-    atom_title: str = {{ cookiecutter.project_name | tojson }}
-    atom_desc: str = {{ cookiecutter.project_description | tojson }}
+    atom_api_prefix: Annotated[str, AfterValidator(check_prefix)] = about.API_PREFIX
+    atom_title: str = about.PROJECT_NAME
+    atom_desc: str = about.PROJECT_DESCRIPTION
     atom_max_body_bytes: int = Field(64 * 1024 * 1024, ge=1024)
     docs_switch: Bool = True
     profiling: Bool = False
@@ -154,7 +155,7 @@ def get_settings() -> Settings:
 
 
 def __getattr__(name: str) -> Any:
-    """Keep ``from {{ cookiecutter.package_name }}.config import settings`` working without reading at import."""
+    """Keep ``from <package>.config import settings`` working without reading at import."""
     if name == "settings":
         return get_settings()
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

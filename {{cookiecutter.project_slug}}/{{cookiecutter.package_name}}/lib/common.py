@@ -12,13 +12,12 @@ import threading
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Hashable, Mapping
-from typing import Any, TypeVar
+from typing import Any
 
 import orjson
 
 logger = logging.getLogger(__name__)
 
-F = TypeVar("F", bound=Callable[..., Any])
 _NO_DEFAULT = object()
 
 # Keys whose values are secrets: headers, JSON fields, query parameters.
@@ -28,13 +27,15 @@ SECRET_KEY_RE = re.compile(
 REDACTED = "***"
 
 
-def timeit(func: F | None = None, *, level: int = logging.INFO, name: str | None = None) -> Any:
+def timeit(
+    func: Callable[..., Any] | None = None, *, level: int = logging.INFO, name: str | None = None
+) -> Any:
     """Log how long each call of a function or coroutine function took.
 
     Use as ``@timeit`` or ``@timeit(level=logging.DEBUG, name="decode")``.
     """
 
-    def decorate(fn: F) -> F:
+    def decorate(fn: Callable[..., Any]) -> Callable[..., Any]:
         label = name or fn.__qualname__
 
         if inspect.iscoroutinefunction(fn):
@@ -47,7 +48,7 @@ def timeit(func: F | None = None, *, level: int = logging.INFO, name: str | None
                 finally:
                     logger.log(level, "%s took %.2f ms", label, ms_since(started))
 
-            return async_wrapper  # type: ignore[return-value]
+            return async_wrapper
 
         @functools.wraps(fn)
         def wrapper(*args: Any, **kwargs: Any) -> Any:
@@ -57,7 +58,7 @@ def timeit(func: F | None = None, *, level: int = logging.INFO, name: str | None
             finally:
                 logger.log(level, "%s took %.2f ms", label, ms_since(started))
 
-        return wrapper  # type: ignore[return-value]
+        return wrapper
 
     return decorate(func) if func is not None else decorate
 
@@ -72,7 +73,7 @@ def log_exceptions(
     reraise: bool = False,
     default: Any = _NO_DEFAULT,
     exceptions: tuple[type[BaseException], ...] = (Exception,),
-) -> Callable[[F], F]:
+) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
     """Log an exception raised by the decorated function, then re-raise it or return a default.
 
     Say which: ``@log_exceptions(reraise=True)`` or ``@log_exceptions(default=[])``.
@@ -81,7 +82,7 @@ def log_exceptions(
     if reraise == (default is not _NO_DEFAULT):
         raise TypeError("log_exceptions needs exactly one of reraise=True or default=...")
 
-    def decorate(fn: F) -> F:
+    def decorate(fn: Callable[..., Any]) -> Callable[..., Any]:
         def handle(exc: BaseException) -> Any:
             logger.exception("%s failed: %s", fn.__qualname__, type(exc).__name__)
             if reraise:
@@ -97,7 +98,7 @@ def log_exceptions(
                 except exceptions as exc:
                     return handle(exc)
 
-            return async_wrapper  # type: ignore[return-value]
+            return async_wrapper
 
         @functools.wraps(fn)
         def wrapper(*args: Any, **kwargs: Any) -> Any:
@@ -106,7 +107,7 @@ def log_exceptions(
             except exceptions as exc:
                 return handle(exc)
 
-        return wrapper  # type: ignore[return-value]
+        return wrapper
 
     return decorate
 

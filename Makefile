@@ -1,0 +1,29 @@
+# atom-template: `make demo` shows a baked atom at work, `make test` runs every test.
+# Both set up what they need first (scripts/setup.sh: Debian packages, .venv).
+
+VENV := .venv
+PY := $(VENV)/bin/python
+
+.PHONY: help setup demo test lint clean
+
+help:
+	@echo "make demo   bake the default atom, start it, detect faces in a photo, stop it"
+	@echo "make test   run every test of the template (sets everything up first)"
+	@echo "make lint   ruff on the hooks, scripts and tests of the template"
+	@echo "make clean  remove build/ and the virtual environments"
+
+setup:
+	@scripts/setup.sh
+
+demo: setup
+	$(PY) scripts/demo.py
+
+test: setup
+	$(PY) -m pytest tests
+
+lint: setup
+	$(VENV)/bin/ruff check hooks scripts tests
+	$(VENV)/bin/ruff format --check hooks scripts tests
+
+clean:
+	rm -rf build $(VENV) $(VENV)-py312

@@ -1,0 +1,145 @@
+"""Bake atoms and run them as real processes: shared by the demo, the tests and the benchmarks."""
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+from cookiecutter.main import cookiecutter
+
+TEMPLATE = Path(__file__).resolve().parent.parent
+
+
+def bake(output_dir: Path, **context: Any) -> Path:
+    """Render the template into ``output_dir`` (replacing an older bake); return the project."""
+    extra = {key: str(value) for key, value in context.items()}
+    return Path(
+        cookiecutter(
+            str(TEMPLATE),
+            no_input=True,
+            extra_context=extra,
+            output_dir=str(output_dir),
+            overwrite_if_exists=True,
+        )
+    )
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on right now."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def http(
+    method: str,
+    url: str,
+    body: Any = None,
+    headers: dict[str, str] | None = None,
+    timeout: float = 30,
+) -> tuple[int, dict[str, str], Any]:
+    """One HTTP call; return status, headers (lower-case) and the JSON body (or text)."""
+    data = None if body is None else json.dumps(body).encode()
+    request = urllib.request.Request(url, data=data, method=method, headers=headers or {})
+    if data is not None:
+        request.add_header("content-type", "application/json")
+    try:
+        with urllib.request.urlopen(request, timeout=timeout) as response:
+            status, raw, reply_headers = response.status, response.read(), response.headers
+    except urllib.error.HTTPError as error:
+        status, raw, reply_headers = error.code, error.read(), error.headers
+    lowered = {key.lower(): value for key, value in reply_headers.items()}
+    try:
+        return status, lowered, json.loads(raw)
+    except ValueError:
+        return status, lowered, raw.decode(errors="replace")
+
+
+def rss_kib(pid: int) -> int:
+    """Resident memory of a process, in KiB (from /proc)."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1])
+    raise RuntimeError(f"no VmRSS for pid {pid}")
+
+
+class AtomServer:
+    """``python server.py --port P`` in a baked project, bounded in time, stopped by pid."""
+
+    def __init__(
+        self,
+        project: Path,
+        *,
+        env: dict[str, str] | None = None,
+        python: str = sys.executable,
+        prefix: str = "/d2atom",
+    ) -> None:
+        self.project = project
+        self.port = free_port()
+        self.base = f"http://127.0.0.1:{self.port}"
+        self.prefix = prefix
+        self.env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), **(env or {})}
+        self.python = python
+        self.process: subprocess.Popen[bytes] | None = None
+        self.seconds_to_ready: float | None = None
+        self.output = project / "server-output.log"
+
+    def start(self, ready_timeout: float = 60) -> "AtomServer":
+        """Start the server and wait until its ready route answers 200."""
+        started = time.perf_counter()
+        with self.output.open("wb") as output:
+            self.process = subprocess.Popen(
+                [self.python, "server.py", "--port", str(self.port), "--host", "127.0.0.1"],
+                cwd=self.project,
+                env=self.env,
+                stdout=output,
+                stderr=subprocess.STDOUT,
+            )
+        deadline = started + ready_timeout
+        while time.perf_counter() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"server.py exited early:\n{self.output.read_text()}")
+            try:
+                if http("GET", self.url("/v1/health/ready"), timeout=2)[0] == 200:
+                    self.seconds_to_ready = time.perf_counter() - started
+                    return self
+            except OSError:
+                pass
+            time.sleep(0.05)
+        self.kill()
+        raise RuntimeError(f"server.py not ready in {ready_timeout} s:\n{self.output.read_text()}")
+
+    def url(self, path: str) -> str:
+        """Absolute URL of a route under the prefix."""
+        return f"{self.base}{self.prefix}{path}"
+
+    def stop(self, timeout: float = 10) -> int:
+        """SIGTERM, wait up to ``timeout`` s (then SIGKILL); return the exit status."""
+        if self.process is None:
+            return 0
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.kill()
+        return self.process.returncode
+
+    def kill(self) -> None:
+        """SIGKILL the process if it still runs."""
+        if self.process is not None and self.process.poll() is None:
+            self.process.kill()
+            self.process.wait(10)
+
+    def __enter__(self) -> "AtomServer":
+        return self.start()
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.stop()

@@ -1,0 +1,52 @@
+"""Fixtures of the template tests: baked projects and subprocess helpers."""
+
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from scripts.atomctl import TEMPLATE, bake
+
+PYTHON312 = TEMPLATE / ".venv-py312" / "bin" / "python"
+# Unrendered template syntax that must never reach a generated file.
+LEFTOVER_RE = re.compile(r"\{\{\s*cookiecutter|\{%|\{#|cookiecutter\.\w")
+TEXT_SUFFIXES = {".py", ".md", ".toml", ".txt", ".cfg", ".ini", ".yml", ".yaml", ".example", ""}
+
+
+def run(
+    args: list[str], cwd: Path, timeout: float = 600, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    """Run a command with a time bound; return its result (never raises on failure)."""
+    return subprocess.run(
+        args, cwd=cwd, capture_output=True, text=True, timeout=timeout, env=env, check=False
+    )
+
+
+def python_for(context: dict[str, str]) -> str:
+    """The interpreter that runs an atom baked with this context."""
+    if context.get("python_version") == "3.12":
+        assert PYTHON312.exists(), (
+            f"{PYTHON312} is missing: run scripts/setup.sh on a machine with python3.12"
+        )
+        return str(PYTHON312)
+    return sys.executable
+
+
+def leftovers(project: Path) -> list[str]:
+    """Files (with line numbers) that still hold template syntax."""
+    found = []
+    for path in sorted(project.rglob("*")):
+        if not path.is_file() or path.suffix not in TEXT_SUFFIXES:
+            continue
+        for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+            if LEFTOVER_RE.search(line):
+                found.append(f"{path.relative_to(project)}:{number}: {line.strip()}")
+    return found
+
+
+@pytest.fixture(scope="session")
+def default_atom(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The atom baked with the default answers (shared by the boot and render lanes)."""
+    return bake(tmp_path_factory.mktemp("default"))

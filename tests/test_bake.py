@@ -1,0 +1,83 @@
+"""Every supported combination of answers bakes a clean project that passes its own tests."""
+
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from scripts.atomctl import TEMPLATE
+
+from .conftest import leftovers, python_for, run
+
+# The supported combinations; each one is baked, linted and tested.
+COMBINATIONS = {
+    "default": {},
+    "no-prefix": {"api_prefix": ""},
+    "custom": {
+        "project_name": "Vehicle Plate Reader",
+        "package_name": "plates",
+        "api_prefix": "/v1atom/plates",
+        "port": "8080",
+        "workers": "4",
+    },
+    "chinese-name": {"project_name": "人脸检测", "project_description": "人脸检测服务"},
+    "long-package-name": {"package_name": "a_rather_long_package_name_for_an_atom"},
+    "python312": {"python_version": "3.12"},
+}
+
+
+@pytest.fixture(scope="module", params=list(COMBINATIONS))
+def baked(request: pytest.FixtureRequest, cookies_session: Any) -> tuple[Path, dict[str, str]]:
+    """One baked project per combination, made with pytest-cookies."""
+    context = COMBINATIONS[request.param]
+    result = cookies_session.bake(extra_context=context, template=str(TEMPLATE))
+    assert result.exit_code == 0, result.exception
+    assert result.exception is None
+    return Path(result.project_path), context
+
+
+def test_no_template_syntax_left(baked: tuple[Path, dict[str, str]]) -> None:
+    """No generated file holds unrendered cookiecutter syntax."""
+    project, _ = baked
+    assert leftovers(project) == []
+
+
+def test_ruff_is_clean(baked: tuple[Path, dict[str, str]]) -> None:
+    """The generated code passes its own ruff lint and format checks."""
+    project, _ = baked
+    for args in (["check", "--no-cache", "."], ["format", "--check", "--no-cache", "."]):
+        result = run([sys.executable, "-m", "ruff", *args], cwd=project, timeout=120)
+        assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_own_suite_passes(baked: tuple[Path, dict[str, str]]) -> None:
+    """The generated project's own test suite passes, on the Python it was baked for."""
+    project, context = baked
+    result = run(
+        [python_for(context), "-m", "pytest", "-q", "-p", "no:cacheprovider"],
+        cwd=project,
+        timeout=600,
+    )
+    assert result.returncode == 0, result.stdout[-6000:] + result.stderr[-3000:]
+    assert " passed" in result.stdout
+    assert " failed" not in result.stdout and " skipped" not in result.stdout
+
+
+def test_answers_reach_the_code(baked: tuple[Path, dict[str, str]]) -> None:
+    """The answers become the package directory and the settings' defaults."""
+    project, context = baked
+    package = context.get("package_name", project.name.replace("-", "_"))
+    assert (project / package / "api" / "app.py").is_file()
+    code = (
+        f"import json; from {package}.config import Settings; s = Settings(_env_file=None); "
+        "print(json.dumps([s.atom_api_prefix, s.atom_port, s.atom_workers]))"
+    )
+    result = run([python_for(context), "-c", code], cwd=project, env={"PATH": "/usr/bin:/bin"})
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout) == [
+        context.get("api_prefix", "/d2atom"),
+        int(context.get("port", "8000")),
+        int(context.get("workers", "1")),
+    ]

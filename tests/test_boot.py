@@ -1,0 +1,128 @@
+"""The baked default atom as a real server: health, detect on a photograph, error bodies, logs."""
+
+import base64
+import json
+import re
+import subprocess
+import sys
+import zipfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from scripts.atomctl import AtomServer, http, rss_kib
+
+
+@pytest.fixture(scope="module")
+def server(default_atom: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[AtomServer]:
+    """``python server.py --port <free port>`` in the baked atom, stopped by pid afterwards."""
+    logs = tmp_path_factory.mktemp("logs")
+    atom = AtomServer(default_atom, env={"LOG_ROOT": str(logs)})
+    with atom:
+        yield atom
+
+
+def test_ping(server: AtomServer) -> None:
+    """Ping is the bare linker_atom body."""
+    status, headers, body = http("GET", server.url("/v1/health/ping"))
+    assert (status, body) == (200, {"is_alive": True})
+    assert re.fullmatch(r"[0-9a-f]{32}", headers["x-request-id"])
+
+
+def test_ready(server: AtomServer) -> None:
+    """Ready reports the loaded model."""
+    status, _, body = http("GET", server.url("/v1/health/ready"))
+    assert (status, body) == (200, {"is_ready": True, "models": {"face": "ready"}})
+
+
+def test_detect_finds_the_face(server: AtomServer, default_atom: Path) -> None:
+    """The astronaut photograph has one face, found in the right place."""
+    photo = default_atom / "tests" / "data" / "astronaut.jpg"
+    body = {"data": [base64.b64encode(photo.read_bytes()).decode()], "src_type": "base64"}
+    status, _, reply = http("POST", server.url("/detect"), body)
+    assert status == 200
+    assert (reply["code"], reply["msg"]) == (200, "")
+    (faces,) = reply["objects"]
+    assert len(faces) == 1
+    assert faces[0]["label"] == "face"
+    assert faces[0]["xmin"] < 224 < faces[0]["xmax"]
+    assert faces[0]["ymin"] < 113 < faces[0]["ymax"]
+
+
+def test_error_envelopes(server: AtomServer) -> None:
+    """404, 405 and 422 answer with the envelope."""
+    assert http("GET", f"{server.base}/nope")[0::2] == (
+        404,
+        {"code": 404, "msg": "Not Found", "data": None},
+    )
+    assert http("POST", server.url("/v1/health/ping"), {})[0::2] == (
+        405,
+        {"code": 405, "msg": "Method Not Allowed", "data": None},
+    )
+    status, _, body = http("POST", server.url("/detect"), {"data": "x", "src_type": "base64"})
+    assert (status, body["code"], body["msg"]) == (422, 422, "Request Entity Error")
+    assert body["data"][0]["loc"] == ["body", "data"]
+
+
+def test_log_lines_carry_the_request_id(server: AtomServer) -> None:
+    """The request's lines in the log file carry the X-Request-ID it was sent with."""
+    body, headers = {"data": [], "src_type": "base64"}, {"X-Request-ID": "boot-42"}
+    assert http("POST", server.url("/detect"), body, headers)[0] == 200
+    log_file = Path(server.env["LOG_ROOT"]) / "atom" / "atom.log"
+    lines = [line for line in log_file.read_text().splitlines() if "[boot-42]" in line]
+    assert len(lines) == 2
+    assert "POST /d2atom/detect client=127.0.0.1:" in lines[0]
+    assert "POST /d2atom/detect -> 200 in " in lines[1]
+
+
+def test_footprint(server: AtomServer) -> None:
+    """The server became ready quickly and its memory is that of one small process."""
+    assert server.seconds_to_ready is not None and server.seconds_to_ready < 15
+    assert 30_000 < rss_kib(server.process.pid) < 400_000
+
+
+def test_sigterm_stops_it(default_atom: Path, tmp_path: Path) -> None:
+    """SIGTERM ends the server with status 0 within 5 s."""
+    atom = AtomServer(default_atom, env={"LOG_ROOT": str(tmp_path)}).start()
+    assert atom.stop(timeout=5) == 0
+
+
+def readme_snippet(project: Path) -> str:
+    """The Python snippet of the generated README's "Run" section."""
+    readme = (project / "README.md").read_text(encoding="utf-8")
+    match = re.search(r"python - <<'PY'\n(.*?)\nPY\n", readme, re.S)
+    assert match is not None
+    return match[1]
+
+
+def test_readme_snippet_runs(server: AtomServer, default_atom: Path) -> None:
+    """The README's detect example, pointed at this server, prints a reply with one face."""
+    code = readme_snippet(default_atom).replace("127.0.0.1:8000", f"127.0.0.1:{server.port}")
+    result = subprocess.run(
+        [sys.executable, "-c", code],
+        cwd=default_atom,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    assert len(json.loads(result.stdout)["objects"][0]) == 1
+
+
+def test_readme_wheel_builds(default_atom: Path, tmp_path: Path) -> None:
+    """`pip wheel --no-deps -w dist .` from the README builds the atom's wheel."""
+    result = subprocess.run(
+        [sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "-w", str(tmp_path), "."],
+        cwd=default_atom,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    (wheel,) = tmp_path.glob("my_atom-0.1.0-*.whl")
+    names = zipfile.ZipFile(wheel).namelist()
+    assert "my_atom/api/app.py" in names
+    assert not any(name.startswith("tests/") for name in names)
