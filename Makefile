@@ -4,11 +4,12 @@
 VENV := .venv
 PY := $(VENV)/bin/python
 
-.PHONY: help setup demo test lint clean
+.PHONY: help setup demo test bench lint clean
 
 help:
 	@echo "make demo   bake the default atom, start it, detect faces in a photo, stop it"
 	@echo "make test   run every test of the template (sets everything up first)"
+	@echo "make bench  run the benchmark scripts (benchmarks/), print their tables"
 	@echo "make lint   ruff on the hooks, scripts and tests of the template"
 	@echo "make clean  remove build/ and the virtual environments"
 
@@ -21,9 +22,12 @@ demo: setup
 test: setup
 	$(PY) -m pytest tests
 
+bench: setup
+	$(PY) benchmarks/bench_boot.py
+
 lint: setup
-	$(VENV)/bin/ruff check hooks scripts tests
-	$(VENV)/bin/ruff format --check hooks scripts tests
+	$(VENV)/bin/ruff check hooks scripts tests benchmarks
+	$(VENV)/bin/ruff format --check hooks scripts tests benchmarks
 
 clean:
 	rm -rf build $(VENV) $(VENV)-py312

@@ -18,7 +18,7 @@ from scripts.atomctl import AtomServer, http, rss_kib
 def server(default_atom: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[AtomServer]:
     """``python server.py --port <free port>`` in the baked atom, stopped by pid afterwards."""
     logs = tmp_path_factory.mktemp("logs")
-    atom = AtomServer(default_atom, env={"LOG_ROOT": str(logs)})
+    atom = AtomServer(default_atom, env={"LOG_ROOT": str(logs), "ATOM_MAX_BODY_BYTES": "200000"})
     with atom:
         yield atom
 
@@ -63,6 +63,16 @@ def test_error_envelopes(server: AtomServer) -> None:
     status, _, body = http("POST", server.url("/detect"), {"data": "x", "src_type": "base64"})
     assert (status, body["code"], body["msg"]) == (422, 422, "Request Entity Error")
     assert body["data"][0]["loc"] == ["body", "data"]
+
+
+def test_body_above_the_limit(server: AtomServer) -> None:
+    """A body above ATOM_MAX_BODY_BYTES is 413 with the envelope; the server keeps serving."""
+    status, _, body = http("POST", server.url("/detect"), {"data": ["A" * 250_000]})
+    assert (status, body) == (
+        413,
+        {"code": 413, "msg": "Request Entity Too Large (limit 200000 bytes)", "data": None},
+    )
+    assert http("GET", server.url("/v1/health/ping"))[0] == 200
 
 
 def test_log_lines_carry_the_request_id(server: AtomServer) -> None:

@@ -144,7 +144,8 @@ def test_bad_meta_names_meta(monkeypatch: pytest.MonkeyPatch, meta: str) -> None
     """Invalid JSON or wrong types stop the start with a message naming META."""
     with pytest.raises(SettingsError) as error:
         load(monkeypatch, META=meta)
-    assert "META" in str(error.value)
+    assert str(error.value).startswith("invalid configuration: META ")
+    assert str(error.value).count("META") == 1
 
 
 def test_nothing_is_read_at_import() -> None:

@@ -133,7 +133,9 @@ def describe_errors(exc: ValidationError) -> str:
     for error in exc.errors(include_url=False):
         field = str(error["loc"][0]) if error["loc"] else "settings"
         message = error["msg"].removeprefix("Value error, ")
-        if field in SECRET_FIELDS or not error["loc"]:
+        if message.startswith(field.upper()):  # the message names the variable itself
+            parts.append(message)
+        elif field in SECRET_FIELDS or not error["loc"]:
             parts.append(f"{field.upper()}: {message}")
         else:
             parts.append(f"{field.upper()}={error.get('input')!r:.80}: {message}")

@@ -1,0 +1,100 @@
+"""Bake time, start-to-ready time, import time and memory of one atom server.
+
+Prints one table; the atom and a bare FastAPI app (bare_app.py, same uvicorn) are
+measured alternately in the same run, so their ratio holds on any machine.
+
+    .venv/bin/python benchmarks/bench_boot.py [--runs 5]
+"""
+
+import argparse
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from scripts.atomctl import AtomServer, bake, http, rss_kib
+
+HERE = Path(__file__).resolve().parent
+
+
+def time_bake(workdir: Path, runs: int) -> list[float]:
+    """Seconds to render the default atom, ``runs`` times."""
+    seconds = []
+    for run in range(runs):
+        started = time.perf_counter()
+        bake(workdir / f"bake{run}")
+        seconds.append(time.perf_counter() - started)
+    return seconds
+
+
+def time_import(project: Path, module: str) -> float:
+    """Seconds for a fresh interpreter to import ``module`` (minus a bare interpreter start)."""
+
+    def run(code: str) -> float:
+        started = time.perf_counter()
+        subprocess.run([sys.executable, "-c", code], cwd=project, check=True, timeout=120)
+        return time.perf_counter() - started
+
+    return run(f"import {module}") - run("pass")
+
+
+def boot(project: Path, logs: Path, bare: bool) -> tuple[float, int]:
+    """Start a server, wait until ready; return (seconds to ready, RSS in KiB after warm-up)."""
+    server = AtomServer(project, env={"LOG_ROOT": str(logs)})
+    if bare:
+        shutil.copy(HERE / "bare_app.py", project / "server.py")
+    with server:
+        for _ in range(200):  # warm-up
+            assert http("GET", server.url("/v1/health/ping"))[0] == 200
+        return server.seconds_to_ready or 0.0, rss_kib(server.process.pid)
+
+
+def main() -> int:
+    """Measure and print the table."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--runs", type=int, default=5)
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory() as tmp:
+        workdir = Path(tmp)
+        bakes = time_bake(workdir, args.runs)
+        atom = workdir / "bake0" / "my-atom"
+        bare = bake(workdir / "bare")
+        rows = {"atom": [], "bare": []}
+        for run in range(args.runs):
+            rows["atom"].append(boot(atom, workdir / f"logs{run}", bare=False))
+            rows["bare"].append(boot(bare, workdir / f"blogs{run}", bare=True))
+        imports = {
+            "atom": statistics.median(
+                time_import(atom, "uvicorn, my_atom.api.app") for _ in range(3)
+            ),
+            "bare": statistics.median(time_import(atom, "uvicorn, fastapi") for _ in range(3)),
+        }
+    ready = {key: statistics.median(r[0] for r in value) for key, value in rows.items()}
+    rss = {key: statistics.median(r[1] for r in value) for key, value in rows.items()}
+    print(f"runs: {args.runs} (medians); Python {sys.version.split()[0]}")
+    print()
+    print("| measure | atom | bare FastAPI | atom / bare |")
+    print("|---|---|---|---|")
+    print(f"| bake (render) | {statistics.median(bakes):.2f} s | - | - |")
+    print(
+        f"| start to ready | {ready['atom']:.2f} s | {ready['bare']:.2f} s |"
+        f" {ready['atom'] / ready['bare']:.2f}x |"
+    )
+    print(
+        f"| import of the app module | {imports['atom']:.2f} s | {imports['bare']:.2f} s |"
+        f" {imports['atom'] / imports['bare']:.2f}x |"
+    )
+    print(
+        f"| RSS after 200 pings | {rss['atom'] / 1024:.1f} MiB | {rss['bare'] / 1024:.1f} MiB |"
+        f" {rss['atom'] / rss['bare']:.2f}x |"
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
