@@ -104,6 +104,12 @@ class Settings(BaseSettings):
     # Serving platform (DESIGN.md section 4).
     meta: Annotated[str, AfterValidator(check_meta)] = ""
 
+    # Image inputs (lib/load_image.py, DESIGN.md section 6).
+
+    # Model protection (dependency/, DESIGN.md section 7).
+
+    # Deployment and control plane (nginx_run, Serving registration, metrics).
+
     @cached_property
     def serving(self) -> ServingMeta:
         """META, parsed."""
