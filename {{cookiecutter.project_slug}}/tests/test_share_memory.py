@@ -1,0 +1,272 @@
+"""lib.share_memory: the mmap reader, shared-memory frames, their lifecycle, the client."""
+
+import gc
+import json
+import re
+import socket
+import subprocess
+import sys
+import threading
+import time
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+import uvicorn
+
+from {{ cookiecutter.package_name }}.api.app import get_app
+from {{ cookiecutter.package_name }}.config import Settings
+from {{ cookiecutter.package_name }}.lib.exception import VqlError
+from {{ cookiecutter.package_name }}.lib.share_memory import (
+    SHM_DIR,
+    SHM_PREFIX,
+    MmapReader,
+    SharedFrame,
+    ShmClient,
+    ShmMapper,
+    open_frame,
+    publish_frame,
+    write_mmap_frame,
+)
+
+from .conftest import PHOTO
+
+ROOT = Path(__file__).parent.parent
+TRACKER_WORDS = ("resource_tracker", "leaked", "Warning", "Traceback")
+
+
+def our_blocks() -> set[str]:
+    """Names of the shared-memory blocks this package's producers made, now in /dev/shm."""
+    return {path.name for path in SHM_DIR.glob(f"{SHM_PREFIX}*")}
+
+
+def run_python(code: str, *args: str) -> subprocess.CompletedProcess[str]:
+    """Run Python code in a fresh interpreter of the project, bounded in time."""
+    return subprocess.run(
+        [sys.executable, "-c", code, *args],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+
+def test_mmap_reader_is_thread_safe(tmp_path: Path) -> None:
+    """Eight threads reading different frames of one file at once each get their own frame."""
+    rng = np.random.default_rng(3)
+    frames = [rng.integers(0, 255, (30 + i, 40, 3), dtype=np.uint8) for i in range(4)]
+    path, position, descriptors = tmp_path / "frames.bgr", 0, []
+    for frame in frames:
+        descriptors.append(write_mmap_frame(path, frame, position))
+        position += frame.nbytes + 7
+    reader = MmapReader([str(tmp_path)], max_bytes=1 << 20, max_pixels=1 << 20)
+    failures: list[int] = []
+
+    def work(worker: int) -> None:
+        for step in range(25):
+            which = (worker + step) % len(frames)
+            if not np.array_equal(reader.read(descriptors[which]), frames[which]):
+                failures.append(which)
+
+    threads = [threading.Thread(target=work, args=(worker,)) for worker in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(30)
+    assert failures == []
+
+
+@pytest.mark.parametrize(
+    ("changes", "message"),
+    [
+        ({"position": -1}, "position must be an integer >= 0"),
+        ({"height": True}, "height must be an integer >= 1"),
+        ({"width": 2.5}, "width must be an integer >= 1"),
+        ({"size": 0}, "size must be an integer >= 1"),
+        (
+            {"height": 1000, "size": 1000 * 40 * 3},
+            "bytes 0..120000 are outside the file (3600 bytes)",
+        ),
+    ],
+)
+def test_mmap_reader_checks_bounds(tmp_path: Path, changes: dict, message: str) -> None:
+    """Every descriptor field is checked, and no byte outside the file is read."""
+    descriptor = write_mmap_frame(tmp_path / "f.bgr", np.zeros((30, 40, 3), np.uint8))
+    reader = MmapReader([str(tmp_path)], max_bytes=1 << 20, max_pixels=1 << 20)
+    with pytest.raises(VqlError) as error:
+        reader.read({**descriptor, **changes})
+    assert (error.value.code, error.value.msg) == (501, message)
+
+
+def test_shared_frame_lifecycle() -> None:
+    """A published frame exists until close(); closing twice is fine; GC unlinks a lost one."""
+    frame = np.arange(24, dtype=np.uint8).reshape(2, 4, 3)
+    shared = publish_frame(frame)
+    assert shared.descriptor == {
+        "name": shared.name,
+        "shape": [2, 4, 3],
+        "dtype": "uint8",
+        "order": "bgr",
+    }
+    assert (SHM_DIR / shared.name).exists()
+    assert np.array_equal(open_frame(shared.descriptor), frame)
+    shared.close()
+    shared.close()
+    assert not (SHM_DIR / shared.name).exists()
+    lost = publish_frame(frame)
+    name = lost.name
+    del lost
+    gc.collect()
+    assert not (SHM_DIR / name).exists()
+
+
+def test_open_frame_maps_without_copying() -> None:
+    """The consumer's array is a read-only view on the block, of any numeric dtype."""
+    frame = np.linspace(0, 1, 12, dtype=np.float32).reshape(3, 4)
+    with SharedFrame.publish(frame) as shared:
+        view = open_frame(json.dumps(shared.descriptor))
+        assert np.array_equal(view, frame)
+        shared.write(frame * 2)
+        assert np.array_equal(view, frame * 2)
+        with pytest.raises(ValueError, match="read-only"):
+            view[0, 0] = 5
+        del view
+
+
+def address(array: np.ndarray) -> int:
+    """Where an array's data starts in this process's memory."""
+    return array.__array_interface__["data"][0]
+
+
+def test_mapper_keeps_recent_mappings() -> None:
+    """A block read again is not mapped again; a new block of the same name is; LRU bound."""
+    mapper = ShmMapper(max_blocks=2)
+    frames = [np.full((4, 4, 3), value, np.uint8) for value in (1, 2, 3)]
+    with SharedFrame.publish(frames[0]) as shared:
+        name, first = shared.name, mapper.open(shared.descriptor)[0]
+        again = mapper.open(shared.descriptor)[0]
+        assert address(again) == address(first)
+    with SharedFrame(frames[1].nbytes, name=name) as replaced:  # same name, another block
+        replaced.write(frames[1])
+        fresh = mapper.open(replaced.descriptor)[0]
+        assert address(fresh) != address(first)
+        assert np.array_equal(fresh, frames[1])
+        assert np.array_equal(first, frames[0])  # the unlinked block lives on for its array
+        with SharedFrame.publish(frames[2]) as other, SharedFrame.publish(frames[0]) as third:
+            held = [mapper.open(other.descriptor)[0], mapper.open(third.descriptor)[0]]
+            assert address(mapper.open(replaced.descriptor)[0]) != address(fresh)  # evicted
+            del held
+        del fresh
+    del first, again
+
+
+CONSUMER = """
+import json, sys
+from {{ cookiecutter.package_name }}.lib.load_image import ImageLoader
+from {{ cookiecutter.package_name }}.config import Settings
+(image,) = ImageLoader(Settings(_env_file=None)).load("shm", [json.loads(sys.argv[1])])
+print(int(image.sum()))
+"""
+
+
+def test_consumer_process_leaves_the_block_and_warns_nothing() -> None:
+    """Another process reads the block, exits silently, and the block is still there after."""
+    frame = cv2.imread(str(PHOTO))
+    with SharedFrame.publish(frame) as shared:
+        result = run_python(CONSUMER, json.dumps(shared.descriptor))
+        assert (result.returncode, result.stderr) == (0, "")
+        assert int(result.stdout) == int(frame.sum())
+        assert (SHM_DIR / shared.name).exists()  # the consumer's exit did not unlink it
+        name = shared.name
+    assert not (SHM_DIR / name).exists()
+
+
+PRODUCER = """
+import numpy as np
+from {{ cookiecutter.package_name }}.lib.share_memory import publish_frame
+shared = publish_frame(np.ones((4, 4, 3), np.uint8))
+print(shared.name)
+"""
+
+
+def test_producer_exiting_without_close_leaks_nothing() -> None:
+    """A producer that forgets close() still unlinks its block at exit, with no warning."""
+    before = our_blocks()
+    result = run_python(PRODUCER)
+    assert result.returncode == 0
+    assert not any(word in result.stderr for word in TRACKER_WORDS), result.stderr
+    assert result.stdout.strip().startswith(SHM_PREFIX)
+    assert our_blocks() - before == set()
+
+
+def wait_until_ready(url: str, timeout: float = 10.0) -> None:
+    """Poll a ready route until it answers 200."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            with urllib.request.urlopen(url, timeout=2) as response:
+                if response.status == 200:
+                    return
+        except OSError:
+            pass
+        time.sleep(0.05)
+    raise AssertionError(f"{url} did not answer 200")
+
+
+@pytest.fixture
+def live_atom(settings: Settings) -> Iterator[str]:
+    """The atom served by uvicorn on 127.0.0.1 in a thread, ready; its detect URL."""
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    base = f"http://127.0.0.1:{sock.getsockname()[1]}{settings.atom_api_prefix}"
+    server = uvicorn.Server(uvicorn.Config(get_app(settings), log_config=None, access_log=False))
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]})
+    thread.start()
+    try:
+        wait_until_ready(f"{base}/v1/health/ready")
+        yield f"{base}/detect"
+    finally:
+        server.should_exit = True
+        thread.join(10)
+        sock.close()
+
+
+def test_shm_client_sends_frames(live_atom: str) -> None:
+    """ShmClient sends frames through shared memory, reuses its blocks, and frees them."""
+    photo = cv2.imread(str(PHOTO))
+    before = our_blocks()
+    with ShmClient(live_atom) as client:
+        reply = client.send([photo])
+        assert reply.status == 200
+        assert [len(faces) for faces in reply.body["objects"]] == [1]
+        first = our_blocks() - before
+        assert client.send([photo], threshold=1.0).body["objects"] == [[]]
+        assert our_blocks() - before == first  # same size: same block
+        small = np.zeros((32, 32, 3), np.uint8)
+        assert client.send([small, photo]).body["objects"][0] == []
+        assert len(our_blocks() - before) == 2
+        reply = client.post({"data": [], "src_type": "stream"})
+        assert (reply.status, reply.body["objects"]) == (200, [])
+        assert client.post({"data": [], "src_type": "ftp"}).status == 422
+    assert our_blocks() - before == set()
+
+
+@pytest.mark.parametrize("readme", ["README.md", "README.zh-CN.md"])
+def test_readme_shm_example_runs(
+    live_atom: str, readme: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
+) -> None:
+    """The ShmClient example of the READMEs, pointed at a live atom, prints one face."""
+    text = (ROOT / readme).read_text(encoding="utf-8")
+    (code,) = [
+        block for block in re.findall(r"```python\n(.*?)```", text, re.S) if "ShmClient(" in block
+    ]
+    code = re.sub(r"http://127\.0\.0\.1:\d+[^\"]*/detect", live_atom, code)
+    monkeypatch.chdir(ROOT)
+    exec(compile(code, readme, "exec"), {})
+    status, objects = capsys.readouterr().out.split(" ", 1)
+    assert status == "200"
+    assert objects.startswith("[[{") and objects.count("'label': 'face'") == 1
