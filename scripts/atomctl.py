@@ -89,14 +89,18 @@ class AtomServer:
         self.python = python
         self.process: subprocess.Popen[bytes] | None = None
         self.seconds_to_ready: float | None = None
-        self.output = project / "server-output.log"
+        self.output = project / f"{type(self).__name__}-{self.port}.log"
+
+    def command(self) -> list[str]:
+        """What to run in the project directory."""
+        return [self.python, "server.py", "--port", str(self.port), "--host", "127.0.0.1"]
 
     def start(self, ready_timeout: float = 60) -> "AtomServer":
-        """Start the server and wait until its ready route answers 200."""
+        """Start the process and wait until its ready route answers 200."""
         started = time.perf_counter()
         with self.output.open("wb") as output:
             self.process = subprocess.Popen(
-                [self.python, "server.py", "--port", str(self.port), "--host", "127.0.0.1"],
+                self.command(),
                 cwd=self.project,
                 env=self.env,
                 stdout=output,
@@ -105,7 +109,7 @@ class AtomServer:
         deadline = started + ready_timeout
         while time.perf_counter() < deadline:
             if self.process.poll() is not None:
-                raise RuntimeError(f"server.py exited early:\n{self.output.read_text()}")
+                raise RuntimeError(f"{self.command()} exited early:\n{self.output.read_text()}")
             try:
                 if http("GET", self.url("/v1/health/ready"), timeout=2)[0] == 200:
                     self.seconds_to_ready = time.perf_counter() - started
@@ -114,7 +118,7 @@ class AtomServer:
                 pass
             time.sleep(0.05)
         self.kill()
-        raise RuntimeError(f"server.py not ready in {ready_timeout} s:\n{self.output.read_text()}")
+        raise RuntimeError(f"not ready in {ready_timeout} s:\n{self.output.read_text()}")
 
     def url(self, path: str) -> str:
         """Absolute URL of a route under the prefix."""
@@ -143,3 +147,52 @@ class AtomServer:
 
     def __exit__(self, *exc_info: object) -> None:
         self.stop()
+
+
+def free_port_range(count: int) -> int:
+    """The first of ``count`` consecutive free ports on 127.0.0.1."""
+    for _ in range(100):
+        first = free_port()
+        if first + count > 65535:
+            continue
+        sockets = []
+        try:
+            for port in range(first, first + count):
+                sock = socket.socket()
+                sockets.append(sock)
+                sock.bind(("127.0.0.1", port))
+            return first
+        except OSError:
+            continue
+        finally:
+            for sock in sockets:
+                sock.close()
+    raise RuntimeError(f"no {count} consecutive free ports")
+
+
+class AtomLauncher(AtomServer):
+    """``python nginx_run.py`` with ATOM_WORKERS workers on free ports; ready through nginx."""
+
+    def __init__(
+        self, project: Path, *, workers: int = 2, server: str = "server.py", **kwargs: Any
+    ) -> None:
+        super().__init__(project, **kwargs)
+        self.inner_start = free_port_range(workers)
+        self.server = server
+        self.env.update(
+            ATOM_PORT=str(self.port),
+            ATOM_INNER_START_PORT=str(self.inner_start),
+            ATOM_WORKERS=str(workers),
+        )
+
+    def command(self) -> list[str]:
+        return [self.python, "nginx_run.py", "--server", self.server]
+
+    def worker_pids(self) -> dict[int, int]:
+        """The latest pid started on each inner port, read from the launcher's output."""
+        pids = {}
+        for line in self.output.read_text().splitlines():
+            if " started (pid " in line and "deploy.launcher: worker :" in line:
+                port = int(line.split("worker :", 1)[1].split(" ", 1)[0])
+                pids[port] = int(line.rsplit("(pid ", 1)[1].rstrip(")"))
+        return pids

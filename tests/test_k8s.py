@@ -1,0 +1,58 @@
+"""The Kubernetes manifests of every supported combination validate offline."""
+
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from scripts.atomctl import bake
+
+from .conftest import run
+
+COMBINATIONS = {
+    "default": {},
+    "dotted-slug": {"project_slug": "Atom.V2_x", "package_name": "atom_v2", "port": "8080"},
+    "no-prefix": {"api_prefix": "", "workers": "3"},
+}
+
+
+@pytest.fixture(scope="module", params=list(COMBINATIONS))
+def manifests(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> tuple:
+    """The deploy/k8s folder of a baked project, and the answers it was baked with."""
+    context = COMBINATIONS[request.param]
+    project = bake(tmp_path_factory.mktemp(request.param), **context)
+    return project / "deploy" / "k8s", context
+
+
+def test_manifests_validate_strictly(manifests: tuple) -> None:
+    """kubernetes-validate --strict accepts every manifest (no unknown field, no bad value)."""
+    folder, _ = manifests
+    files = sorted(str(path) for path in folder.glob("*.yaml"))
+    assert len(files) == 4
+    validator = Path(sys.executable).parent / "kubernetes-validate"
+    result = run([str(validator), "--strict", *files], cwd=folder, timeout=120)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert result.stdout.count("passed") == 4
+
+
+def test_probes_ports_and_grace(manifests: tuple) -> None:
+    """Probes use the health routes on the atom's port; the grace period covers the drain."""
+    folder, context = manifests
+    deployment = yaml.safe_load((folder / "deployment.yaml").read_text())
+    pod = deployment["spec"]["template"]["spec"]
+    (container,) = pod["containers"]
+    prefix, port = context.get("api_prefix", "/d2atom"), int(context.get("port", "8000"))
+    assert container["ports"] == [{"name": "http", "containerPort": port}]
+    assert container["livenessProbe"]["httpGet"]["path"] == f"{prefix}/v1/health/ping"
+    assert container["readinessProbe"]["httpGet"]["path"] == f"{prefix}/v1/health/ready"
+    assert container["startupProbe"]["httpGet"]["path"] == f"{prefix}/v1/health/ready"
+    env = {item["name"]: item for item in container["env"]}
+    assert env["ATOM_WORKERS"]["value"] == context.get("workers", "1")
+    grace = float(env["ATOM_GRACE_PERIOD"]["value"])
+    assert pod["terminationGracePeriodSeconds"] > grace + 15
+    assert pod["securityContext"]["runAsNonRoot"] is True
+    assert pod["securityContext"]["runAsUser"] == 10001
+    mounts = {mount["mountPath"] for mount in container["volumeMounts"]}
+    assert "/run/secrets/atom_model_key" in mounts
+    assert deployment["metadata"]["name"].replace("-", "").isalnum()
