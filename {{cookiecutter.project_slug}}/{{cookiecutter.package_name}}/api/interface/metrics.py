@@ -1,0 +1,16 @@
+"""``GET {prefix}/metrics``: Prometheus metrics of the whole atom (METRICS_SWITCH)."""
+
+from fastapi import Request
+from fastapi.responses import PlainTextResponse
+from prometheus_client import CONTENT_TYPE_LATEST
+
+from ..base import UdfAPIRoute
+
+router = UdfAPIRoute(tags=["metrics"], quiet=True)
+
+
+@router.get("/metrics", response_class=PlainTextResponse, summary="Prometheus metrics")
+async def metrics(request: Request) -> PlainTextResponse:
+    """The Prometheus text format; under nginx_run, the sum over every worker."""
+    body = request.app.state.metrics.render()
+    return PlainTextResponse(body, media_type=CONTENT_TYPE_LATEST)

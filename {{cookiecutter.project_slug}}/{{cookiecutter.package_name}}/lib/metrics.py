@@ -1,0 +1,153 @@
+"""Prometheus metrics that stay correct when several server processes serve one atom.
+
+Under ``nginx_run`` every process writes its values to files in PROMETHEUS_MULTIPROC_DIR
+(set by the launcher) and one scrape of ``{prefix}/metrics`` through nginx, whichever
+worker answers, shows the sum over all of them. A lone ``server.py`` keeps them in memory.
+"""
+
+import os
+import re
+import time
+
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    generate_latest,
+    multiprocess,
+)
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
+BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
+UNMATCHED = "<unmatched>"  # requests that matched no route share one label value
+
+
+def route_template(scope: Scope) -> str:
+    """The template of the route that served the request ("/d2atom/items/{item_id}").
+
+    The matched route knows its template relative to its router; the router's prefix is
+    what precedes the rendered template in the request path.
+    """
+    template = getattr(scope.get("route"), "path", None)
+    if template is None:
+        return UNMATCHED
+    rendered = template
+    for name, value in scope.get("path_params", {}).items():
+        rendered = re.sub(r"\{" + re.escape(name) + r"(:[^}]*)?\}", str(value), rendered)
+    path = scope["path"]
+    if rendered and path.endswith(rendered):
+        return path[: len(path) - len(rendered)] + template
+    return template
+
+
+class ServingMetrics:
+    """The registration's metrics, kept by whichever process registers (launcher or server)."""
+
+    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+        registry = registry or CollectorRegistry()
+        self.registered = Gauge(
+            "atom_serving_registered",
+            "1 while the atom is registered with Serving",
+            multiprocess_mode="livemax",
+            registry=registry,
+        )
+        self.heartbeat_failures = Counter(
+            "atom_serving_heartbeat_failures",
+            "Heartbeats to Serving that failed",
+            registry=registry,
+        )
+
+    def on_serving_event(self, event: str) -> None:
+        """Follow the Serving agent: registered, unregistered, heartbeat_failed."""
+        if event == "heartbeat_failed":
+            self.heartbeat_failures.inc()
+        else:
+            self.registered.set(1 if event == "registered" else 0)
+
+
+class Metrics:
+    """The atom's metrics, in a registry of their own (one per app, so tests can build many)."""
+
+    def __init__(self) -> None:
+        self.registry = registry = CollectorRegistry(auto_describe=True)
+        self.requests = Counter(
+            "atom_requests",
+            "HTTP requests served",
+            ["route", "method", "status"],
+            registry=registry,
+        )
+        self.latency = Histogram(
+            "atom_request_duration_seconds",
+            "Time to serve a request",
+            ["route", "method"],
+            buckets=BUCKETS,
+            registry=registry,
+        )
+        self.in_flight = Gauge(
+            "atom_requests_in_flight",
+            "Requests being served",
+            multiprocess_mode="livesum",
+            registry=registry,
+        )
+        self.model_load_seconds = Gauge(
+            "atom_model_load_seconds",
+            "Time the model took to load",
+            ["model"],
+            multiprocess_mode="max",
+            registry=registry,
+        )
+        self.ready = Gauge(
+            "atom_ready",
+            "1 when every model is loaded (the minimum over the workers)",
+            multiprocess_mode="livemin",
+            registry=registry,
+        )
+        self.serving = ServingMetrics(registry)
+
+    def render(self) -> bytes:
+        """The exposition text: every process's values in multiprocess mode, ours otherwise."""
+        if os.environ.get(MULTIPROC_ENV):
+            registry = CollectorRegistry()
+            multiprocess.MultiProcessCollector(registry)
+            return generate_latest(registry)
+        return generate_latest(self.registry)
+
+
+class MetricsMiddleware:
+    """Count, time and track every HTTP request by route template, method and status."""
+
+    def __init__(self, app: ASGIApp, metrics: Metrics) -> None:
+        self.app = app
+        self.metrics = metrics
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        status = 500
+
+        async def send_with_status(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        metrics = self.metrics
+        metrics.in_flight.inc()
+        started = time.perf_counter()
+        try:
+            await self.app(scope, receive, send_with_status)
+        finally:
+            metrics.in_flight.dec()
+            route, method = route_template(scope), scope["method"]
+            metrics.requests.labels(route, method, str(status)).inc()
+            metrics.latency.labels(route, method).observe(time.perf_counter() - started)
+
+
+def mark_process_dead(pid: int) -> None:
+    """Drop a dead worker's live gauges (in-flight, ready) in multiprocess mode."""
+    directory = os.environ.get(MULTIPROC_ENV)
+    if directory:
+        multiprocess.mark_process_dead(pid, directory)
