@@ -24,6 +24,9 @@ test: setup
 
 bench: setup
 	$(PY) benchmarks/bench_boot.py
+	$(PY) benchmarks/bench_workers.py
+	$(PY) benchmarks/bench_images.py
+	$(PY) benchmarks/bench_protector.py
 
 lint: setup
 	$(VENV)/bin/ruff check hooks scripts tests benchmarks

@@ -10,6 +10,9 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 APT_PACKAGES=(chromium)      # headless browser: /docs and /redoc render offline
+APT_PACKAGES+=(gcc python3-dev)  # the post-gen hook compiles the atom's protector (Cython)
+APT_PACKAGES+=(nginx wrk)        # the nginx lane and the worker benchmark
+APT_PACKAGES+=(podman buildah runc debootstrap)  # the container lane builds the Dockerfile
 PYTHON=${PYTHON:-python3}
 
 log() { printf '[setup] %s\n' "$*"; }
@@ -29,8 +32,8 @@ install_debian_packages() {
 }
 
 requirements_hash() {
-    cat requirements-dev.txt "{{cookiecutter.project_slug}}/requirements.txt" \
-        "{{cookiecutter.project_slug}}/requirements-dev.txt" | sha256sum | cut -d' ' -f1
+    cat requirements-dev.txt "{{cookiecutter.project_slug}}"/requirements*.txt \
+        | sha256sum | cut -d' ' -f1
 }
 
 # make_venv DIR PYTHON REQUIREMENTS: create DIR and install REQUIREMENTS unless up to date.

@@ -1,7 +1,9 @@
 """Every supported combination of answers bakes a clean project that passes its own tests."""
 
 import json
+import stat
 import sys
+import sysconfig
 from pathlib import Path
 from typing import Any
 
@@ -11,19 +13,24 @@ from scripts.atomctl import TEMPLATE
 
 from .conftest import leftovers, python_for, run
 
-# The supported combinations; each one is baked, linted and tested.
+# The supported combinations; each one is baked, linted and tested. Together they cover
+# every prompt: a custom name, a 38-character package (lines stay within the line length),
+# a two-segment prefix, another port and worker count; a Chinese name without a prefix;
+# the Python 3.12 image.
 COMBINATIONS = {
     "default": {},
-    "no-prefix": {"api_prefix": ""},
     "custom": {
         "project_name": "Vehicle Plate Reader",
-        "package_name": "plates",
+        "package_name": "a_rather_long_package_name_for_an_atom",
         "api_prefix": "/v1atom/plates",
         "port": "8080",
         "workers": "4",
     },
-    "chinese-name": {"project_name": "人脸检测", "project_description": "人脸检测服务"},
-    "long-package-name": {"package_name": "a_rather_long_package_name_for_an_atom"},
+    "chinese-no-prefix": {
+        "project_name": "人脸检测",
+        "project_description": "人脸检测服务",
+        "api_prefix": "",
+    },
     "python312": {"python_version": "3.12"},
 }
 
@@ -52,11 +59,27 @@ def test_ruff_is_clean(baked: tuple[Path, dict[str, str]]) -> None:
         assert result.returncode == 0, result.stdout + result.stderr
 
 
+def test_hook_finished_the_project(baked: tuple[Path, dict[str, str]]) -> None:
+    """The post-gen hook compiled the protector, made a private key, encrypted the demo model."""
+    project, context = baked
+    package = context.get("package_name", project.name.replace("-", "_"))
+    ext_suffix = sysconfig.get_config_var("EXT_SUFFIX")
+    assert (project / package / "dependency" / f"model_protector{ext_suffix}").is_file()
+    key = project / "secrets" / "model.key"
+    assert stat.S_IMODE(key.stat().st_mode) == 0o600
+    assert (project / "models" / "face.enc").read_bytes().startswith(b"\x89ATOMGCM")
+    assert "secrets/" in (project / ".gitignore").read_text().splitlines()
+
+
 def test_own_suite_passes(baked: tuple[Path, dict[str, str]]) -> None:
     """The generated project's own test suite passes, on the Python it was baked for."""
     project, context = baked
+    python = python_for(context)
+    if python != sys.executable:  # the hook compiled the protector for cookiecutter's Python
+        build = run([python, "build_protector.py"], cwd=project, timeout=600)
+        assert build.returncode == 0, build.stdout + build.stderr
     result = run(
-        [python_for(context), "-m", "pytest", "-q", "-p", "no:cacheprovider"],
+        [python, "-m", "pytest", "-q", "-p", "no:cacheprovider"],
         cwd=project,
         timeout=600,
     )

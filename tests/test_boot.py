@@ -5,7 +5,6 @@ import json
 import re
 import subprocess
 import sys
-import zipfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -119,20 +118,3 @@ def test_readme_snippet_runs(server: AtomServer, default_atom: Path) -> None:
     )
     assert result.returncode == 0, result.stderr
     assert len(json.loads(result.stdout)["objects"][0]) == 1
-
-
-def test_readme_wheel_builds(default_atom: Path, tmp_path: Path) -> None:
-    """`pip wheel --no-deps -w dist .` from the README builds the atom's wheel."""
-    result = subprocess.run(
-        [sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "-w", str(tmp_path), "."],
-        cwd=default_atom,
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
-    )
-    assert result.returncode == 0, result.stderr[-3000:]
-    (wheel,) = tmp_path.glob("my_atom-0.1.0-*.whl")
-    names = zipfile.ZipFile(wheel).namelist()
-    assert "my_atom/api/app.py" in names
-    assert not any(name.startswith("tests/") for name in names)

@@ -4,14 +4,19 @@ For several server processes behind nginx use ``nginx_run.py``.
 """
 
 import argparse
+import logging
+import os
 import signal
 import sys
+import threading
+from collections.abc import Callable
 from types import FrameType
 
 import uvicorn
+from fastapi import FastAPI
 
 from {{ cookiecutter.package_name }}.api.app import get_app
-from {{ cookiecutter.package_name }}.config import SettingsError, get_settings
+from {{ cookiecutter.package_name }}.config import Settings, SettingsError, get_settings
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -23,12 +28,24 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 
 def exit_cleanly(signum: int, frame: FrameType | None) -> None:
-    """End with status 0 on SIGTERM/SIGINT (uvicorn re-raises them after its graceful stop)."""
+    """End with status 0 on SIGTERM/SIGINT (uvicorn re-raises them after its graceful stop).
+
+    A model still loading is abandoned: its thread may be inside a C++ library, where
+    the interpreter's normal exit would abort the process, so the exit is immediate.
+    """
+    if any(thread.name.startswith("load-") for thread in threading.enumerate()):
+        logging.shutdown()
+        os._exit(0)
     raise SystemExit(0)
 
 
-def main(argv: list[str] | None = None) -> int:
-    """Read the settings, build the app and serve until SIGINT/SIGTERM."""
+def main(
+    argv: list[str] | None = None, app_factory: Callable[[Settings], FastAPI] = get_app
+) -> int:
+    """Read the settings, build the app and serve until SIGINT/SIGTERM.
+
+    ``app_factory`` lets another entry script reuse this one with its own app.
+    """
     args = parse_args(argv)
     try:
         settings = get_settings()
@@ -37,14 +54,22 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, exit_cleanly)
+    # The app knows where it listens (Serving registration polls its own ready route).
+    settings = settings.model_copy(
+        update={
+            "atom_port": args.port or settings.atom_port,
+            "atom_host": args.host or settings.atom_host,
+        }
+    )
     uvicorn.run(
-        get_app(settings),
-        host=args.host or settings.atom_host,
-        port=args.port or settings.atom_port,
+        app_factory(settings),
+        host=settings.atom_host,
+        port=settings.atom_port,
         log_config=None,  # the atom's logging is already configured by get_app
         access_log=False,  # routes log their calls, with the request id
         server_header=False,
-        timeout_graceful_shutdown=10,
+        # Requests still running this long after SIGTERM are cancelled.
+        timeout_graceful_shutdown=max(1, int(settings.atom_grace_period)),
     )
     return 0
 

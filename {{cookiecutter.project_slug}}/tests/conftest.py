@@ -1,16 +1,28 @@
 """Shared fixtures: hermetic settings, an app client, the sample photo."""
 
 import base64
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
 import time
+import urllib.error
+import urllib.request
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
+import cv2
 import pytest
 from fastapi.testclient import TestClient
 
+from {{ cookiecutter.package_name }} import about
 from {{ cookiecutter.package_name }}.api.app import get_app
+from {{ cookiecutter.package_name }}.api.interface import detect
 from {{ cookiecutter.package_name }}.config import Settings
+from {{ cookiecutter.package_name }}.dependency.keys import protector_module
 
 DATA_DIR = Path(__file__).parent / "data"
 PHOTO = DATA_DIR / "astronaut.jpg"  # NASA portrait of Eileen Collins, public domain
@@ -23,12 +35,39 @@ def clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
         monkeypatch.delenv(name.upper(), raising=False)
 
 
+class ModelFiles(NamedTuple):
+    """A model key of the tests and the demo model encrypted with it."""
+
+    key_file: Path
+    model_dir: Path
+    key_text: str
+
+
+@pytest.fixture(scope="session")
+def model_files(tmp_path_factory: pytest.TempPathFactory) -> ModelFiles:
+    """A fresh key and the demo model encrypted with it: tests never use the project's key."""
+    protector = protector_module().ModelProtector
+    root = tmp_path_factory.mktemp("model")
+    key = protector.generate_key()
+    key_text = protector.key_to_text(key)
+    (root / "model.key").write_text(key_text + "\n")
+    (root / "models").mkdir()
+    cascade = Path(cv2.data.haarcascades) / detect.CASCADE_FILE
+    protector(key).encrypt(cascade, root / "models" / detect.MODEL_FILE, detect.MODEL_NAME)
+    return ModelFiles(root / "model.key", root / "models", key_text)
+
+
 @pytest.fixture
-def make_settings(tmp_path: Path) -> Callable[..., Settings]:
-    """Build settings from keyword overrides, logging into the test's temporary folder."""
+def make_settings(tmp_path: Path, model_files: ModelFiles) -> Callable[..., Settings]:
+    """Build settings from keyword overrides, logging into the test's temporary folder.
+
+    The model key and model folder are the tests' own (``model_files``).
+    """
 
     def make(**overrides: Any) -> Settings:
         overrides.setdefault("log_root", str(tmp_path / "logs"))
+        overrides.setdefault("atom_model_key_file", str(model_files.key_file))
+        overrides.setdefault("atom_model_dir", str(model_files.model_dir))
         return Settings(_env_file=None, **overrides)
 
     return make
@@ -73,3 +112,82 @@ def read_log(settings: Settings) -> str:
 def photo_b64() -> str:
     """The sample photo as base64."""
     return base64.b64encode(PHOTO.read_bytes()).decode()
+
+
+# Real server.py processes ------------------------------------------------------
+
+ROOT = Path(__file__).parent.parent
+PREFIX = about.API_PREFIX
+
+
+def free_port() -> int:
+    """A port nothing listens on right now."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def get(url: str) -> tuple[int, dict]:
+    """GET a URL; return status and JSON body."""
+    try:
+        with urllib.request.urlopen(url, timeout=5) as response:
+            return response.status, json.load(response)
+    except urllib.error.HTTPError as error:
+        return error.code, json.load(error)
+
+
+class Server:
+    """server.py on a free port with a clean environment; its output goes to a file."""
+
+    def __init__(self, tmp_path: Path, **env: str) -> None:
+        self.port = free_port()
+        self.base = f"http://127.0.0.1:{self.port}{PREFIX}"
+        self.output = tmp_path / f"server-{self.port}.out"
+        environ = {"PATH": os.environ["PATH"], "LOG_ROOT": str(tmp_path / "logs"), **env}
+        with self.output.open("wb") as output:
+            self.process = subprocess.Popen(
+                [sys.executable, "server.py", "--port", str(self.port), "--host", "127.0.0.1"],
+                cwd=ROOT,
+                env=environ,
+                stdout=output,
+                stderr=subprocess.STDOUT,
+            )
+
+    def wait_ready(self, timeout: float = 30) -> None:
+        """Poll ready until 200."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            try:
+                if get(f"{self.base}/v1/health/ready")[0] == 200:
+                    return
+            except OSError:
+                pass
+            time.sleep(0.1)
+        raise AssertionError(f"server.py did not become ready:\n{self.output.read_text()}")
+
+    def stop(self) -> float:
+        """SIGTERM; return how long the process took to exit (it must exit with 0)."""
+        started = time.monotonic()
+        self.process.send_signal(signal.SIGTERM)
+        assert self.process.wait(timeout=10) == 0
+        return time.monotonic() - started
+
+    def kill(self) -> None:
+        """SIGKILL if still running (cleanup by pid)."""
+        if self.process.poll() is None:
+            self.process.kill()
+            self.process.wait(10)
+
+
+@pytest.fixture
+def start(tmp_path: Path) -> Iterator[Callable[..., Server]]:
+    """Start server.py processes; each is killed by pid after the test if still running."""
+    started: list[Server] = []
+
+    def make(**env: str) -> Server:
+        started.append(Server(tmp_path, **env))
+        return started[-1]
+
+    yield make
+    for server in started:
+        server.kill()

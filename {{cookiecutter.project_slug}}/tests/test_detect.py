@@ -78,7 +78,7 @@ def test_no_images(client: TestClient, prefix: str) -> None:
         ([{"path": "/x"}], (400, 501, "image 0: a base64 item must be a string")),
         (
             [encode(np.zeros((8, 8, 3), np.uint8)), base64.b64encode(b"plain text").decode()],
-            (400, 502, "image 1: not a decodable image (10 bytes)"),
+            (400, 502, "image 1: not a JPEG, PNG, WebP or BMP image (10 bytes)"),
         ),
     ],
 )
@@ -91,10 +91,15 @@ def test_bad_images(
     assert detect(client, prefix, data=[photo_b64], src_type="base64")["status"] == 200
 
 
-def test_src_type_not_yet_supported(client: TestClient, prefix: str) -> None:
-    """A src_type of the contract that this atom does not load yet is 415 with code 504."""
-    reply = detect(client, prefix, data=["http://example.invalid/a.jpg"], src_type="url")
-    assert (reply["status"], reply["code"]) == (415, 504)
+def test_unsupported_format_is_415(client: TestClient, prefix: str) -> None:
+    """An image format the atom does not decode (GIF) is 415 with code 504."""
+    gif = base64.b64encode(b"GIF89a" + bytes(20)).decode()
+    reply = detect(client, prefix, data=[gif], src_type="base64")
+    assert (reply["status"], reply["code"], reply["msg"]) == (
+        415,
+        504,
+        "image 0: GIF images are not supported (JPEG, PNG, WebP or BMP only)",
+    )
 
 
 def test_unknown_src_type_is_422(client: TestClient, prefix: str) -> None:

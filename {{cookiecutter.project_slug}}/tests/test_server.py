@@ -1,100 +1,96 @@
-"""server.py as a real process: it starts, serves, and stops on SIGTERM."""
+"""server.py as a real process: it starts, serves, registers with Serving, stops on SIGTERM."""
 
 import json
-import os
-import signal
 import socket
-import subprocess
-import sys
 import time
-import urllib.error
-import urllib.request
-from collections.abc import Iterator
-from pathlib import Path
+from collections.abc import Callable
 
 import pytest
 
-from {{ cookiecutter.package_name }} import about
-
-ROOT = Path(__file__).parent.parent
-
-
-def free_port() -> int:
-    """A port nothing listens on right now."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+from .conftest import Server, free_port, get
+from .stubs import StubServing, running
 
 
-def get(url: str) -> tuple[int, dict]:
-    """GET a URL; return status and JSON body."""
-    try:
-        with urllib.request.urlopen(url, timeout=5) as response:
-            return response.status, json.load(response)
-    except urllib.error.HTTPError as error:
-        return error.code, json.load(error)
+def serving_env(serving: StubServing) -> dict[str, str]:
+    """Variables that make the atom register with the stub, quickly."""
+    port = serving.server_address[1]
+    meta = {"servingHost": "127.0.0.1", "servingPort": port, "atomCode": "a1"}
+    return {
+        "META": json.dumps(meta),
+        "SERVING_HEARTBEAT_INTERVAL": "0.2",
+        "SERVING_RETRY_MAX": "1",
+        "SERVING_TIMEOUT": "1",
+    }
 
 
-def start(tmp_path: Path, port: int, **env: str) -> subprocess.Popen:
-    """Start server.py with a clean environment."""
-    environ = {"PATH": os.environ["PATH"], "LOG_ROOT": str(tmp_path / "logs"), **env}
-    return subprocess.Popen(
-        [sys.executable, "server.py", "--port", str(port), "--host", "127.0.0.1"],
-        cwd=ROOT,
-        env=environ,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-
-
-@pytest.fixture
-def server(tmp_path: Path) -> Iterator[tuple[subprocess.Popen, str]]:
-    """A running server.py; killed by pid if a test leaves it running."""
-    port = free_port()
-    process = start(tmp_path, port)
-    base = f"http://127.0.0.1:{port}"
-    try:
-        yield process, base
-    finally:
-        if process.poll() is None:
-            process.kill()
-        process.communicate(timeout=10)
-
-
-def wait_until_ready(base: str, prefix: str, timeout: float = 30) -> None:
-    """Poll ready until 200."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            if get(f"{base}{prefix}/v1/health/ready")[0] == 200:
-                return
-        except OSError:
-            pass
-        time.sleep(0.1)
-    raise AssertionError("server.py did not become ready")
-
-
-def test_serves_and_stops_on_sigterm(server: tuple[subprocess.Popen, str]) -> None:
+def test_serves_and_stops_on_sigterm(start: Callable[..., Server]) -> None:
     """Ready within 30 s, ping answers, SIGTERM ends it with status 0 within 5 s."""
-    process, base = server
-    prefix = about.API_PREFIX
-    wait_until_ready(base, prefix)
-    assert get(f"{base}{prefix}/v1/health/ping") == (200, {"is_alive": True})
-    process.send_signal(signal.SIGTERM)
-    assert process.wait(timeout=5) == 0
+    server = start()
+    server.wait_ready()
+    assert get(f"{server.base}/v1/health/ping") == (200, {"is_alive": True})
+    assert server.stop() < 5
 
 
-def test_bad_setting_stops_the_start(tmp_path: Path) -> None:
+def test_bad_setting_stops_the_start(start: Callable[..., Server]) -> None:
     """A bad variable ends server.py at once with status 2 and one line naming it."""
-    process = start(tmp_path, free_port(), SW_SWITCH="maybe")
-    try:
-        _, stderr = process.communicate(timeout=30)
-    finally:
-        if process.poll() is None:
-            process.kill()
-    assert process.returncode == 2
-    assert stderr.strip().splitlines() == [
+    server = start(SW_SWITCH="maybe")
+    assert server.process.wait(timeout=30) == 2
+    assert server.output.read_text().strip().splitlines() == [
         "error: invalid configuration: SW_SWITCH='maybe': "
         "must be one of true/false, 1/0, yes/no, on/off"
     ]
+
+
+def test_registers_heartbeats_and_unregisters(start: Callable[..., Server]) -> None:
+    """A lone server.py registers once ready, sends heartbeats, and unregisters on SIGTERM."""
+    with running(StubServing()) as serving:
+        server = start(**serving_env(serving))
+        server.wait_ready()
+        (_, body), *_ = serving.wait_for("/atom/register")
+        assert body["atomInstanceName"] == socket.gethostname()
+        serving.wait_for("/atom/health", count=3)
+        assert server.stop() < 5
+        assert len(serving.paths("/atom/unRegister")) == 1
+        assert len(serving.paths("/atom/register")) == 1
+
+
+def test_serving_down_then_up_while_serving(start: Callable[..., Server]) -> None:
+    """Serving down at start: the atom serves meanwhile, and registers when Serving comes up."""
+    port = free_port()
+    down = {"servingHost": "127.0.0.1", "servingPort": port}
+    server = start(**{**serving_env(StubServing()), "META": json.dumps(down)})
+    server.wait_ready()
+    for _ in range(5):
+        assert get(f"{server.base}/v1/health/ping")[0] == 200
+        time.sleep(0.2)
+    with running(StubServing(port)) as serving:
+        serving.wait_for("/atom/register", timeout=5)
+        serving.wait_for("/atom/health", timeout=5)
+        assert server.stop() < 5
+
+
+@pytest.mark.parametrize("mode", ["500", "garbage", "slow"])
+def test_misbehaving_serving_does_not_stop_the_atom(
+    start: Callable[..., Server], mode: str
+) -> None:
+    """500, garbage or slow replies: the atom keeps serving and keeps retrying."""
+    with running(StubServing()) as serving:
+        serving.mode["*"] = mode
+        serving.slow_seconds = 1.5
+        server = start(**serving_env(serving))
+        server.wait_ready()
+        serving.wait_for("/atom/register", count=2, timeout=10)
+        started = time.monotonic()
+        for _ in range(5):
+            assert get(f"{server.base}/v1/health/ping")[0] == 200
+        assert time.monotonic() - started < 2
+        assert server.stop() < 5
+
+
+def test_sigterm_with_serving_gone(start: Callable[..., Server]) -> None:
+    """Registered, then Serving disappears: SIGTERM still ends the atom within 5 s."""
+    with running(StubServing()) as serving:
+        server = start(**serving_env(serving))
+        server.wait_ready()
+        serving.wait_for("/atom/health")
+    assert server.stop() < 5

@@ -9,6 +9,7 @@ from fastapi import HTTPException, Request
 
 from ..config import Settings
 from ..lib.common import run_in_daemon_thread
+from ..lib.load_image import ImageLoader
 
 logger = logging.getLogger(__name__)
 
@@ -77,6 +78,11 @@ class ModelStore:
 def get_settings(request: Request) -> Settings:
     """The settings the app was built with."""
     return request.app.state.settings
+
+
+def get_image_loader(request: Request) -> ImageLoader:
+    """The app's image loader (``lib.load_image``), built with its settings."""
+    return request.app.state.image_loader
 
 
 def get_model_store(request: Request) -> ModelStore:

@@ -6,15 +6,16 @@ Nothing is read at import: ``get_settings()`` reads and caches, tests build thei
 lazy module attribute.
 """
 
+import ipaddress
 import logging
 import re
 import uuid
 from functools import cached_property, lru_cache
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, BeforeValidator, Field, ValidationError
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import AfterValidator, BeforeValidator, Field, SecretStr, ValidationError
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from .. import about
 from .serving import ServingMeta, parse_meta
@@ -24,7 +25,7 @@ FALSE_WORDS = frozenset({"false", "0", "no", "off"})
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 PREFIX_RE = re.compile(r"^(/[A-Za-z0-9._~-]+)+$")
 # Fields whose values are not repeated in error messages (long, or secret).
-SECRET_FIELDS = frozenset({"meta"})
+SECRET_FIELDS = frozenset({"meta", "atom_model_key"})
 
 
 class SettingsError(ValueError):
@@ -64,9 +65,31 @@ def check_meta(value: str) -> str:
     return value
 
 
+def parse_list(value: Any) -> tuple[str, ...]:
+    """A comma-separated list (or a list): items stripped, empty ones dropped."""
+    items = value.split(",") if isinstance(value, str) else list(value)
+    return tuple(str(item).strip() for item in items if str(item).strip())
+
+
+def check_url_schemes(value: tuple[str, ...]) -> tuple[str, ...]:
+    """Image URLs may use http and https only."""
+    schemes = tuple(scheme.lower() for scheme in value)
+    if not set(schemes) <= {"http", "https"}:
+        raise ValueError("must list http and/or https only")
+    return schemes
+
+
+def check_networks(value: tuple[str, ...]) -> tuple[str, ...]:
+    """Each item is an IP address or network (CIDR), such as 10.1.2.0/24."""
+    for item in value:
+        ipaddress.ip_network(item, strict=False)  # ValueError names the bad item
+    return value
+
+
 Bool = Annotated[bool, BeforeValidator(parse_bool)]
 LogLevel = Annotated[str, BeforeValidator(parse_log_level)]
 Port = Annotated[int, Field(ge=1, le=65535)]
+StrList = Annotated[tuple[str, ...], NoDecode, BeforeValidator(parse_list)]
 
 
 class Settings(BaseSettings):
@@ -100,15 +123,39 @@ class Settings(BaseSettings):
     sw_agent_instance_name: str = Field(default_factory=lambda: uuid.uuid4().hex)
     sw_agent_log_reporter_active: Bool = True
     sw_agent_log_reporter_level: LogLevel = "DEBUG"
+    sw_agent_protocol: Literal["grpc", "http", "kafka"] = "grpc"
 
     # Serving platform (DESIGN.md section 4).
     meta: Annotated[str, AfterValidator(check_meta)] = ""
 
     # Image inputs (lib/load_image.py, DESIGN.md section 6).
+    image_max_bytes: int = Field(0, ge=0)  # 0: ATOM_MAX_BODY_BYTES
+    image_max_pixels: int = Field(40_000_000, ge=1)
+    image_url_timeout: float = Field(10.0, gt=0, le=600)
+    image_url_retries: int = Field(2, ge=0, le=10)
+    image_url_schemes: Annotated[StrList, AfterValidator(check_url_schemes)] = ("http", "https")
+    image_url_hosts: StrList = ()
+    image_url_block_private: Bool = True
+    image_url_allowed_networks: Annotated[StrList, AfterValidator(check_networks)] = ()
+    image_local_roots: StrList = ()
+    image_mmap_roots: StrList = ("/dev/shm",)
 
     # Model protection (dependency/, DESIGN.md section 7).
+    atom_model_dir: str = "models"
+    atom_model_key_file: str = "/run/secrets/atom_model_key"
+    atom_model_key: SecretStr = SecretStr("")
 
     # Deployment and control plane (nginx_run, Serving registration, metrics).
+    atom_runtime_dir: str = ""
+    atom_grace_period: float = Field(30.0, ge=0, le=3600)
+    atom_proxy_read_timeout: float = Field(300.0, ge=1, le=86400)
+    atom_worker_start_timeout: float = Field(120.0, ge=1, le=3600)
+    nginx_bin: str = ""
+    atom_supervised: Bool = False  # set by nginx_run for its workers
+    metrics_switch: Bool = True
+    serving_heartbeat_interval: float = Field(2.0, gt=0, le=3600)
+    serving_retry_max: float = Field(30.0, ge=1, le=3600)
+    serving_timeout: float = Field(3.0, gt=0, le=60)
 
     @cached_property
     def serving(self) -> ServingMeta:

@@ -2,6 +2,7 @@
 
 import logging
 import sys
+from collections.abc import Callable
 from typing import Any
 
 from ..lib.log import RequestIdFilter, SharedRotatingFileHandler, make_formatter, request_id_ctx
@@ -9,12 +10,14 @@ from . import Settings
 
 _OWNED = "_atom_handler"  # marks the handlers configure_logging installed
 _original_factory = logging.getLogRecordFactory()
+_trace_id: Callable[[], str] | None = None  # set when SkyWalking is on
 
 
 def _record_factory(*args: Any, **kwargs: Any) -> logging.LogRecord:
-    """Create records stamped with the current request id, whichever handler gets them."""
+    """Create records stamped with the request id (and trace id), whichever handler gets them."""
     record = _original_factory(*args, **kwargs)
     record.request_id = request_id_ctx.get()
+    record.trace_id = _trace_id() if _trace_id is not None else "-"
     return record
 
 
@@ -32,7 +35,14 @@ def configure_logging(settings: Settings) -> None:
                 settings.log_file, settings.log_file_max_bytes, settings.log_backup_count
             )
         )
-    formatter, request_filter = make_formatter(), RequestIdFilter()
+    global _trace_id  # noqa: PLW0603 - the factory is process-wide, like logging itself
+    if settings.sw_switch:
+        from .skywalking import trace_id  # noqa: PLC0415 - only with SW_SWITCH on
+
+        _trace_id = trace_id
+    else:
+        _trace_id = None
+    formatter, request_filter = make_formatter(traced=settings.sw_switch), RequestIdFilter()
     for handler in handlers:
         handler.setFormatter(formatter)
         handler.addFilter(request_filter)

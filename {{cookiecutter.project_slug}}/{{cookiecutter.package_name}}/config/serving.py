@@ -44,6 +44,27 @@ class ServingMeta(BaseModel):
         """The URL Serving calls to reach this atom: svcAddress + atomProcessUrl."""
         return self.svc_address.rstrip("/") + self.atom_process_url
 
+    @property
+    def registers(self) -> bool:
+        """The atom registers with Serving when META names a Serving host."""
+        return bool(self.serving_host.strip())
+
+    @property
+    def serving_url(self) -> str:
+        """``http://host:port`` of the Serving platform (port 0 means the default, 80)."""
+        return f"http://{self.serving_host.strip()}:{self.serving_port or 80}"
+
+    def register_body(self, instance_name: str) -> dict[str, object]:
+        """The body of ``POST /atom/register``."""
+        return {
+            "abilityCode": self.ability_code,
+            "abilityCodeInstance": self.ability_code_instance,
+            "abilityDependAtomCodes": list(self.ability_depend_atom_codes),
+            "atomCode": self.atom_code,
+            "atomInstanceName": instance_name,
+            "requestUrl": self.request_url,
+        }
+
 
 def parse_meta(text: str) -> ServingMeta:
     """Parse META; raise ValueError naming META when it is not a valid object."""

@@ -22,7 +22,8 @@ _NO_DEFAULT = object()
 
 # Keys whose values are secrets: headers, JSON fields, query parameters.
 SECRET_KEY_RE = re.compile(
-    r"authorization|cookie|token|secret|passw(or)?d|api[-_]?key|credential|session", re.I
+    r"authorization|cookie|token|secret|passw(or)?d|api[-_]?key|credential|session|signature",
+    re.I,
 )
 REDACTED = "***"
 

@@ -21,21 +21,25 @@ request_id_ctx: contextvars.ContextVar[str] = contextvars.ContextVar("request_id
 LOG_FORMAT = (
     "%(asctime)s.%(msecs)03d %(levelname)s %(process)d [%(request_id)s] %(name)s: %(message)s"
 )
+# With SkyWalking on, the bracket also holds the trace id: [request-id tid=trace-id].
+TRACED_LOG_FORMAT = LOG_FORMAT.replace("[%(request_id)s]", "[%(request_id)s tid=%(trace_id)s]")
 DATE_FORMAT = "%Y-%m-%d %H:%M:%S"
 
 
 class RequestIdFilter(logging.Filter):
-    """Stamp every record with the current request id (``%(request_id)s``)."""
+    """Stamp a record made before logging was configured with the request and trace ids."""
 
     def filter(self, record: logging.LogRecord) -> bool:
         if not hasattr(record, "request_id"):
             record.request_id = request_id_ctx.get()
+        if not hasattr(record, "trace_id"):
+            record.trace_id = "-"
         return True
 
 
-def make_formatter() -> logging.Formatter:
-    """The one line format of console and file."""
-    return logging.Formatter(LOG_FORMAT, DATE_FORMAT)
+def make_formatter(traced: bool = False) -> logging.Formatter:
+    """The one line format of console and file (with the trace id when ``traced``)."""
+    return logging.Formatter(TRACED_LOG_FORMAT if traced else LOG_FORMAT, DATE_FORMAT)
 
 
 class SharedRotatingFileHandler(logging.Handler):

@@ -69,9 +69,11 @@ def _summarize_body(kwargs: dict[str, Any]) -> str:
     return f"<{type(data).__name__}>"
 
 
-def _summarize_reply(response: requests.Response) -> str:
-    """A log-sized summary of a reply body."""
+def _summarize_reply(response: requests.Response, streamed: bool = False) -> str:
+    """A log-sized summary of a reply body (a streamed body is left unread)."""
     content_type = response.headers.get("content-type", "")
+    if streamed:
+        return f"<streamed, {content_type or 'no content-type'}>"
     if "json" in content_type:
         try:
             return format_long(response.json())
@@ -145,7 +147,7 @@ class HttpClient:
                     shown_url,
                     response.status_code,
                     ms_since(started),
-                    _summarize_reply(response),
+                    _summarize_reply(response, streamed=bool(kwargs.get("stream"))),
                 )
             return response
 

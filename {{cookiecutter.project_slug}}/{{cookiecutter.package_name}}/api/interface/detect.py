@@ -1,10 +1,13 @@
 """The example route: face detection. Edit this module to serve your own model.
 
 1. ``load_model(settings)`` builds the model once, in a background thread at start; the
-   atom is ready (``/v1/health/ready`` is 200) when it returns. Replace ``FaceDetector``
-   with your model and keep the ``predict_batch`` shape, or change the route below.
-2. ``detect()`` loads the images of the request (``lib.load_image``), runs the model in
-   a worker thread so the server keeps answering, and replies with the detection contract
+   atom is ready (``/v1/health/ready`` is 200) when it returns. It decrypts the model
+   file (``models/face.enc``) into memory with the model key (``dependency/keys.py``).
+   Replace ``FaceDetector`` with your model and keep the ``predict_batch`` shape, or
+   change the route below.
+2. ``detect()`` loads the images of the request with the app's ``ImageLoader``
+   (``lib.load_image``: every src_type, RGB arrays), runs the model in a worker thread so
+   the server keeps answering, and replies with the detection contract
    (``schema.response.DetectResponse``).
 3. Raise ``VqlError(code, msg)`` for errors the caller should see (see ``lib/exception.py``).
 """
@@ -20,17 +23,19 @@ from fastapi import Depends
 from starlette.concurrency import run_in_threadpool
 
 from ...config import Settings
+from ...dependency.keys import load_protector, model_path
 from ...lib.common import ms_since
 from ...lib.exception import VqlError
-from ...lib.load_image import load_image
+from ...lib.load_image import ImageLoader
 from ..base import UdfAPIRoute
-from ..dependencies import get_settings, use_model
+from ..dependencies import get_image_loader, get_settings, use_model
 from ..schema.payload import DetectPayload
 from ..schema.response import DetectObject, DetectResponse, ErrorEnvelope
 
 MODEL_NAME = "face"
 DEFAULT_THRESHOLD = 0.5
-CASCADE_FILE = "haarcascade_frontalface_default.xml"
+CASCADE_FILE = "haarcascade_frontalface_default.xml"  # in cv2.data.haarcascades
+MODEL_FILE = "face.enc"  # the cascade, encrypted with the model key (make model)
 
 
 class FaceDetector:
@@ -42,10 +47,12 @@ class FaceDetector:
 
     label = "face"
 
-    def __init__(self, cascade_path: str) -> None:
-        self._cascade = cv2.CascadeClassifier(cascade_path)
-        if self._cascade.empty():
-            raise RuntimeError(f"cannot load the cascade {cascade_path}")
+    def __init__(self, cascade_xml: str) -> None:
+        storage = cv2.FileStorage(cascade_xml, cv2.FILE_STORAGE_READ | cv2.FILE_STORAGE_MEMORY)
+        self._cascade = cv2.CascadeClassifier()
+        if not self._cascade.read(storage.getFirstTopLevelNode()):
+            raise RuntimeError("the decrypted model is not a cascade OpenCV can read")
+        storage.release()
         self._lock = threading.Lock()  # one detection at a time per cascade object
 
     def predict(self, image: np.ndarray, threshold: float) -> list[DetectObject]:
@@ -77,8 +84,10 @@ class FaceDetector:
 
 
 def load_model(settings: Settings) -> FaceDetector:
-    """Build the model once at start (runs in a background thread)."""
-    return FaceDetector(cv2.data.haarcascades + CASCADE_FILE)
+    """Decrypt the model into memory and build it, once at start (in a background thread)."""
+    protector = load_protector(settings)
+    cascade = protector.decrypt(model_path(settings, MODEL_FILE), model_id=MODEL_NAME)
+    return FaceDetector(cascade.decode("utf-8"))
 
 
 router = UdfAPIRoute(tags=["detect"])
@@ -89,7 +98,8 @@ router = UdfAPIRoute(tags=["detect"])
     response_model=DetectResponse,
     responses={
         400: {"model": ErrorEnvelope, "description": "an image cannot be used"},
-        415: {"model": ErrorEnvelope, "description": "src_type not supported"},
+        413: {"model": ErrorEnvelope, "description": "body or an image above its limit"},
+        415: {"model": ErrorEnvelope, "description": "image format not supported"},
         503: {"model": ErrorEnvelope, "description": "model not loaded yet"},
     },
     summary="Detect faces",
@@ -98,13 +108,14 @@ async def detect(
     payload: DetectPayload,
     model: Annotated[FaceDetector, Depends(use_model(MODEL_NAME))],
     settings: Annotated[Settings, Depends(get_settings)],
+    loader: Annotated[ImageLoader, Depends(get_image_loader)],
 ) -> DetectResponse:
     """Detect objects in each image of ``data``; one list of objects per image, in order."""
     started = time.perf_counter()
     served = settings.model_id_list
     if payload.model_id and served and payload.model_id not in served:
         raise VqlError(513, f"model_id {payload.model_id!r} is not served by this atom")
-    images = await run_in_threadpool(load_image, payload.src_type, payload.data)
+    images = await run_in_threadpool(loader.load, payload.src_type, payload.data)
     threshold = DEFAULT_THRESHOLD if payload.threshold is None else payload.threshold
     objects = await run_in_threadpool(model.predict_batch, images, threshold)
     return DetectResponse(took=round(ms_since(started), 2), objects=objects)

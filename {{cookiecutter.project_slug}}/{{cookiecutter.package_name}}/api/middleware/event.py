@@ -1,4 +1,4 @@
-"""The lifespan: what happens when a server starts and stops."""
+"""The lifespan: what happens when a server process starts and stops."""
 
 import asyncio
 import contextlib
@@ -7,29 +7,63 @@ from collections.abc import AsyncIterator
 
 from fastapi import FastAPI
 
+from ...config import Settings
+from ...config.skywalking import start_agent
+from ...lib.common import run_in_daemon_thread
+from ...lib.metrics import Metrics
+from ...lib.scheduler import AtomScheduler
+from ...lib.serving import build_agent
+from ..dependencies import ModelStore
+
 logger = logging.getLogger(__name__)
+
+
+async def load_models(store: ModelStore, settings: Settings, metrics: Metrics | None) -> None:
+    """Load the models and report their load times and the readiness as metrics."""
+    if metrics is not None:
+        metrics.ready.set(0)
+    await store.load_all(settings)
+    if metrics is not None:
+        for name, seconds in store.load_seconds.items():
+            metrics.model_load_seconds.labels(name).set(seconds)
+        metrics.ready.set(1 if store.ready else 0)
 
 
 @contextlib.asynccontextmanager
 async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-    """Start loading the models in the background, serve, then release everything.
+    """Start tracing, the scheduler, Serving registration and the model loading; undo them.
 
     The server answers as soon as it starts (``ping`` is 200, ``ready`` is 503 until the
-    models are loaded); stopping never waits for a model that is still loading.
+    models are loaded); stopping never waits for a model still loading or a stuck job.
+    Under nginx_run the launcher registers with Serving; a lone server.py does it here.
     """
-    settings, store = app.state.settings, app.state.models
+    settings, store, metrics = app.state.settings, app.state.models, app.state.metrics
     logger.info(
         "starting %s (prefix %r, models %s)",
         settings.atom_title,
         settings.atom_api_prefix,
         ", ".join(store.loaders) or "none",
     )
-    loading = asyncio.create_task(store.load_all(settings), name="load-models")
+    stop_tracing = start_agent(settings)
+    scheduler = AtomScheduler(app.state.jobs, settings.atom_runtime_dir)
+    scheduler.start()
+    on_event = metrics.serving.on_serving_event if metrics is not None else None
+    serving = None if settings.atom_supervised else build_agent(settings, on_event)
+    if serving is not None:
+        serving.start()
+    loading = asyncio.create_task(load_models(store, settings, metrics), name="load-models")
     try:
         yield
     finally:
+        if serving is not None:
+            await run_in_daemon_thread(serving.stop, name="serving-stop")
         loading.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await loading
+        scheduler.shutdown()
         store.close()
+        app.state.image_loader.close()  # its pooled HTTP connections
+        if stop_tracing is not None:  # it flushes to the collector: bounded
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(run_in_daemon_thread(stop_tracing, name="sw-stop"), 2.0)
         logger.info("stopped")

@@ -13,7 +13,10 @@ class DetectPayload(BaseModel):
 
     data: list[str | dict[str, Any]] = Field(
         max_length=MAX_IMAGES,
-        description="one item per image, its form given by src_type",
+        description=(
+            "one item per image, its form given by src_type: a URL, an absolute path, base64,"
+            " or an mmap or shm descriptor (an object or its JSON text)"
+        ),
     )
     src_type: SrcType = Field(description="how the items carry the images")
     threshold: float | None = Field(
