@@ -10,6 +10,15 @@ import pytest
 from scripts.atomctl import TEMPLATE, bake
 
 PYTHON312 = TEMPLATE / ".venv-py312" / "bin" / "python"
+# The answers of a default bake, as the hooks see them.
+DEFAULT_ANSWERS = {
+    "project_name": "My Atom",
+    "project_slug": "my-atom",
+    "package_name": "my_atom",
+    "api_prefix": "/d2atom",
+    "port": "8000",
+    "workers": "1",
+}
 # Unrendered template syntax that must never reach a generated file.
 LEFTOVER_RE = re.compile(r"\{\{\s*cookiecutter|\{%|\{#|cookiecutter\.\w")
 TEXT_SUFFIXES = {".py", ".md", ".toml", ".txt", ".cfg", ".ini", ".yml", ".yaml", ".example", ""}

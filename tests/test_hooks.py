@@ -11,7 +11,7 @@ import pytest
 
 from scripts.atomctl import TEMPLATE
 
-from .conftest import run
+from .conftest import DEFAULT_ANSWERS, run
 
 REJECTED = [
     ("project_name", "   "),
@@ -57,14 +57,7 @@ ACCEPTED = [
     ("project_slug", "atom.v2_x-y"),
 ]
 
-DEFAULTS = {
-    "project_name": "My Atom",
-    "project_slug": "my-atom",
-    "package_name": "my_atom",
-    "api_prefix": "/d2atom",
-    "port": "8000",
-    "workers": "1",
-}
+DEFAULTS = DEFAULT_ANSWERS
 
 
 @pytest.fixture(scope="module")

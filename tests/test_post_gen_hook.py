@@ -16,17 +16,9 @@ import pytest
 
 from scripts.atomctl import TEMPLATE
 
-from .conftest import run
+from .conftest import DEFAULT_ANSWERS, run
 
-ANSWERS = {
-    "project_name": "My Atom",
-    "project_slug": "my-atom",
-    "package_name": "my_atom",
-    "api_prefix": "/d2atom",
-    "port": "8000",
-    "workers": "1",
-    "python_version": "3.11",
-}
+ANSWERS = {**DEFAULT_ANSWERS, "python_version": "3.11"}
 SOURCE = TEMPLATE / "hooks" / "post_gen_project.py"
 
 

@@ -18,6 +18,7 @@ from typing import BinaryIO, NamedTuple
 
 from .archive import extract_members, read_members
 from .errors import FormatError, ModelIdMismatchError, ModelKeyError, TruncatedError, WrongKeyError
+from .fileformat import read_exact
 
 MASKED_BYTES = {b"HL": 10240, b"LH": -1}  # -1: the whole payload is masked
 HEAD = struct.Struct(">2sHBQ")
@@ -31,15 +32,6 @@ class LinkerHeader(NamedTuple):
     version: int
     payload_size: int
     customer_id: str
-
-
-def read_exact(f: BinaryIO, size: int) -> bytes:
-    """Up to ``size`` bytes (fewer only at the end of the file)."""
-    parts, left = [], size
-    while left > 0 and (part := f.read(left)):
-        parts.append(part)
-        left -= len(part)
-    return b"".join(parts)
 
 
 def read_header(f: BinaryIO, name: str) -> LinkerHeader:
