@@ -25,6 +25,7 @@ test: setup
 bench: setup
 	$(PY) benchmarks/bench_boot.py
 	$(PY) benchmarks/bench_workers.py
+	$(PY) benchmarks/bench_stack.py
 	$(PY) benchmarks/bench_images.py
 	$(PY) benchmarks/bench_protector.py
 

@@ -10,9 +10,6 @@ each one's ratio to the single server.
 import argparse
 import base64
 import json
-import re
-import shutil
-import subprocess
 import sys
 import tempfile
 import time
@@ -20,7 +17,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from scripts.atomctl import AtomLauncher, AtomServer, bake
+from scripts.atomctl import AtomLauncher, AtomServer, bake, wrk
 
 WRK_SCRIPT = """
 local file = io.open("{body}", "rb")
@@ -46,39 +43,12 @@ class UvicornWorkers(AtomServer):
         ]
 
 
-def wrk(url: str, script: Path, seconds: int, connections: int) -> dict[str, float]:
-    """Run wrk; return requests/s, p50 and p99 latency (ms), errors."""
-    binary = shutil.which("wrk")
-    assert binary, "wrk is missing: run scripts/setup.sh (apt-get install wrk)"
-    result = subprocess.run(
-        [binary, "-t2", f"-c{connections}", f"-d{seconds}s", "--latency", "-s", str(script), url],
-        capture_output=True,
-        text=True,
-        timeout=seconds + 60,
-        check=True,
-    )
-    out = result.stdout
-    errors = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
-    return {
-        "rps": float(re.search(r"Requests/sec:\s+([\d.]+)", out)[1]),
-        "p50": to_ms(re.search(r"50%\s+([\d.]+\w+)", out)[1]),
-        "p99": to_ms(re.search(r"99%\s+([\d.]+\w+)", out)[1]),
-        "errors": float(errors[1]) if errors else 0.0,
-    }
-
-
-def to_ms(text: str) -> float:
-    """wrk's '12.3ms' / '1.2s' / '900us' in milliseconds."""
-    value, unit = re.fullmatch(r"([\d.]+)(\w+)", text).groups()
-    return float(value) * {"us": 0.001, "ms": 1.0, "s": 1000.0, "m": 60000.0}[unit]
-
-
 def measure(server: AtomServer, script: Path, seconds: int, connections: int) -> dict:
     """Start the set-up, warm it up, load it, stop it."""
     with server:
         url = server.url("/detect")
-        wrk(url, script, 3, connections)  # warm-up: models, connections, caches
-        return wrk(url, script, seconds, connections)
+        wrk(url, 3, connections, script)  # warm-up: models, connections, caches
+        return wrk(url, seconds, connections, script)
 
 
 def main() -> int:

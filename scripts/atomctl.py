@@ -2,6 +2,8 @@
 
 import json
 import os
+import re
+import shutil
 import signal
 import socket
 import subprocess
@@ -80,8 +82,10 @@ class AtomServer:
         env: dict[str, str] | None = None,
         python: str = sys.executable,
         prefix: str = "/d2atom",
+        script: str = "server.py",
     ) -> None:
         self.project = project
+        self.script = script
         self.port = free_port()
         self.base = f"http://127.0.0.1:{self.port}"
         self.prefix = prefix
@@ -93,7 +97,7 @@ class AtomServer:
 
     def command(self) -> list[str]:
         """What to run in the project directory."""
-        return [self.python, "server.py", "--port", str(self.port), "--host", "127.0.0.1"]
+        return [self.python, self.script, "--port", str(self.port), "--host", "127.0.0.1"]
 
     def start(self, ready_timeout: float = 60) -> "AtomServer":
         """Start the process and wait until its ready route answers 200."""
@@ -196,3 +200,35 @@ class AtomLauncher(AtomServer):
                 port = int(line.split("worker :", 1)[1].split(" ", 1)[0])
                 pids[port] = int(line.rsplit("(pid ", 1)[1].rstrip(")"))
         return pids
+
+
+def wrk(
+    url: str, seconds: int, connections: int, script: Path | None = None, threads: int = 2
+) -> dict[str, float]:
+    """Load ``url`` with wrk; return requests/s, p50 and p99 latency (ms), non-2xx count."""
+    binary = shutil.which("wrk")
+    assert binary, "wrk is missing: run scripts/setup.sh (apt-get install wrk)"
+    command = [binary, f"-t{threads}", f"-c{connections}", f"-d{seconds}s", "--latency"]
+    if script is not None:
+        command += ["-s", str(script)]
+    result = subprocess.run(
+        [*command, url], capture_output=True, text=True, timeout=seconds + 60, check=True
+    )
+    out = result.stdout
+    errors = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
+    socket_errors = re.search(
+        r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", out
+    )
+    return {
+        "rps": float(re.search(r"Requests/sec:\s+([\d.]+)", out)[1]),
+        "p50": _to_ms(re.search(r"50%\s+([\d.]+\w+)", out)[1]),
+        "p99": _to_ms(re.search(r"99%\s+([\d.]+\w+)", out)[1]),
+        "errors": float(errors[1]) if errors else 0.0,
+        "socket_errors": float(sum(map(int, socket_errors.groups()))) if socket_errors else 0.0,
+    }
+
+
+def _to_ms(text: str) -> float:
+    """wrk's '12.3ms' / '1.2s' / '900us' in milliseconds."""
+    value, unit = re.fullmatch(r"([\d.]+)(\w+)", text).groups()
+    return float(value) * {"us": 0.001, "ms": 1.0, "s": 1000.0, "m": 60000.0}[unit]

@@ -3,9 +3,10 @@
 import logging
 import multiprocessing
 import re
+import time
 from pathlib import Path
 
-from {{ cookiecutter.package_name }}.lib.log import SharedRotatingFileHandler
+from {{ cookiecutter.package_name }}.lib.log import SharedRotatingFileHandler, make_formatter
 
 LINE_RE = re.compile(r"^proc=(\d+) seq=(\d+) (x+) end$")
 PROCESSES, LINES, MAX_BYTES = 4, 500, 8192
@@ -74,3 +75,25 @@ def test_a_record_longer_than_the_limit_is_cut(tmp_path: Path) -> None:
     content = (tmp_path / "atom.log").read_bytes()
     assert len(content) <= 1024
     assert content.endswith(b"...(cut)\n")
+
+
+def test_line_is_formatted_once_per_record_and_dated_per_second() -> None:
+    """Console and file share one formatted line; the date text follows the record's second."""
+    formatter = make_formatter()
+    fields = {
+        "msg": "hello %s",
+        "args": ("x",),
+        "name": "atom",
+        "levelname": "INFO",
+        "request_id": "r1",
+        "trace_id": "-",
+    }
+    record = logging.makeLogRecord({**fields, "created": 1_800_000_000.25, "msecs": 250})
+    first = formatter.format(record)
+    record.msg = "changed after formatting"
+    assert formatter.format(record) == first
+    assert " INFO " in first
+    assert first.endswith("[r1] atom: hello x")
+    later = logging.makeLogRecord({**fields, "created": 1_800_000_001.5, "msecs": 500})
+    expected = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(1_800_000_001))
+    assert formatter.format(later).startswith(f"{expected}.500 ")

@@ -1,5 +1,6 @@
 """UdfAPIRoute: what each call logs, what it hides, and when it profiles."""
 
+import re
 from collections.abc import Callable, Iterator
 
 import pytest
@@ -51,20 +52,22 @@ def log_lines(settings: Settings, request_id: str) -> list[str]:
     ]
 
 
-def test_arrival_line_has_method_path_client_query_and_body(
+def test_call_line_has_method_path_client_query_body_status_and_duration(
     client: TestClient, settings: Settings
 ) -> None:
-    """One line names method, path, client, query and a summary of the body."""
+    """One line per call names method, path, client, query, body summary, status, duration."""
     client.post("/e/json?page=2", json={"name": "abc"}, headers={"X-Request-ID": "r1"})
-    first = log_lines(settings, "r1")[0]
-    assert first == 'POST /e/json client=testclient:50000 query={"page":"2"} body={"name":"abc"}'
+    arrived, done = log_lines(settings, "r1")
+    call = 'POST /e/json client=testclient:50000 query={"page":"2"} body={"name":"abc"}'
+    assert arrived.startswith(f"arrived: {call} headers=")  # at DEBUG only
+    assert re.fullmatch(re.escape(call) + r" -> 200 in \d+\.\d\d ms", done)
 
 
 def test_long_strings_are_cut(client: TestClient, settings: Settings) -> None:
     """A long string in the body is logged cut, with its length."""
     long_value = "A" * 10_000
     client.post("/e/json", json={"image": long_value}, headers={"X-Request-ID": "r2"})
-    line = log_lines(settings, "r2")[0]
+    line = log_lines(settings, "r2")[-1]
     assert "...(10000 chars)" in line
     assert long_value not in read_log(settings)
     assert len(line) < 400
@@ -77,7 +80,8 @@ def test_bytes_are_summarised(client: TestClient, settings: Settings) -> None:
         content=bytes(range(256)) * 40,
         headers={"X-Request-ID": "r3", "content-type": "application/octet-stream"},
     )
-    assert log_lines(settings, "r3")[0].endswith("body=<10240 bytes, application/octet-stream>")
+    done = log_lines(settings, "r3")[-1]
+    assert "body=<10240 bytes, application/octet-stream> -> 200 in " in done
 
 
 def test_secrets_are_redacted(client: TestClient, settings: Settings) -> None:
@@ -96,19 +100,21 @@ def test_secrets_are_redacted(client: TestClient, settings: Settings) -> None:
     log = read_log(settings)
     for secret in ("qsecret1", "bsecret2", "hsecret3", "csecret4", "tsecret5"):
         assert secret not in log
-    headers_line = next(line for line in log_lines(settings, "r4") if line.startswith("headers: "))
+    headers_line = log_lines(settings, "r4")[0].split(" headers=", 1)[1]
     assert '"authorization":"***"' in headers_line
     assert '"cookie":"***"' in headers_line
     assert '"x-api-token":"***"' in headers_line
     assert '"x-trace":"visible"' in headers_line
-    assert 'query={"access_token":"***","page":"1"}' in log_lines(settings, "r4")[0]
+    assert 'query={"access_token":"***","page":"1"}' in log_lines(settings, "r4")[-1]
 
 
-def test_outcome_line_has_status_and_duration(client: TestClient, settings: Settings) -> None:
-    """The last line of a call gives its status and duration."""
-    client.post("/e/json", json={}, headers={"X-Request-ID": "r5"})
-    assert log_lines(settings, "r5")[-1].startswith("POST /e/json -> 200 in ")
-    assert log_lines(settings, "r5")[-1].endswith(" ms")
+def test_failed_call_line(client: TestClient, settings: Settings) -> None:
+    """A call that fails validation logs its error instead of a status."""
+    headers = {"X-Request-ID": "r5", "content-type": "application/json"}
+    client.post("/e/json", content=b"[1, 2", headers=headers)
+    done = log_lines(settings, "r5")[-1]
+    assert done.startswith("POST /e/json client=testclient:50000 query={} body=<5 bytes, ")
+    assert re.search(r" failed in \d+\.\d\d ms: RequestValidationError$", done)
 
 
 def test_query_cannot_switch_profiling_on(client: TestClient, settings: Settings) -> None:

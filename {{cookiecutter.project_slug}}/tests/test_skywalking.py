@@ -36,6 +36,7 @@ def test_detect_is_traced_and_its_logs_carry_the_trace_id(
             SW_AGENT_COLLECTOR_BACKEND_SERVICES=collector.url.removeprefix("http://"),
             SW_AGENT_NAME="atom-under-test",
             SW_AGENT_LOG_REPORTER_ACTIVE="false",
+            LOG_LEVEL="DEBUG",  # two lines per call: its arrival and its end
         )
         server.wait_ready()
         assert post_json(f"{server.base}/detect", {"data": [], "src_type": "base64"}, "sw-1") == 200

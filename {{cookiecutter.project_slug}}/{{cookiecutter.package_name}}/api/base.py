@@ -9,11 +9,12 @@ Usage is unchanged from ``linker_atom``::
 
     app.include_router(route, prefix=settings.atom_api_prefix)
 
-Each call logs one line when it arrives (method, path, client, query, a summary of the
-body with long strings cut and bytes counted) and one when it ends (status or error,
-duration). Headers are logged at DEBUG with Authorization, Cookie and token-like
-values redacted. With PROFILING on, calls are profiled with cProfile and the top
-functions logged; a query parameter cannot switch it on.
+Each call logs one line when it ends: method, path, client, query, a summary of the
+body (long strings cut, bytes counted, secret-looking fields redacted), then the status
+or the error, and the duration. At DEBUG a line is also logged when the call arrives,
+with the headers (Authorization, Cookie and token-like values redacted). With PROFILING
+on, calls are profiled with cProfile and the top functions logged; a query parameter
+cannot switch it on.
 """
 
 import cProfile
@@ -83,31 +84,20 @@ class LoggedRoute(APIRoute):
 
         async def logged_handler(request: Request) -> Response:
             started = time.perf_counter()
-            if logger.isEnabledFor(level):
-                await _log_arrival(request, level)
+            call = await _describe_call(request) if logger.isEnabledFor(level) else None
             try:
                 if request.app.state.settings.profiling:
                     response = await _Profiler.run(handler, request)
                 else:
                     response = await handler(request)
             except Exception as exc:
-                logger.log(
-                    level,
-                    "%s %s failed in %.2f ms: %s",
-                    request.method,
-                    request.url.path,
-                    ms_since(started),
-                    _describe_error(exc),
-                )
+                if call is not None:
+                    error = _describe_error(exc)
+                    logger.log(level, "%s failed in %.2f ms: %s", call, ms_since(started), error)
                 raise
-            logger.log(
-                level,
-                "%s %s -> %d in %.2f ms",
-                request.method,
-                request.url.path,
-                response.status_code,
-                ms_since(started),
-            )
+            if call is not None:
+                status = response.status_code
+                logger.log(level, "%s -> %d in %.2f ms", call, status, ms_since(started))
             return response
 
         return logged_handler
@@ -119,23 +109,18 @@ class QuietRoute(LoggedRoute):
     log_level = logging.DEBUG
 
 
-async def _log_arrival(request: Request, level: int) -> None:
-    """Log the call's method, path, client, query and body summary (headers at DEBUG)."""
-    client = f"{request.client.host}:{request.client.port}" if request.client else "-"
+async def _describe_call(request: Request) -> str:
+    """Method, path, client, query and body summary of a call (its arrival logged at DEBUG)."""
+    scope = request.scope
+    client = "{}:{}".format(*scope["client"]) if scope.get("client") else "-"
+    query = format_long(redact_headers(request.query_params)) if scope["query_string"] else "{}"
     body = "-"
-    if request.method in BODY_METHODS:
+    if scope["method"] in BODY_METHODS:
         body = describe_body(await request.body(), request.headers.get("content-type", ""))
-    logger.log(
-        level,
-        "%s %s client=%s query=%s body=%s",
-        request.method,
-        request.url.path,
-        client,
-        format_long(redact_headers(request.query_params)),
-        body,
-    )
+    call = f"{scope['method']} {scope['path']} client={client} query={query} body={body}"
     if logger.isEnabledFor(logging.DEBUG):
-        logger.debug("headers: %s", format_long(redact_headers(request.headers)))
+        logger.debug("arrived: %s headers=%s", call, format_long(redact_headers(request.headers)))
+    return call
 
 
 def _describe_error(exc: Exception) -> str:

@@ -139,10 +139,17 @@ def summarize(value: Any, *, max_chars: int = 200, max_items: int = 20, depth: i
     return summarize(text, max_chars=max_chars)
 
 
+_SCALARS = frozenset({int, float, bool, type(None)})
+
+
 def _summarize_items(items: list[Any], options: dict[str, int]) -> list[Any]:
     """``summarize`` for sequences: the first ``max_items`` items and a count of the rest."""
     limit = options["max_items"]
-    out = [summarize(item, **options) for item in items[:limit]]
+    head = items[:limit]
+    if all(type(item) in _SCALARS for item in head):  # the common case: numbers
+        out = head
+    else:
+        out = [summarize(item, **options) for item in head]
     if len(items) > limit:
         out.append(f"...({len(items)} items)")
     return out

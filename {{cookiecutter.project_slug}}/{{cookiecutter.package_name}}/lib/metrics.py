@@ -8,6 +8,7 @@ worker answers, shows the sum over all of them. A lone ``server.py`` keeps them 
 import os
 import re
 import time
+from typing import Any
 
 from prometheus_client import (
     CollectorRegistry,
@@ -121,6 +122,9 @@ class MetricsMiddleware:
     def __init__(self, app: ASGIApp, metrics: Metrics) -> None:
         self.app = app
         self.metrics = metrics
+        # (route, method, status) -> (counter, histogram) children: labels() costs a lookup
+        # under a lock each time; the set of keys is bounded by the routes and statuses.
+        self._children: dict[tuple[str, str, int], tuple[Any, Any]] = {}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -141,9 +145,17 @@ class MetricsMiddleware:
             await self.app(scope, receive, send_with_status)
         finally:
             metrics.in_flight.dec()
-            route, method = route_template(scope), scope["method"]
-            metrics.requests.labels(route, method, str(status)).inc()
-            metrics.latency.labels(route, method).observe(time.perf_counter() - started)
+            key = (route_template(scope), scope["method"], status)
+            children = self._children.get(key)
+            if children is None:
+                route, method = key[0], key[1]
+                children = (
+                    metrics.requests.labels(route, method, str(status)),
+                    metrics.latency.labels(route, method),
+                )
+                self._children[key] = children
+            children[0].inc()
+            children[1].observe(time.perf_counter() - started)
 
 
 def mark_process_dead(pid: int) -> None:

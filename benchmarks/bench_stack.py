@@ -1,0 +1,100 @@
+"""Stack overhead: the full atom stack against a bare FastAPI app, same uvicorn settings.
+
+Two routes: ``GET ping`` (quiet: logged at DEBUG) and a small JSON ``POST`` (logged at
+INFO, like a model route: arrival and outcome lines, request id, metrics). Load from wrk;
+atom and bare alternate, three rounds each, and the table gives medians and ratios.
+
+    .venv/bin/python benchmarks/bench_stack.py [--seconds 8] [--connections 16]
+"""
+
+import argparse
+import json
+import shutil
+import statistics
+import sys
+import tempfile
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from scripts.atomctl import AtomServer, bake, wrk
+
+HERE = Path(__file__).resolve().parent
+POST_SCRIPT = """
+wrk.method = "POST"
+wrk.body = '{body}'
+wrk.headers["Content-Type"] = "application/json"
+"""
+ROUNDS = 3
+
+
+class StackServer(AtomServer):
+    """stack_servers.py atom|bare in the baked project."""
+
+    def __init__(self, project: Path, kind: str, **kwargs: object) -> None:
+        super().__init__(project, **kwargs)
+        self.kind = kind
+
+    def command(self) -> list[str]:
+        return [self.python, "stack_servers.py", self.kind, "--port", str(self.port)]
+
+
+def measure(server: StackServer, seconds: int, connections: int, script: Path) -> dict:
+    """Ping and echo throughput of one server (after a warm-up)."""
+    with server:
+        ping, echo = server.url("/v1/health/ping"), server.url("/bench/echo")
+        wrk(ping, 2, connections, threads=1)
+        wrk(echo, 2, connections, script, threads=1)
+        return {
+            "ping": wrk(ping, seconds, connections, threads=1),
+            "echo": wrk(echo, seconds, connections, script, threads=1),
+        }
+
+
+def main() -> int:
+    """Measure and print the table."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--seconds", type=int, default=8)
+    parser.add_argument("--connections", type=int, default=16)
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory() as tmp:
+        workdir = Path(tmp)
+        project = bake(workdir / "bake")
+        shutil.copy(HERE / "stack_servers.py", project)
+        script = workdir / "post.lua"
+        body = json.dumps({"name": "frame-17", "values": list(range(20))})
+        script.write_text(POST_SCRIPT.format(body=body))
+        env = {"LOG_ROOT": str(workdir / "logs")}  # the atom logs as it does by default
+        runs: dict[str, list[dict]] = {"atom": [], "bare": []}
+        for _ in range(ROUNDS):
+            for kind in ("atom", "bare"):
+                server = StackServer(project, kind, env=env)
+                runs[kind].append(measure(server, args.seconds, args.connections, script))
+    print(
+        f"wrk 1 thread, {args.connections} connections, {args.seconds} s per run;"
+        f" medians of {ROUNDS} alternating rounds; Python {sys.version.split()[0]}"
+    )
+    print()
+    print(
+        "| route | atom req/s | bare req/s | atom / bare | atom p50 / p99 ms | bare p50 / p99 ms |"
+    )
+    print("|---|---|---|---|---|---|")
+    for route, label in (("ping", "GET ping"), ("echo", "POST small JSON")):
+        atom = {
+            k: statistics.median(r[route][k] for r in runs["atom"]) for k in ("rps", "p50", "p99")
+        }
+        bare = {
+            k: statistics.median(r[route][k] for r in runs["bare"]) for k in ("rps", "p50", "p99")
+        }
+        ratio = atom["rps"] / bare["rps"]
+        print(
+            f"| {label} | {atom['rps']:.0f} | {bare['rps']:.0f} | {ratio:.2f}x |"
+            f" {atom['p50']:.2f} / {atom['p99']:.2f} | {bare['p50']:.2f} / {bare['p99']:.2f} |"
+        )
+    print()
+    print("target: atom >= 0.90x bare on both routes")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

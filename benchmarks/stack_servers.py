@@ -1,0 +1,92 @@
+"""The two servers of the stack-overhead benchmark, with the same routes and uvicorn settings.
+
+Copied into a bake of the default atom by bench_stack.py (not part of the atom):
+
+    python stack_servers.py atom --port P    the full atom stack (request id, route logging,
+                                             error envelope, metrics) plus an echo route
+    python stack_servers.py bare --port P    a bare FastAPI app with the same two routes
+"""
+
+import sys
+
+import uvicorn
+from fastapi import FastAPI
+from pydantic import BaseModel
+
+
+class Item(BaseModel):
+    """A small JSON body."""
+
+    name: str
+    values: list[int]
+
+
+class Echo(BaseModel):
+    """The reply: how many values came."""
+
+    name: str
+    count: int
+
+
+def echo(item: Item) -> Echo:
+    """The echo route's work, the same for both apps."""
+    return Echo(name=item.name, count=len(item.values))
+
+
+def bare_app() -> FastAPI:
+    """A bare FastAPI app: ping and echo, nothing else."""
+    app = FastAPI()
+
+    @app.get("/d2atom/v1/health/ping")
+    async def ping() -> dict[str, bool]:
+        return {"is_alive": True}
+
+    @app.get("/d2atom/v1/health/ready")
+    async def ready() -> dict[str, bool]:
+        return {"is_ready": True}
+
+    @app.post("/d2atom/bench/echo")
+    async def bare_echo(item: Item) -> Echo:
+        return echo(item)
+
+    return app
+
+
+def atom_factory(settings: object) -> FastAPI:
+    """The atom's app (its model included) plus the echo route, added as users add routes:
+    a UdfAPIRoute listed in ``api/route.py``'s ROUTERS."""
+    from my_atom.api import route
+    from my_atom.api.app import get_app
+    from my_atom.api.base import UdfAPIRoute
+
+    router = UdfAPIRoute()
+
+    @router.post("/bench/echo")
+    async def atom_echo(item: Item) -> Echo:
+        return echo(item)
+
+    route.ROUTERS = (*route.ROUTERS, router)
+    return get_app(settings)
+
+
+def main() -> int:
+    """Run one of the two apps with server.py's uvicorn settings."""
+    kind, argv = sys.argv[1], sys.argv[2:]
+    if kind == "atom":
+        import server
+
+        return server.main(argv, app_factory=atom_factory)
+    port = int(argv[argv.index("--port") + 1])
+    uvicorn.run(
+        bare_app(),
+        host="127.0.0.1",
+        port=port,
+        log_config=None,
+        access_log=False,
+        server_header=False,
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
