@@ -1,5 +1,6 @@
 """The nginx lane: nginx_run.py with real nginx and two workers on free ports of 127.0.0.1."""
 
+import gzip
 import importlib.util
 import itertools
 import json
@@ -10,6 +11,7 @@ import subprocess
 import sys
 import threading
 import time
+import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 from types import ModuleType
@@ -50,6 +52,20 @@ def nginx_binary() -> str:
         "nginx is missing: run scripts/setup.sh (apt-get install nginx)"
     )
     return binary
+
+
+def process_group(pgid: int) -> list[int]:
+    """Pids of the live processes of a process group."""
+    members = []
+    for proc in Path("/proc").iterdir():
+        if proc.name.isdigit():
+            try:
+                fields = (proc / "stat").read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            if int(fields[2]) == pgid and fields[0] != "Z":
+                members.append(int(proc.name))
+    return members
 
 
 def processes_under(path: Path) -> list[str]:
@@ -256,3 +272,24 @@ def test_one_scrape_sums_the_workers(atom: AtomLauncher) -> None:
         if sample.name == "atom_ready"
     ]
     assert ready == [1.0]
+
+
+def test_json_is_gzipped(atom: AtomLauncher) -> None:
+    """nginx compresses JSON replies for clients that accept gzip."""
+    request = urllib.request.Request(
+        f"{atom.base}/openapi.json", headers={"Accept-Encoding": "gzip"}
+    )
+    with urllib.request.urlopen(request, timeout=10) as response:
+        assert response.headers["Content-Encoding"] == "gzip"
+        assert json.loads(gzip.decompress(response.read()))["openapi"].startswith("3.")
+
+
+def test_launcher_exits_non_zero_when_nginx_dies(atom: AtomLauncher) -> None:
+    """If nginx dies, the launcher stops its workers and exits with status 1."""
+    nginx_pid = int((Path(atom.env["ATOM_RUNTIME_DIR"]) / "nginx.pid").read_text())
+    assert len(process_group(nginx_pid)) >= 2  # the master and its workers
+    os.kill(nginx_pid, signal.SIGKILL)
+    assert atom.process is not None
+    assert atom.process.wait(timeout=30) == 1
+    assert processes_under(Path(atom.env["ATOM_RUNTIME_DIR"])) == []
+    assert process_group(nginx_pid) == []  # no orphaned nginx worker left

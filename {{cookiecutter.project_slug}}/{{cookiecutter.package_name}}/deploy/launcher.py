@@ -22,6 +22,7 @@ Metrics: the workers and the launcher write to ``<runtime>/metrics``
 (PROMETHEUS_MULTIPROC_DIR), so a scrape through nginx shows the whole atom.
 """
 
+import contextlib
 import logging
 import os
 import queue
@@ -365,17 +366,24 @@ class Launcher:
         return status
 
     def _stop_nginx(self) -> None:
-        """SIGQUIT: stop accepting and finish what is in flight; SIGTERM after the grace period."""
-        if self.nginx is None or self.nginx.poll() is not None:
+        """SIGQUIT: stop accepting and finish what is in flight; SIGTERM after the grace period.
+
+        nginx runs in its own process group: whatever is left of it afterwards (workers
+        orphaned by a master that died) is killed with the group.
+        """
+        if self.nginx is None:
             return
-        self.nginx.send_signal(signal.SIGQUIT)
-        try:
-            self.nginx.wait(self.settings.atom_grace_period)
-        except subprocess.TimeoutExpired:
-            grace = self.settings.atom_grace_period
-            logger.warning("requests still in flight after %.0f s: closing them", grace)
-            self.nginx.terminate()
-            _wait_or_kill(self.nginx, 5)
+        if self.nginx.poll() is None:
+            self.nginx.send_signal(signal.SIGQUIT)
+            try:
+                self.nginx.wait(self.settings.atom_grace_period)
+            except subprocess.TimeoutExpired:
+                grace = self.settings.atom_grace_period
+                logger.warning("requests still in flight after %.0f s: closing them", grace)
+                self.nginx.terminate()
+                _wait_or_kill(self.nginx, 5)
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(self.nginx.pid, signal.SIGKILL)
 
     def _stop_workers(self) -> None:
         """SIGTERM every worker, wait for them, SIGKILL the ones left."""
