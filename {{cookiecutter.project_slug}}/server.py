@@ -8,7 +8,6 @@ import logging
 import os
 import signal
 import sys
-import threading
 from collections.abc import Callable
 from types import FrameType
 
@@ -16,6 +15,7 @@ import uvicorn
 from fastapi import FastAPI
 
 from {{ cookiecutter.package_name }}.api.app import get_app
+from {{ cookiecutter.package_name }}.api.dependencies import models_loading
 from {{ cookiecutter.package_name }}.config import Settings, SettingsError, get_settings
 
 
@@ -33,7 +33,7 @@ def exit_cleanly(signum: int, frame: FrameType | None) -> None:
     A model still loading is abandoned: its thread may be inside a C++ library, where
     the interpreter's normal exit would abort the process, so the exit is immediate.
     """
-    if any(thread.name.startswith("load-") for thread in threading.enumerate()):
+    if models_loading():
         logging.shutdown()
         os._exit(0)
     raise SystemExit(0)

@@ -1,6 +1,7 @@
 """FastAPI dependencies: the settings, and the models loaded in the lifespan."""
 
 import logging
+import threading
 import time
 from collections.abc import Callable, Mapping
 from typing import Any
@@ -16,6 +17,12 @@ logger = logging.getLogger(__name__)
 ModelLoader = Callable[[Settings], Any]
 
 LOADING, READY, FAILED = "loading", "ready", "failed"
+LOADER_THREAD_PREFIX = "load-"  # the threads that load models are named load-<model>
+
+
+def models_loading() -> bool:
+    """True while a thread of this process is still loading a model."""
+    return any(t.name.startswith(LOADER_THREAD_PREFIX) for t in threading.enumerate())
 
 
 class ModelStore:
@@ -43,9 +50,9 @@ class ModelStore:
         stays alive but not ready); the other models still load.
         """
         for name, loader in self.loaders.items():
-            started = time.perf_counter()
+            started, thread = time.perf_counter(), f"{LOADER_THREAD_PREFIX}{name}"
             try:
-                model = await run_in_daemon_thread(loader, settings, name=f"load-{name}")
+                model = await run_in_daemon_thread(loader, settings, name=thread)
             except Exception as exc:  # noqa: BLE001 - any failure leaves the model unloaded
                 self.status[name] = FAILED
                 logger.error("model %r failed to load: %s: %s", name, type(exc).__name__, exc)
