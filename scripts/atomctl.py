@@ -64,6 +64,21 @@ def http(
         return status, lowered, raw.decode(errors="replace")
 
 
+def log_lines(path: Path, needles: set[str], timeout: float = 5) -> list[str]:
+    """The lines of a log file that contain one of ``needles``, once each needle is there.
+
+    The atom writes lines below WARNING in batches (within 0.05 s), so a test that has
+    just made a request waits for its lines; after ``timeout`` s it gets what is there.
+    """
+    deadline = time.monotonic() + timeout
+    while True:
+        text = path.read_text() if path.exists() else ""
+        lines = [line for line in text.splitlines() if any(n in line for n in needles)]
+        if all(n in text for n in needles) or time.monotonic() > deadline:
+            return lines
+        time.sleep(0.02)
+
+
 def rss_kib(pid: int) -> int:
     """Resident memory of a process, in KiB (from /proc)."""
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from scripts.atomctl import AtomServer, http, rss_kib
+from scripts.atomctl import AtomServer, http, log_lines, rss_kib
 
 
 @pytest.fixture(scope="module")
@@ -79,7 +79,7 @@ def test_log_lines_carry_the_request_id(server: AtomServer) -> None:
     body, headers = {"data": [], "src_type": "base64"}, {"X-Request-ID": "boot-42"}
     assert http("POST", server.url("/detect"), body, headers)[0] == 200
     log_file = Path(server.env["LOG_ROOT"]) / "atom" / "atom.log"
-    lines = [line for line in log_file.read_text().splitlines() if "[boot-42]" in line]
+    lines = log_lines(log_file, {"[boot-42]"})
     assert len(lines) == 1  # one line per call at INFO
     assert "POST /d2atom/detect client=127.0.0.1:" in lines[0]
     assert " -> 200 in " in lines[0]

@@ -19,7 +19,7 @@ from types import ModuleType
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from scripts.atomctl import AtomLauncher, http
+from scripts.atomctl import AtomLauncher, http, log_lines
 
 SLOW_SERVER = '''"""server.py plus a slow route, for the drain test."""
 
@@ -128,7 +128,7 @@ def log_pids(atom: AtomLauncher, request_ids: set[str]) -> set[int]:
     """Pids of the log lines of these requests."""
     log_file = Path(atom.env["LOG_ROOT"]) / "atom" / "atom.log"
     pids = set()
-    for line in log_file.read_text().splitlines():
+    for line in log_lines(log_file, {f"[{request_id}]" for request_id in request_ids}):
         parts = line.split(" ", 5)
         if parts[4].strip("[]") in request_ids:
             pids.add(int(parts[3]))

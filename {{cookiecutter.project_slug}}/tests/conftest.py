@@ -23,6 +23,7 @@ from {{ cookiecutter.package_name }}.api.app import get_app
 from {{ cookiecutter.package_name }}.api.interface import detect
 from {{ cookiecutter.package_name }}.config import Settings
 from {{ cookiecutter.package_name }}.dependency.keys import protector_module
+from {{ cookiecutter.package_name }}.lib.log import flush_all
 
 DATA_DIR = Path(__file__).parent / "data"
 PHOTO = DATA_DIR / "astronaut.jpg"  # NASA portrait of Eileen Collins, public domain
@@ -105,6 +106,7 @@ def prefix(settings: Settings) -> str:
 def read_log(settings: Settings) -> str:
     """Everything the app wrote to its log file so far."""
     assert settings.log_file is not None
+    flush_all()  # lines below WARNING are written in batches
     return settings.log_file.read_text(encoding="utf-8")
 
 

@@ -1,12 +1,21 @@
-"""The shared rotating log file: several processes, no lost or mixed lines, sizes kept."""
+"""The log handlers: a file shared by several processes (no lost or mixed lines, sizes
+kept) and batched writing (order kept, WARNING at once, nothing lost at exit or fork)."""
 
+import io
 import logging
 import multiprocessing
+import os
 import re
 import time
 from pathlib import Path
+from unittest import mock
 
-from {{ cookiecutter.package_name }}.lib.log import SharedRotatingFileHandler, make_formatter
+from {{ cookiecutter.package_name }}.lib import log as log_module
+from {{ cookiecutter.package_name }}.lib.log import (
+    ConsoleHandler,
+    SharedRotatingFileHandler,
+    make_formatter,
+)
 
 LINE_RE = re.compile(r"^proc=(\d+) seq=(\d+) (x+) end$")
 PROCESSES, LINES, MAX_BYTES = 4, 500, 8192
@@ -34,7 +43,8 @@ def test_processes_share_the_file(tmp_path: Path) -> None:
     """4 processes x 500 lines: every line once and whole, no file above the limit."""
     handler = SharedRotatingFileHandler(tmp_path / "atom.log", MAX_BYTES, backup_count=1000)
     handler.setFormatter(logging.Formatter("%(message)s"))
-    handler.emit(logging.makeLogRecord({"msg": "proc=9 seq=0 xx end"}))  # opened before the fork
+    handler.emit(logging.makeLogRecord({"msg": "proc=9 seq=0 xx end"}))
+    handler.flush()  # opened before the fork
     context = multiprocessing.get_context("fork")
     children = [context.Process(target=write_lines, args=(handler, p)) for p in range(PROCESSES)]
     for child in children:
@@ -61,6 +71,7 @@ def test_backup_count_is_kept(tmp_path: Path) -> None:
     handler.setFormatter(logging.Formatter("%(message)s"))
     for seq in range(400):
         handler.emit(logging.makeLogRecord({"msg": f"line {seq:04d} " + "y" * 40}))
+    handler.flush()
     names = sorted(p.name for p in tmp_path.glob("atom.log*") if not p.name.endswith(".lock"))
     assert names == ["atom.log", "atom.log.1", "atom.log.2", "atom.log.3"]
     assert (tmp_path / "atom.log").read_text().splitlines()[-1].startswith("line 0399 ")
@@ -72,6 +83,7 @@ def test_a_record_longer_than_the_limit_is_cut(tmp_path: Path) -> None:
     handler = SharedRotatingFileHandler(tmp_path / "atom.log", 1024, backup_count=2)
     handler.setFormatter(logging.Formatter("%(message)s"))
     handler.emit(logging.makeLogRecord({"msg": "z" * 5000}))
+    handler.flush()
     content = (tmp_path / "atom.log").read_bytes()
     assert len(content) <= 1024
     assert content.endswith(b"...(cut)\n")
@@ -97,3 +109,83 @@ def test_line_is_formatted_once_per_record_and_dated_per_second() -> None:
     later = logging.makeLogRecord({**fields, "created": 1_800_000_001.5, "msecs": 500})
     expected = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(1_800_000_001))
     assert formatter.format(later).startswith(f"{expected}.500 ")
+
+
+def record(level: int, message: str) -> logging.LogRecord:
+    """A record as a logger makes it."""
+    return logging.makeLogRecord({"msg": message, "levelno": level, "levelname": "X"})
+
+
+def wait_for_lines(path: Path, count: int, timeout: float = 5) -> list[str]:
+    """The file's lines once there are ``count`` of them (or the timeout)."""
+    deadline = time.monotonic() + timeout
+    lines: list[str] = []
+    while time.monotonic() < deadline:
+        lines = path.read_text().splitlines() if path.exists() else []
+        if len(lines) >= count:
+            break
+        time.sleep(0.01)
+    return lines
+
+
+def test_info_lines_are_written_by_the_background_flush(tmp_path: Path) -> None:
+    """Lines below WARNING reach the file without any further call, in order."""
+    handler = SharedRotatingFileHandler(tmp_path / "atom.log", MAX_BYTES, backup_count=1)
+    handler.setFormatter(logging.Formatter("%(message)s"))
+    for seq in range(5):
+        handler.handle(record(logging.INFO, f"info {seq}"))
+    assert wait_for_lines(tmp_path / "atom.log", 5) == [f"info {seq}" for seq in range(5)]
+    handler.close()
+
+
+def test_a_warning_is_written_at_once_after_the_lines_before_it() -> None:
+    """A WARNING flushes synchronously: it and the pending INFO lines are there, in order."""
+    stream = io.StringIO()
+    handler = ConsoleHandler(stream)
+    handler.setFormatter(logging.Formatter("%(message)s"))
+    with mock.patch.object(log_module, "FLUSH_INTERVAL", 60):  # the thread would not be in time
+        handler.handle(record(logging.INFO, "first"))
+        handler.handle(record(logging.DEBUG, "second"))
+        handler.handle(record(logging.WARNING, "third"))
+        assert stream.getvalue() == "first\nsecond\nthird\n"
+    handler.close()
+
+
+def test_close_writes_what_is_pending(tmp_path: Path) -> None:
+    """close() (and so logging.shutdown at exit) writes the pending lines."""
+    handler = SharedRotatingFileHandler(tmp_path / "atom.log", MAX_BYTES, backup_count=1)
+    handler.setFormatter(logging.Formatter("%(message)s"))
+    with mock.patch.object(log_module, "FLUSH_INTERVAL", 60):
+        handler.handle(record(logging.INFO, "last words"))
+        handler.close()
+        assert (tmp_path / "atom.log").read_text() == "last words\n"
+
+
+def test_a_forked_child_does_not_repeat_the_parents_lines(tmp_path: Path) -> None:
+    """Lines pending at a fork are written once, by the parent, before the fork."""
+    handler = SharedRotatingFileHandler(tmp_path / "atom.log", MAX_BYTES, backup_count=1)
+    handler.setFormatter(logging.Formatter("%(message)s"))
+    with mock.patch.object(log_module, "FLUSH_INTERVAL", 60):
+        handler.handle(record(logging.INFO, "parent"))
+        pid = os.fork()
+        if pid == 0:  # the child: log one line, exit without atexit
+            handler.handle(record(logging.WARNING, "child"))
+            os._exit(0)
+        os.waitpid(pid, 0)
+        handler.close()
+    assert sorted((tmp_path / "atom.log").read_text().splitlines()) == ["child", "parent"]
+
+
+def test_batches_still_rotate_before_the_limit(tmp_path: Path) -> None:
+    """One flush of many lines rotates as often as the size limit needs."""
+    handler = SharedRotatingFileHandler(tmp_path / "atom.log", 1024, backup_count=50)
+    handler.setFormatter(logging.Formatter("%(message)s"))
+    with mock.patch.object(log_module, "FLUSH_INTERVAL", 60):
+        for seq in range(100):
+            handler.handle(record(logging.INFO, f"line {seq:03d} " + "w" * 50))
+        handler.flush()
+    files = [p for p in tmp_path.glob("atom.log*") if not p.name.endswith(".lock")]
+    assert len(files) >= 6  # 100 lines of 60 bytes in files of at most 1024
+    assert max(p.stat().st_size for p in files) <= 1024
+    assert sorted(all_lines(tmp_path)) == [f"line {seq:03d} " + "w" * 50 for seq in range(100)]
+    handler.close()

@@ -5,7 +5,13 @@ import sys
 from collections.abc import Callable
 from typing import Any
 
-from ..lib.log import RequestIdFilter, SharedRotatingFileHandler, make_formatter, request_id_ctx
+from ..lib.log import (
+    ConsoleHandler,
+    RequestIdFilter,
+    SharedRotatingFileHandler,
+    make_formatter,
+    request_id_ctx,
+)
 from . import Settings
 
 _OWNED = "_atom_handler"  # marks the handlers configure_logging installed
@@ -28,7 +34,7 @@ def configure_logging(settings: Settings) -> None:
         root.removeHandler(handler)
         handler.close()
 
-    handlers: list[logging.Handler] = [logging.StreamHandler(sys.stderr)]
+    handlers: list[logging.Handler] = [ConsoleHandler(sys.stderr)]
     if settings.log_file is not None:
         handlers.append(
             SharedRotatingFileHandler(

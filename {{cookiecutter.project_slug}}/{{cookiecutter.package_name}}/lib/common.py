@@ -26,6 +26,20 @@ SECRET_KEY_RE = re.compile(
     re.I,
 )
 REDACTED = "***"
+# Lower-case substrings that every match of SECRET_KEY_RE contains: a fast first test.
+SECRET_WORDS = (
+    b"authorization",
+    b"cookie",
+    b"token",
+    b"secret",
+    b"passw",
+    b"apikey",
+    b"api_key",
+    b"api-key",
+    b"credential",
+    b"session",
+    b"signature",
+)
 
 
 def timeit(
@@ -119,52 +133,83 @@ def summarize(value: Any, *, max_chars: int = 200, max_items: int = 20, depth: i
     Long strings are cut (their length is kept), bytes and arrays are summarised,
     long containers are trimmed and values under secret-looking keys are redacted.
     """
-    if value is None or isinstance(value, bool | int | float):
+    return _summarize(value, max_chars, max_items, depth)
+
+
+def _summarize(value: Any, max_chars: int, max_items: int, depth: int) -> Any:
+    kind = type(value)  # exact types first: JSON bodies hold nothing else
+    if kind in _SCALARS:
+        return value
+    if kind is str:
+        return value if len(value) <= max_chars else _cut(value, max_chars)
+    if kind is dict:
+        return _summarize_mapping(value, max_chars, max_items, depth)
+    if kind is list:
+        return _summarize_items(value, max_chars, max_items, depth)
+    return _summarize_other(value, max_chars, max_items, depth)
+
+
+def _summarize_other(value: Any, max_chars: int, max_items: int, depth: int) -> Any:
+    """``summarize`` for subclasses, bytes, arrays, other containers and objects."""
+    if isinstance(value, bool | int | float):
         return value
     if isinstance(value, str):
-        return value if len(value) <= max_chars else f"{value[:max_chars]}...({len(value)} chars)"
+        return _summarize(str(value), max_chars, max_items, depth)
     if isinstance(value, bytes | bytearray | memoryview):
         return f"<{len(value)} bytes>"
     if hasattr(value, "shape") and hasattr(value, "dtype"):
         return f"<array shape={tuple(value.shape)} dtype={value.dtype}>"
-    if isinstance(value, Mapping | list | tuple | set | frozenset):
-        if depth <= 0:
-            return "<...>"
-        options = {"max_chars": max_chars, "max_items": max_items, "depth": depth - 1}
-        if isinstance(value, Mapping):
-            return _summarize_mapping(value, options)
-        return _summarize_items(list(value), options)
+    if isinstance(value, Mapping):
+        return _summarize_mapping(value, max_chars, max_items, depth)
+    if isinstance(value, list | tuple | set | frozenset):
+        return _summarize_items(list(value), max_chars, max_items, depth)
     # Exceptions and other objects: their text.
     text = str(value) if isinstance(value, BaseException) else repr(value)
-    return summarize(text, max_chars=max_chars)
+    return _summarize(text, max_chars, max_items, depth)
 
 
 _SCALARS = frozenset({int, float, bool, type(None)})
 
 
-def _summarize_items(items: list[Any], options: dict[str, int]) -> list[Any]:
+def _cut(text: str, max_chars: int) -> str:
+    return f"{text[:max_chars]}...({len(text)} chars)"
+
+
+def _summarize_items(items: list[Any], max_chars: int, max_items: int, depth: int) -> Any:
     """``summarize`` for sequences: the first ``max_items`` items and a count of the rest."""
-    limit = options["max_items"]
-    head = items[:limit]
-    if all(type(item) in _SCALARS for item in head):  # the common case: numbers
-        out = head
-    else:
-        out = [summarize(item, **options) for item in head]
-    if len(items) > limit:
-        out.append(f"...({len(items)} items)")
-    return out
+    if depth <= 0:
+        return "<...>"
+    head = items[:max_items]
+    if not all(type(item) in _SCALARS for item in head):  # numbers are the common case
+        head = [_summarize(item, max_chars, max_items, depth - 1) for item in head]
+    if len(items) > max_items:
+        head.append(f"...({len(items)} items)")
+    return head
 
 
-def _summarize_mapping(value: Mapping, options: dict[str, int]) -> dict[str, Any]:
+def _summarize_mapping(value: Mapping, max_chars: int, max_items: int, depth: int) -> Any:
     """``summarize`` for mappings: keys as strings, secrets redacted, long ones trimmed."""
+    if depth <= 0:
+        return "<...>"
     out: dict[str, Any] = {}
     for index, (key, item) in enumerate(value.items()):
-        if index == options["max_items"]:
+        if index == max_items:
             out["..."] = f"({len(value)} keys)"
             break
-        name = str(key)
-        out[name] = REDACTED if SECRET_KEY_RE.search(name) else summarize(item, **options)
+        name = key if type(key) is str else str(key)
+        if _is_secret(name) if len(name) <= 64 else SECRET_KEY_RE.search(name):
+            out[name] = REDACTED
+        elif type(item) in _SCALARS:
+            out[name] = item
+        else:
+            out[name] = _summarize(item, max_chars, max_items, depth - 1)
     return out
+
+
+@functools.lru_cache(maxsize=4096)
+def _is_secret(name: str) -> bool:
+    """Whether a key names a secret (cached: bodies repeat the same few keys)."""
+    return SECRET_KEY_RE.search(name) is not None
 
 
 def format_long(value: Any, *, max_chars: int = 200, max_items: int = 20) -> str:
