@@ -6,6 +6,7 @@ from collections.abc import Callable
 import pytest
 from fastapi.testclient import TestClient
 
+from {{ cookiecutter.package_name }}.api import route
 from {{ cookiecutter.package_name }}.api.app import get_app
 from {{ cookiecutter.package_name }}.config import Settings
 
@@ -46,3 +47,25 @@ def test_docs_switch_off(make_settings: Callable[..., Settings]) -> None:
             response = client.get(path)
             assert response.status_code == 404, path
             assert response.json()["code"] == 404
+
+
+def test_flat_routes_document_and_answer_as_included_ones(
+    make_settings: Callable[..., Settings], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """include_flat gives the same OpenAPI document as include_router, and the same answers."""
+    settings = make_settings()
+    flat = get_app(settings, model_loaders={})
+    monkeypatch.setattr(
+        route, "include_flat", lambda app, router, prefix: app.include_router(router, prefix=prefix)
+    )
+    included = get_app(settings, model_loaders={})
+    assert flat.openapi() == included.openapi()
+    assert sum(type(r).__name__ == "_IncludedRouter" for r in flat.router.routes) == 0
+    assert sum(type(r).__name__ == "_IncludedRouter" for r in included.router.routes) >= 2
+    with TestClient(flat) as a, TestClient(included) as b:
+        for path in ("/v1/health/ping", "/v1/health/ready", "/nowhere"):
+            url = settings.atom_api_prefix + path
+            assert a.get(url).json() == b.get(url).json()
+            assert a.get(url).status_code == b.get(url).status_code
+        url = settings.atom_api_prefix + "/detect"
+        assert a.put(url).status_code == b.put(url).status_code == 405

@@ -16,7 +16,7 @@ from .interface import metrics as metrics_route
 from .interface.docs import install_docs
 from .middleware.event import lifespan
 from .middleware.http import install_error_handling
-from .route import MODEL_LOADERS, include_routers
+from .route import MODEL_LOADERS, include_flat, include_routers
 from .schema.response import ORJSONResponse
 
 
@@ -54,7 +54,7 @@ def get_app(
     include_routers(app, settings)
     if app.state.metrics is not None:
         app.add_middleware(MetricsMiddleware, metrics=app.state.metrics)  # outermost
-        app.include_router(metrics_route.router, prefix=settings.atom_api_prefix)
+        include_flat(app, metrics_route.router, settings.atom_api_prefix)
     if settings.docs_switch:
         install_docs(app)
     return app
