@@ -10,7 +10,7 @@ help:
 	@echo "make demo   bake the default atom, start it, detect faces in a photo, stop it"
 	@echo "make test   run every test of the template (sets everything up first)"
 	@echo "make soak   20,000 detect calls through nginx and 2 workers: no failure, no leak"
-	@echo "make bench  run the benchmark scripts (benchmarks/), print their tables"
+	@echo "make bench  run every benchmark (benchmarks/), write BENCHMARKS.md"
 	@echo "make lint   ruff on the hooks, scripts and tests of the template"
 	@echo "make clean  remove build/ and the virtual environments"
 
@@ -27,11 +27,7 @@ soak: setup
 	SOAK_REQUESTS=20000 $(PY) -m pytest tests/test_soak.py -s
 
 bench: setup
-	$(PY) benchmarks/bench_boot.py
-	$(PY) benchmarks/bench_workers.py
-	$(PY) benchmarks/bench_stack.py
-	$(PY) benchmarks/bench_images.py
-	$(PY) benchmarks/bench_protector.py
+	$(PY) benchmarks/run_all.py
 
 lint: setup
 	$(VENV)/bin/ruff check hooks scripts tests benchmarks

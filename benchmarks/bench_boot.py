@@ -1,7 +1,9 @@
 """Bake time, start-to-ready time, import time and memory of one atom server.
 
-Prints one table; the atom and a bare FastAPI app (bare_app.py, same uvicorn) are
-measured alternately in the same run, so their ratio holds on any machine.
+Prints one table; the atom and a bare FastAPI app (stack_servers.py bare, same uvicorn
+settings) are measured alternately in the same run, so their ratio holds on any machine.
+"Ready" is the first 200 of the ready route: for the atom, its demo model decrypted
+with the project's key and loaded (target: within 2 s).
 
     .venv/bin/python benchmarks/bench_boot.py [--runs 5]
 """
@@ -22,6 +24,7 @@ from bench_stack import StackServer  # benchmarks/ is on the path as the script'
 from scripts.atomctl import AtomServer, bake, http, rss_kib
 
 HERE = Path(__file__).resolve().parent
+READY_TARGET = 2.0  # seconds
 
 
 def time_bake(workdir: Path, runs: int) -> list[float]:
@@ -80,21 +83,25 @@ def main() -> int:
     rss = {key: statistics.median(r[1] for r in value) for key, value in rows.items()}
     print(f"runs: {args.runs} (medians); Python {sys.version.split()[0]}")
     print()
-    print("| measure | atom | bare FastAPI | atom / bare |")
-    print("|---|---|---|---|")
-    print(f"| bake (render + Cython compile) | {statistics.median(bakes):.2f} s | - | - |")
+    verdict = "met" if max(r[0] for r in rows["atom"]) <= READY_TARGET else "not met"
+    print("| measure | atom | bare FastAPI | atom / bare | target |")
+    print("|---|---|---|---|---|")
+    print(f"| bake (render + Cython compile) | {statistics.median(bakes):.2f} s | - | - | - |")
     print(
-        f"| start to ready | {ready['atom']:.2f} s | {ready['bare']:.2f} s |"
-        f" {ready['atom'] / ready['bare']:.2f}x |"
+        f"| `python server.py` to ready | {ready['atom']:.2f} s | {ready['bare']:.2f} s |"
+        f" {ready['atom'] / ready['bare']:.2f}x | every run <= {READY_TARGET:.0f} s: {verdict} |"
     )
     print(
         f"| import of the app module | {imports['atom']:.2f} s | {imports['bare']:.2f} s |"
-        f" {imports['atom'] / imports['bare']:.2f}x |"
+        f" {imports['atom'] / imports['bare']:.2f}x | - |"
     )
     print(
         f"| RSS after 200 pings | {rss['atom'] / 1024:.1f} MiB | {rss['bare'] / 1024:.1f} MiB |"
-        f" {rss['atom'] / rss['bare']:.2f}x |"
+        f" {rss['atom'] / rss['bare']:.2f}x | - |"
     )
+    slowest = max(r[0] for r in rows["atom"])
+    print()
+    print(f"slowest atom start of the {args.runs}: {slowest:.2f} s")
     return 0
 
 

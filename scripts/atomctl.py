@@ -1,5 +1,6 @@
 """Bake atoms and run them as real processes: shared by the demo, the tests and the benchmarks."""
 
+import base64
 import json
 import os
 import re
@@ -77,6 +78,25 @@ def log_lines(path: Path, needles: set[str], timeout: float = 5) -> list[str]:
         if all(n in text for n in needles) or time.monotonic() > deadline:
             return lines
         time.sleep(0.02)
+
+
+# The face of the sample photograph (tests/data/astronaut.jpg of a baked atom), cut out
+# and scaled down: one face, found in about 8 ms of CPU, so load runs measure the stack
+# rather than the model.
+FACE_BOX = (130, 20, 320, 210)  # x0, y0, x1, y1 in the 512x512 photograph
+FACE_SIZE = 64
+
+
+def small_face(project: Path) -> str:
+    """A 64x64 JPEG holding one face, base64-encoded."""
+    import cv2  # only load runs need OpenCV: imported here, not by every test
+
+    photo = cv2.imread(str(project / "tests" / "data" / "astronaut.jpg"))
+    x0, y0, x1, y1 = FACE_BOX
+    face = cv2.resize(photo[y0:y1, x0:x1], (FACE_SIZE, FACE_SIZE), interpolation=cv2.INTER_AREA)
+    ok, jpeg = cv2.imencode(".jpg", face)
+    assert ok
+    return base64.b64encode(jpeg.tobytes()).decode()
 
 
 def rss_kib(pid: int) -> int:

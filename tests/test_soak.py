@@ -4,7 +4,6 @@
 ``make soak``); the bounds below are the same for both.
 """
 
-import base64
 import itertools
 import json
 import os
@@ -15,10 +14,9 @@ from dataclasses import dataclass
 from http.client import HTTPConnection, HTTPException
 from pathlib import Path
 
-import cv2
 import pytest
 
-from scripts.atomctl import AtomLauncher, http, rss_kib
+from scripts.atomctl import AtomLauncher, http, rss_kib, small_face
 from tests.test_nginx import nginx_binary, process_group
 
 SOAK_REQUESTS = int(os.environ.get("SOAK_REQUESTS", "2000"))
@@ -36,10 +34,6 @@ REQUEST_TIMEOUT = 30  # seconds for one call; a stuck call is a failure, not a h
 # RSS may grow by this much over the warmed-up value, whatever SOAK_REQUESTS is: a leak of
 # 0.5 KiB per call fails the full run (20,000 calls); measured growth is below 1 MiB.
 RSS_GROWTH_KIB = 8 * 1024
-# The face of the astronaut photograph, cut out and scaled down to 64x64: one face is
-# found in about 8 ms of CPU, so the lane measures the stack rather than the model.
-FACE_BOX = (130, 20, 320, 210)  # x0, y0, x1, y1 in the 512x512 photograph
-FACE_SIZE = 64
 
 
 @dataclass
@@ -62,16 +56,6 @@ def usage(pid: int) -> Usage:
     status = Path(f"/proc/{pid}/status").read_text()
     threads = next(line for line in status.splitlines() if line.startswith("Threads:"))
     return Usage(rss_kib(pid), len(os.listdir(f"/proc/{pid}/fd")), int(threads.split()[1]))
-
-
-def small_face(project: Path) -> str:
-    """A 64x64 JPEG holding one face, base64-encoded."""
-    photo = cv2.imread(str(project / "tests" / "data" / "astronaut.jpg"))
-    x0, y0, x1, y1 = FACE_BOX
-    face = cv2.resize(photo[y0:y1, x0:x1], (FACE_SIZE, FACE_SIZE), interpolation=cv2.INTER_AREA)
-    ok, jpeg = cv2.imencode(".jpg", face)
-    assert ok
-    return base64.b64encode(jpeg.tobytes()).decode()
 
 
 @dataclass

@@ -1,0 +1,176 @@
+"""Run every benchmark of the template and write BENCHMARKS.md at the template root.
+
+``make bench`` runs this. Each script prints its own tables (variants measured side by
+side in the same run); this file adds the machine, the method, each script's command
+and wall time, and puts them on one page. A script that fails is reported on the page
+and makes the run exit with status 1.
+
+    .venv/bin/python benchmarks/run_all.py [--only stack,memory] [--output BENCHMARKS.md]
+"""
+
+import argparse
+import datetime
+import importlib.metadata
+import os
+import platform
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent
+# (name, script, title): in the order of the page.
+BENCHMARKS = (
+    ("stack", "bench_stack.py", "Stack overhead: the atom against bare FastAPI"),
+    ("boot", "bench_boot.py", "Cold start, import, bake time and footprint"),
+    ("memory", "bench_memory.py", "Memory after 10,000 requests"),
+    ("workers", "bench_workers.py", "Throughput of a CPU-bound detect with several workers"),
+    ("images", "bench_images.py", "Image inputs: base64, mmap and shared memory"),
+    ("protector", "bench_protector.py", "Model decryption"),
+)
+PACKAGES = (
+    "fastapi",
+    "starlette",
+    "uvicorn",
+    "uvloop",
+    "httptools",
+    "pydantic",
+    "orjson",
+    "prometheus-client",
+    "opencv-python-headless",
+    "numpy",
+    "cryptography",
+    "Cython",
+)
+TIMEOUT = 1800  # seconds, per script
+METHOD = """\
+- Every table compares variants measured in the same run, alternating or one right
+  after the other on the same baked atom, so the ratios hold on other machines even
+  where the absolute numbers do not.
+- HTTP load comes from `wrk` on the same machine (one thread), against servers started
+  by the scripts on 127.0.0.1 and stopped by pid. The atom runs with its defaults: log
+  file and console at INFO, request ids, error envelope, metrics on.
+- "bare FastAPI" is `benchmarks/stack_servers.py bare`: the same routes in a FastAPI app
+  with nothing else, run by uvicorn with the atom's `server.py` settings.
+- Machines shared with other work (this one is a 2-core VM) vary by tens of percent
+  from one second to the next: the scripts alternate variants over several rounds and
+  report medians. Expect a few percent of noise on any ratio.
+"""
+
+
+def machine() -> list[str]:
+    """Lines describing the machine and the software."""
+    cpu = "unknown CPU"
+    cpuinfo = Path("/proc/cpuinfo")
+    if cpuinfo.exists():
+        for line in cpuinfo.read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    memory = ""
+    meminfo = Path("/proc/meminfo")
+    if meminfo.exists():
+        kib = int(meminfo.read_text().split()[1])
+        memory = f", {kib / 1024 / 1024:.1f} GiB of memory"
+    versions = []
+    for name in PACKAGES:
+        try:
+            versions.append(f"{name} {importlib.metadata.version(name)}")
+        except importlib.metadata.PackageNotFoundError:
+            continue
+    return [
+        f"- CPU: {cpu}, {os.cpu_count()} cores{memory}",
+        f"- System: {platform.system()} {platform.release()} ({platform.machine()})",
+        f"- Python {platform.python_version()} ({sys.executable})",
+        f"- Packages: {', '.join(versions)}",
+        f"- wrk: {_wrk_version()}",
+    ]
+
+
+def _wrk_version() -> str:
+    try:
+        out = subprocess.run(["wrk", "-v"], capture_output=True, text=True, timeout=10)
+    except (OSError, subprocess.TimeoutExpired):
+        return "missing"
+    text = (out.stdout + out.stderr).strip().splitlines()
+    return text[0] if text else "unknown"
+
+
+def run(script: str) -> tuple[int, str, float]:
+    """Run one benchmark script; return (status, its output, seconds)."""
+    started = time.perf_counter()
+    try:
+        done = subprocess.run(
+            [sys.executable, str(HERE / script)],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            timeout=TIMEOUT,
+            check=False,
+        )
+        status, out = done.returncode, done.stdout
+        if status != 0:
+            out += "\n" + "\n".join(done.stderr.splitlines()[-30:])
+    except subprocess.TimeoutExpired:
+        status, out = 1, f"timed out after {TIMEOUT} s"
+    return status, out.strip(), time.perf_counter() - started
+
+
+def main() -> int:
+    """Run the benchmarks and write the page."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument(
+        "--only", help="comma-separated names: " + ",".join(b[0] for b in BENCHMARKS)
+    )
+    parser.add_argument("--output", type=Path, default=ROOT / "BENCHMARKS.md")
+    args = parser.parse_args()
+    chosen = set(args.only.split(",")) if args.only else {b[0] for b in BENCHMARKS}
+    unknown = chosen - {b[0] for b in BENCHMARKS}
+    if unknown:
+        parser.error(f"unknown benchmark(s): {', '.join(sorted(unknown))}")
+    started = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC")
+    sections, failed = [], []
+    for name, script, title in BENCHMARKS:
+        if name not in chosen:
+            continue
+        print(f"bench: {script} ...", flush=True)
+        status, out, seconds = run(script)
+        print(out, flush=True)
+        if status != 0:
+            failed.append(script)
+        sections += [
+            f"## {title}",
+            "",
+            f"`{Path(sys.executable).name} benchmarks/{script}` took {seconds:.0f} s"
+            + ("" if status == 0 else f" and **failed** (status {status})")
+            + ".",
+            "",
+            out,
+            "",
+        ]
+    page = [
+        "# Benchmarks",
+        "",
+        f"Written by `make bench` (`benchmarks/run_all.py`) on {started}. Run it again to",
+        "measure your own machine; every number below comes from that one run.",
+        "",
+        "## Machine",
+        "",
+        *machine(),
+        "",
+        "## Method",
+        "",
+        METHOD,
+        *sections,
+    ]
+    args.output.write_text("\n".join(page).rstrip() + "\n")
+    print(f"bench: wrote {args.output}", flush=True)
+    if failed:
+        print(f"bench: failed: {', '.join(failed)}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
