@@ -6,12 +6,32 @@ import orjson
 from pydantic import BaseModel, Field
 from starlette.responses import JSONResponse
 
+ORJSON_OPTIONS = orjson.OPT_SERIALIZE_NUMPY | orjson.OPT_NON_STR_KEYS
+
+
+def utf8_safe(value: Any) -> Any:
+    """``value`` with lone surrogates in its strings (and keys) written as ``\\udXXX`` text.
+
+    ``"\\ud800"`` is valid JSON, so a caller's body can hold one; a validation error that
+    echoes it back cannot be encoded as UTF-8.
+    """
+    if isinstance(value, str):
+        return value.encode("utf-8", "backslashreplace").decode("utf-8")
+    if isinstance(value, dict):
+        return {utf8_safe(key): utf8_safe(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [utf8_safe(item) for item in value]
+    return value
+
 
 class ORJSONResponse(JSONResponse):
     """JSON rendered by orjson (numpy arrays and non-string keys included)."""
 
     def render(self, content: Any) -> bytes:
-        return orjson.dumps(content, option=orjson.OPT_SERIALIZE_NUMPY | orjson.OPT_NON_STR_KEYS)
+        try:
+            return orjson.dumps(content, option=ORJSON_OPTIONS)
+        except orjson.JSONEncodeError:
+            return orjson.dumps(utf8_safe(content), option=ORJSON_OPTIONS)
 
 
 class ErrorEnvelope(BaseModel):
