@@ -49,6 +49,16 @@ def envelope_response(
     return ORJSONResponse({"code": code, "msg": msg, "data": data}, status, headers=headers)
 
 
+def json_error(description: str) -> dict[str, Any]:
+    """An error documented as the JSON envelope on a route whose own replies are not JSON.
+
+    FastAPI documents a ``model`` in the route's media type (``text/plain`` for metrics),
+    but errors are always the JSON envelope.
+    """
+    schema = ErrorEnvelope.model_json_schema()
+    return {"description": description, "content": {"application/json": {"schema": schema}}}
+
+
 ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
     422: {"model": ErrorEnvelope, "description": "Request Entity Error"},
     500: {"model": ErrorEnvelope, "description": "Internal Server Error"},
