@@ -7,20 +7,23 @@ from pydantic import BaseModel, Field
 from starlette.responses import JSONResponse
 
 ORJSON_OPTIONS = orjson.OPT_SERIALIZE_NUMPY | orjson.OPT_NON_STR_KEYS
+INT_MIN, UINT_MAX = -(2**63), 2**64 - 1  # the integers orjson encodes
 
 
-def utf8_safe(value: Any) -> Any:
-    """``value`` with lone surrogates in its strings (and keys) written as ``\\udXXX`` text.
+def orjson_safe(value: Any) -> Any:
+    """``value`` with what orjson cannot encode, but a caller's JSON can hold, as text.
 
-    ``"\\ud800"`` is valid JSON, so a caller's body can hold one; a validation error that
-    echoes it back cannot be encoded as UTF-8.
+    A lone surrogate (``"\\ud800"`` is valid JSON) becomes ``\\ud800`` text, an integer
+    beyond 64 bits its decimal digits: a validation error echoing them must not be a 500.
     """
     if isinstance(value, str):
         return value.encode("utf-8", "backslashreplace").decode("utf-8")
+    if isinstance(value, int) and not INT_MIN <= value <= UINT_MAX:
+        return str(value)
     if isinstance(value, dict):
-        return {utf8_safe(key): utf8_safe(item) for key, item in value.items()}
+        return {orjson_safe(key): orjson_safe(item) for key, item in value.items()}
     if isinstance(value, list | tuple):
-        return [utf8_safe(item) for item in value]
+        return [orjson_safe(item) for item in value]
     return value
 
 
@@ -31,7 +34,7 @@ class ORJSONResponse(JSONResponse):
         try:
             return orjson.dumps(content, option=ORJSON_OPTIONS)
         except orjson.JSONEncodeError:
-            return orjson.dumps(utf8_safe(content), option=ORJSON_OPTIONS)
+            return orjson.dumps(orjson_safe(content), option=ORJSON_OPTIONS)
 
 
 class ErrorEnvelope(BaseModel):
