@@ -15,9 +15,8 @@ strings, not images, so 400/415 is the right answer, not a bug); negative_data_r
 (FastAPI's lax parsing accepts ``"threshold": "0.5"`` or ``false`` as numbers, kept for
 ``linker_atom`` clients that send numbers as text); the stateful checks (no links).
 
-URLs never leave the machine (IMAGE_URL_HOSTS lists only 127.0.0.1, a private address
-the atom refuses without a DNS look-up) and a body above 2 KiB gets 413, so that path
-is fuzzed too.
+URLs never leave the machine: IMAGE_URL_HOSTS lists only 127.0.0.1, a private address
+the atom refuses without a DNS look-up, so no generated URL can hang on DNS.
 """
 
 import json
@@ -50,12 +49,11 @@ OPERATIONS = {
 
 
 def atom_env(tmp: Path) -> dict[str, str]:
-    """Settings of the atom under fuzz: logs in ``tmp``, no network, small limits."""
+    """Settings of the atom under fuzz: logs in ``tmp``, no network, empty file roots."""
     for name in ("logs", "local", "mmap"):
         (tmp / name).mkdir()
     return {
         "LOG_ROOT": str(tmp / "logs"),
-        "ATOM_MAX_BODY_BYTES": "2048",
         "IMAGE_URL_HOSTS": "127.0.0.1",
         "IMAGE_URL_TIMEOUT": "2",
         "IMAGE_URL_RETRIES": "0",
