@@ -40,6 +40,28 @@ def test_openapi_lists_the_routes(client: TestClient, prefix: str) -> None:
     assert f"{prefix}/v1/health/ping" in paths
 
 
+def test_errors_are_documented_as_json(client: TestClient, prefix: str) -> None:
+    """Every documented error is the JSON envelope, on the text/plain metrics route too."""
+    paths = client.get("/openapi.json").json()["paths"]
+    for path, operations in paths.items():
+        for method, operation in operations.items():
+            for status, response in operation["responses"].items():
+                if not status.startswith("2"):
+                    assert list(response["content"]) == ["application/json"], (path, method)
+    assert set(paths[f"{prefix}/metrics"]["get"]["responses"]) == {"200", "500"}
+
+
+def test_a_metrics_error_is_the_json_envelope(
+    client: TestClient, prefix: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A failing scrape answers what the schema documents: 500 with the JSON envelope."""
+    monkeypatch.setattr(client.app.state.metrics, "render", lambda: 1 / 0)
+    response = client.get(f"{prefix}/metrics")
+    assert response.status_code == 500
+    assert response.headers["content-type"] == "application/json"
+    assert response.json() == {"code": 500, "msg": "Internal Server Error", "data": None}
+
+
 def test_docs_switch_off(make_settings: Callable[..., Settings]) -> None:
     """DOCS_SWITCH=false removes /docs, /redoc and the schema."""
     with TestClient(get_app(make_settings(docs_switch=False), model_loaders={})) as client:

@@ -124,6 +124,26 @@ def test_422_on_malformed_json(client: TestClient) -> None:
     assert response.json()["data"][0]["type"] == "json_invalid"
 
 
+def test_422_echoes_a_lone_surrogate_as_text(client: TestClient, prefix: str) -> None:
+    """A lone surrogate escape (valid JSON) echoed by a 422 is text, not a 500 (fuzz lane)."""
+    body = b'{"data": [], "src_type": "\\udc80", "model_id": "\\ud800"}'
+    response = client.post(
+        f"{prefix}/detect", content=body, headers={"content-type": "application/json"}
+    )
+    assert response.status_code == 422
+    inputs = {error["loc"][-1]: error["input"] for error in response.json()["data"]}
+    assert inputs == {"src_type": "\\udc80", "model_id": "\\ud800"}
+
+
+def test_422_echoes_an_integer_beyond_64_bits_as_text(client: TestClient, prefix: str) -> None:
+    """An integer orjson cannot encode, echoed by a 422, is its digits, not a 500 (fuzz lane)."""
+    big = 2**65
+    response = client.post(f"{prefix}/detect", json={"data": [big], "src_type": "url"})
+    assert response.status_code == 422
+    errors = response.json()["data"]
+    assert errors and {error["input"] for error in errors} == {str(big)}
+
+
 def test_413_with_content_length(client: TestClient) -> None:
     """A body declared above ATOM_MAX_BODY_BYTES is refused with 413 before it is read."""
     response = client.post("/t/echo", json={"a": "x" * 4000})

@@ -5,8 +5,12 @@ from fastapi.responses import PlainTextResponse
 from prometheus_client import CONTENT_TYPE_LATEST
 
 from ..base import UdfAPIRoute
+from ..schema.response import json_error
 
-router = UdfAPIRoute(tags=["metrics"], quiet=True)
+# No 422 (the route takes no input); a 500 is the JSON envelope, not text.
+router = UdfAPIRoute(
+    tags=["metrics"], quiet=True, responses={500: json_error("Internal Server Error")}
+)
 
 
 @router.get("/metrics", response_class=PlainTextResponse, summary="Prometheus metrics")

@@ -6,12 +6,35 @@ import orjson
 from pydantic import BaseModel, Field
 from starlette.responses import JSONResponse
 
+ORJSON_OPTIONS = orjson.OPT_SERIALIZE_NUMPY | orjson.OPT_NON_STR_KEYS
+INT_MIN, UINT_MAX = -(2**63), 2**64 - 1  # the integers orjson encodes
+
+
+def orjson_safe(value: Any) -> Any:
+    """``value`` with what orjson cannot encode, but a caller's JSON can hold, as text.
+
+    A lone surrogate (``"\\ud800"`` is valid JSON) becomes ``\\ud800`` text, an integer
+    beyond 64 bits its decimal digits: a validation error echoing them must not be a 500.
+    """
+    if isinstance(value, str):
+        return value.encode("utf-8", "backslashreplace").decode("utf-8")
+    if isinstance(value, int) and not INT_MIN <= value <= UINT_MAX:
+        return str(value)
+    if isinstance(value, dict):
+        return {orjson_safe(key): orjson_safe(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [orjson_safe(item) for item in value]
+    return value
+
 
 class ORJSONResponse(JSONResponse):
     """JSON rendered by orjson (numpy arrays and non-string keys included)."""
 
     def render(self, content: Any) -> bytes:
-        return orjson.dumps(content, option=orjson.OPT_SERIALIZE_NUMPY | orjson.OPT_NON_STR_KEYS)
+        try:
+            return orjson.dumps(content, option=ORJSON_OPTIONS)
+        except orjson.JSONEncodeError:
+            return orjson.dumps(orjson_safe(content), option=ORJSON_OPTIONS)
 
 
 class ErrorEnvelope(BaseModel):
@@ -27,6 +50,16 @@ def envelope_response(
 ) -> ORJSONResponse:
     """The error envelope with its HTTP status."""
     return ORJSONResponse({"code": code, "msg": msg, "data": data}, status, headers=headers)
+
+
+def json_error(description: str) -> dict[str, Any]:
+    """An error documented as the JSON envelope on a route whose own replies are not JSON.
+
+    FastAPI documents a ``model`` in the route's media type (``text/plain`` for metrics),
+    but errors are always the JSON envelope.
+    """
+    schema = ErrorEnvelope.model_json_schema()
+    return {"description": description, "content": {"application/json": {"schema": schema}}}
 
 
 ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
