@@ -164,7 +164,8 @@ class _Flusher:
             event.wait()
             time.sleep(FLUSH_INTERVAL)
             event.clear()
-            flush_all()
+            with contextlib.suppress(Exception):  # the thread must outlive any error
+                flush_all()
 
 
 _BATCHED: "weakref.WeakSet[BatchedHandler]" = weakref.WeakSet()
