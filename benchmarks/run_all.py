@@ -55,7 +55,7 @@ METHOD = """\
   with nothing else, run by uvicorn with the atom's `server.py` settings.
 - Machines shared with other work (this one is a 2-core VM) vary by tens of percent
   from one second to the next: the scripts alternate variants over several rounds and
-  report medians. Expect a few percent of noise on any ratio.
+  report medians. Even so, a ratio here can move by about 0.1 from one run to the next.
 """
 
 
