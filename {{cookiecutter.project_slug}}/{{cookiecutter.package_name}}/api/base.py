@@ -31,6 +31,7 @@ from fastapi import APIRouter, Request, Response
 from fastapi.routing import APIRoute
 
 from ..lib.common import SECRET_WORDS, format_long, ms_since, redact_headers
+from .middleware.http import scope_header
 from .schema.response import ERROR_RESPONSES
 
 logger = logging.getLogger(__name__)
@@ -65,14 +66,6 @@ def _plain(body: bytes) -> bool:
         return False
     lowered = body.lower()
     return not any(word in lowered for word in SECRET_WORDS)
-
-
-def _content_type(scope: dict[str, Any]) -> str:
-    """The request's Content-Type, read from the scope (cheaper than ``request.headers``)."""
-    for key, value in scope["headers"]:
-        if key == b"content-type":
-            return value.decode("latin-1")
-    return ""
 
 
 class _Profiler:
@@ -140,7 +133,8 @@ async def _describe_call(request: Request) -> str:
     query = format_long(redact_headers(request.query_params)) if scope["query_string"] else "{}"
     body = "-"
     if scope["method"] in BODY_METHODS:
-        body = describe_body(await request.body(), _content_type(scope))
+        content_type = scope_header(scope, b"content-type") or b""  # cheaper than .headers
+        body = describe_body(await request.body(), content_type.decode("latin-1"))
     call = f"{scope['method']} {scope['path']} client={client} query={query} body={body}"
     if logger.isEnabledFor(logging.DEBUG):
         logger.debug("arrived: %s headers=%s", call, format_long(redact_headers(request.headers)))

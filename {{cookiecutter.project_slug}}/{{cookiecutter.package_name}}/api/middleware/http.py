@@ -32,8 +32,8 @@ VALIDATION_MSG = "Request Entity Error"
 INTERNAL_MSG = "Internal Server Error"
 
 
-def _header(scope: Scope, name: bytes) -> bytes | None:
-    """The first value of a request header, or None."""
+def scope_header(scope: Scope, name: bytes) -> bytes | None:
+    """The first value of a request header (``name`` in lower case), or None."""
     for key, value in scope["headers"]:
         if key == name:
             return value
@@ -42,7 +42,7 @@ def _header(scope: Scope, name: bytes) -> bytes | None:
 
 def _content_length(scope: Scope) -> int | None:
     """The declared body length, or None when absent or unreadable."""
-    value = _header(scope, b"content-length")
+    value = scope_header(scope, b"content-length")
     return int(value) if value is not None and value.isdigit() else None
 
 
@@ -57,7 +57,7 @@ class RequestContextMiddleware:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        incoming = _header(scope, REQUEST_ID_HEADER)
+        incoming = scope_header(scope, REQUEST_ID_HEADER)
         if incoming and REQUEST_ID_RE.match(incoming):
             request_id = incoming.decode()
         else:
