@@ -21,7 +21,6 @@ from {{ cookiecutter.package_name }}.dependency.model_protector import ModelProt
 
 from .conftest import ModelFiles, read_log
 
-WATCHED = {tempfile.gettempdir(), "/tmp", "/var/tmp", "/dev/shm", str(keys.PROJECT_ROOT)}
 # An audit hook cannot be removed: installed once, it records only while "opened" is a list.
 AUDIT: dict[str, Any] = {"installed": False, "opened": None}
 
@@ -48,10 +47,22 @@ def opens() -> Iterator[list[tuple[Any, ...]]]:
         AUDIT["opened"] = None
 
 
+@pytest.fixture(autouse=True)
+def private_tmp(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """This process's temporary folder, a new one: other processes on the machine write
+    to /tmp too, and must not make a watched folder change."""
+    folder = tmp_path / "tmp"
+    folder.mkdir()
+    monkeypatch.setenv("TMPDIR", str(folder))  # for C libraries too (putenv)
+    monkeypatch.setattr(tempfile, "tempdir", str(folder))
+    return folder
+
+
 def disk_state() -> tuple[set[tuple[str, str]], set[str]]:
     """Entries of the temporary folders, and the files on disk this process holds open."""
+    watched = {tempfile.gettempdir(), "/dev/shm", str(keys.PROJECT_ROOT)}
     entries = {
-        (folder, name) for folder in WATCHED if os.path.isdir(folder) for name in os.listdir(folder)
+        (folder, name) for folder in watched if os.path.isdir(folder) for name in os.listdir(folder)
     }
     held = set()
     for fd in os.listdir("/proc/self/fd"):
