@@ -1,6 +1,7 @@
 """Bake atoms and run them as real processes: shared by the demo, the tests and the benchmarks."""
 
 import base64
+import contextlib
 import json
 import os
 import re
@@ -9,9 +10,11 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -20,18 +23,35 @@ from cookiecutter.main import cookiecutter
 TEMPLATE = Path(__file__).resolve().parent.parent
 
 
+@contextlib.contextmanager
+def hook_scripts_contained() -> Iterator[None]:
+    """Keep the scripts cookiecutter writes for its hooks out of /tmp.
+
+    cookiecutter writes each hook it runs to a new temporary ``.py`` file and never
+    deletes it (two per bake). Inside this block they go to a folder that is removed
+    at the end.
+    """
+    previous = tempfile.tempdir
+    with tempfile.TemporaryDirectory(prefix="atom-hooks-") as folder:
+        tempfile.tempdir = folder
+        try:
+            yield
+        finally:
+            tempfile.tempdir = previous
+
+
 def bake(output_dir: Path, **context: Any) -> Path:
     """Render the template into ``output_dir`` (replacing an older bake); return the project."""
     extra = {key: str(value) for key, value in context.items()}
-    return Path(
-        cookiecutter(
+    with hook_scripts_contained():
+        project = cookiecutter(
             str(TEMPLATE),
             no_input=True,
             extra_context=extra,
             output_dir=str(output_dir),
             overwrite_if_exists=True,
         )
-    )
+    return Path(project)
 
 
 def free_port() -> int:

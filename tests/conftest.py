@@ -3,6 +3,8 @@
 import re
 import subprocess
 import sys
+import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -53,6 +55,20 @@ def leftovers(project: Path) -> list[str]:
             if LEFTOVER_RE.search(line):
                 found.append(f"{path.relative_to(project)}:{number}: {line.strip()}")
     return found
+
+
+@pytest.fixture(scope="session", autouse=True)
+def hook_scripts_in_pytest_tmp(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """cookiecutter leaves each hook it runs as a ``.py`` file in the temporary folder
+    (scripts/atomctl.hook_scripts_contained): for pytest-cookies' bakes, that folder is
+    one of pytest's, which keeps only its last runs. pytest's own folder is made first."""
+    folder = tmp_path_factory.mktemp("hook-scripts")
+    previous = tempfile.tempdir
+    tempfile.tempdir = str(folder)
+    try:
+        yield
+    finally:
+        tempfile.tempdir = previous
 
 
 @pytest.fixture(scope="session")
