@@ -1,5 +1,6 @@
 """Fixtures of the template tests: baked projects and subprocess helpers."""
 
+import os
 import re
 import subprocess
 import sys
@@ -29,7 +30,12 @@ TEXT_SUFFIXES = {".py", ".md", ".toml", ".txt", ".cfg", ".ini", ".yml", ".yaml",
 def run(
     args: list[str], cwd: Path, timeout: float = 600, env: dict[str, str] | None = None
 ) -> subprocess.CompletedProcess[str]:
-    """Run a command with a time bound; return its result (never raises on failure)."""
+    """Run a command with a time bound; return its result (never raises on failure).
+
+    Its temporary files go where this session's go (a cookiecutter run leaves its hook
+    scripts there: see hook_scripts_in_pytest_tmp).
+    """
+    env = {**(os.environ if env is None else env), "TMPDIR": tempfile.gettempdir()}
     return subprocess.run(
         args, cwd=cwd, capture_output=True, text=True, timeout=timeout, env=env, check=False
     )
