@@ -9,7 +9,6 @@ with the project's key and loaded (target: within 2 s).
 """
 
 import argparse
-import shutil
 import statistics
 import subprocess
 import sys
@@ -19,11 +18,13 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench_stack import StackServer  # benchmarks/ is on the path as the script's folder
+from bench_stack import (  # benchmarks/ is on the path as the script's folder
+    StackServer,
+    bake_with_stack_servers,
+)
 
 from scripts.atomctl import AtomServer, bake, http, rss_kib
 
-HERE = Path(__file__).resolve().parent
 READY_TARGET = 2.0  # seconds
 
 
@@ -67,8 +68,7 @@ def main() -> int:
         workdir = Path(tmp)
         bakes = time_bake(workdir, args.runs)
         atom = workdir / "bake0" / "my-atom"
-        bare = bake(workdir / "bare")
-        shutil.copy(HERE / "stack_servers.py", bare)  # the bare FastAPI app of bench_stack
+        bare = bake_with_stack_servers(workdir / "bare")  # the bare app of bench_stack
         rows = {"atom": [], "bare": []}
         for run in range(args.runs):
             rows["atom"].append(boot(atom, workdir / f"logs{run}", bare=False))

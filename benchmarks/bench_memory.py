@@ -12,7 +12,6 @@ import argparse
 import http.client
 import itertools
 import json
-import shutil
 import sys
 import tempfile
 import threading
@@ -21,11 +20,14 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench_stack import StackServer  # benchmarks/ is on the path as the script's folder
+from bench_stack import (  # benchmarks/ is on the path as the script's folder
+    ECHO_BODY,
+    StackServer,
+    bake_with_stack_servers,
+)
 
-from scripts.atomctl import bake, rss_kib, small_face
+from scripts.atomctl import rss_kib, small_face
 
-HERE = Path(__file__).resolve().parent
 TARGET = 0.05
 CLIENTS = 8
 HEADERS = {"Content-Type": "application/json"}
@@ -88,10 +90,9 @@ def main() -> int:
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         workdir = Path(tmp)
-        project = bake(workdir / "bake")
-        shutil.copy(HERE / "stack_servers.py", project)
+        project = bake_with_stack_servers(workdir / "bake")
         detect = json.dumps({"data": [small_face(project)], "src_type": "base64"}).encode()
-        echo = json.dumps({"name": "frame-17", "values": list(range(20))}).encode()
+        echo = ECHO_BODY.encode()
         env = {"LOG_ROOT": str(workdir / "logs")}
         runs = {
             ("atom", "detect, 64x64 face"): ("atom", "/detect", detect),

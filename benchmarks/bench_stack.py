@@ -30,6 +30,17 @@ TARGET = 0.90
 KEYS = ("rps", "p50", "p99")
 
 
+# The small JSON body of the echo route (bench_memory sends it too).
+ECHO_BODY = json.dumps({"name": "frame-17", "values": list(range(20))})
+
+
+def bake_with_stack_servers(output_dir: Path) -> Path:
+    """The default atom baked in ``output_dir``, with stack_servers.py beside server.py."""
+    project = bake(output_dir)
+    shutil.copy(HERE / "stack_servers.py", project)
+    return project
+
+
 class StackServer(AtomServer):
     """stack_servers.py atom|bare in the baked project."""
 
@@ -62,11 +73,9 @@ def main() -> int:
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         workdir = Path(tmp)
-        project = bake(workdir / "bake")
-        shutil.copy(HERE / "stack_servers.py", project)
+        project = bake_with_stack_servers(workdir / "bake")
         script = workdir / "post.lua"
-        body = json.dumps({"name": "frame-17", "values": list(range(20))})
-        script.write_text(POST_SCRIPT.format(body=body))
+        script.write_text(POST_SCRIPT.format(body=ECHO_BODY))
         env = {"LOG_ROOT": str(workdir / "logs")}  # the atom logs as it does by default
         runs: dict[str, list[dict]] = {"atom": [], "bare": []}
         for round_ in range(args.rounds):
