@@ -65,8 +65,7 @@ def atom_factory(settings: object) -> FastAPI:
     async def atom_echo(item: Item) -> Echo:
         return echo(item)
 
-    route.ROUTERS = (*route.ROUTERS, router)
-    return get_app(settings)
+    return get_app(settings, routers=[*route.ROUTERS, router])
 
 
 def main() -> int:

@@ -15,7 +15,6 @@ import uvicorn
 from fastapi import FastAPI
 
 from {{ cookiecutter.package_name }}.api.app import get_app
-from {{ cookiecutter.package_name }}.api.dependencies import models_loading
 from {{ cookiecutter.package_name }}.config import Settings, SettingsError, get_settings
 
 
@@ -27,16 +26,21 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-def exit_cleanly(signum: int, frame: FrameType | None) -> None:
-    """End with status 0 on SIGTERM/SIGINT (uvicorn re-raises them after its graceful stop).
+def exit_handler(app: FastAPI) -> Callable[[int, FrameType | None], None]:
+    """The SIGTERM/SIGINT handler: end with status 0 (uvicorn re-raises them after its stop).
 
     A model still loading is abandoned: its thread may be inside a C++ library, where
     the interpreter's normal exit would abort the process, so the exit is immediate.
     """
-    if models_loading():
-        logging.shutdown()
-        os._exit(0)
-    raise SystemExit(0)
+
+    def exit_cleanly(signum: int, frame: FrameType | None) -> None:
+        store = getattr(app.state, "models", None)
+        if store is not None and store.loading:
+            logging.shutdown()
+            os._exit(0)
+        raise SystemExit(0)
+
+    return exit_cleanly
 
 
 def main(
@@ -52,8 +56,6 @@ def main(
     except SettingsError as exc:
         sys.stderr.write(f"error: {exc}\n")
         return 2
-    for signum in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(signum, exit_cleanly)
     # The app knows where it listens (Serving registration polls its own ready route).
     settings = settings.model_copy(
         update={
@@ -61,8 +63,11 @@ def main(
             "atom_host": args.host or settings.atom_host,
         }
     )
+    app = app_factory(settings)
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, exit_handler(app))
     uvicorn.run(
-        app_factory(settings),
+        app,
         host=settings.atom_host,
         port=settings.atom_port,
         log_config=None,  # the atom's logging is already configured by get_app

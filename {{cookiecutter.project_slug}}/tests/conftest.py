@@ -1,4 +1,8 @@
-"""Shared fixtures: hermetic settings, an app client, the sample photo."""
+"""Shared fixtures: hermetic settings, app clients with fake or real models, the sample photo.
+
+Tests that are not about a real model use the fake models of ``fakes.py`` (``client``,
+``make_app``, ``start``): a model added to the atom does not make them wait for it.
+"""
 
 import base64
 import json
@@ -18,12 +22,16 @@ import cv2
 import pytest
 from fastapi.testclient import TestClient
 
+from fastapi import FastAPI
+
 from {{ cookiecutter.package_name }} import about
 from {{ cookiecutter.package_name }}.api.app import get_app
 from {{ cookiecutter.package_name }}.api.interface import detect
 from {{ cookiecutter.package_name }}.config import Settings
+from {{ cookiecutter.package_name }}.control.log_handlers import flush_all
 from {{ cookiecutter.package_name }}.dependency.keys import protector_module
-from {{ cookiecutter.package_name }}.lib.log import flush_all
+
+from .fakes import loaders
 
 DATA_DIR = Path(__file__).parent / "data"
 PHOTO = DATA_DIR / "astronaut.jpg"  # NASA portrait of Eileen Collins, public domain
@@ -89,10 +97,24 @@ def wait_ready(client: TestClient, prefix: str, timeout: float = 10.0) -> None:
         time.sleep(0.02)
 
 
+def make_app(settings: Settings, *, real: tuple[str, ...] = (), **kwargs: Any) -> FastAPI:
+    """The atom's app with fake models, except the models named in ``real``."""
+    kwargs.setdefault("model_loaders", loaders(real=real))
+    return get_app(settings, **kwargs)
+
+
 @pytest.fixture
 def client(settings: Settings) -> Iterator[TestClient]:
-    """A client of the real app (real model), ready."""
-    with TestClient(get_app(settings)) as test_client:
+    """A client of the atom's app with fake models, ready."""
+    with TestClient(make_app(settings)) as test_client:
+        wait_ready(test_client, settings.atom_api_prefix)
+        yield test_client
+
+
+@pytest.fixture
+def real_client(settings: Settings) -> Iterator[TestClient]:
+    """A client of the atom's app with the real demo model (the other models fake), ready."""
+    with TestClient(make_app(settings, real=(detect.MODEL_NAME,))) as test_client:
         wait_ready(test_client, settings.atom_api_prefix)
         yield test_client
 
@@ -139,16 +161,21 @@ def get(url: str) -> tuple[int, dict]:
 
 
 class Server:
-    """server.py on a free port with a clean environment; its output goes to a file."""
+    """A server process on a free port with a clean environment; its output goes to a file.
 
-    def __init__(self, tmp_path: Path, **env: str) -> None:
+    It runs ``tests/fake_server.py`` (``server.main`` with fake models), or ``server.py``
+    itself, with the real models, when ``real`` is true.
+    """
+
+    def __init__(self, tmp_path: Path, *, real: bool = False, **env: str) -> None:
         self.port = free_port()
         self.base = f"http://127.0.0.1:{self.port}{PREFIX}"
         self.output = tmp_path / f"server-{self.port}.out"
         environ = {"PATH": os.environ["PATH"], "LOG_ROOT": str(tmp_path / "logs"), **env}
+        script = "server.py" if real else "tests/fake_server.py"
         with self.output.open("wb") as output:
             self.process = subprocess.Popen(
-                [sys.executable, "server.py", "--port", str(self.port), "--host", "127.0.0.1"],
+                [sys.executable, script, "--port", str(self.port), "--host", "127.0.0.1"],
                 cwd=ROOT,
                 env=environ,
                 stdout=output,
@@ -186,8 +213,8 @@ def start(tmp_path: Path) -> Iterator[Callable[..., Server]]:
     """Start server.py processes; each is killed by pid after the test if still running."""
     started: list[Server] = []
 
-    def make(**env: str) -> Server:
-        started.append(Server(tmp_path, **env))
+    def make(*, real: bool = False, **env: str) -> Server:
+        started.append(Server(tmp_path, real=real, **env))
         return started[-1]
 
     yield make

@@ -13,7 +13,7 @@ import numpy as np
 
 PHOTO = Path(__file__).parent / "data" / "astronaut.jpg"
 CHUNK = bytes(64 * 1024)
-BLANK_PNG = cv2.imencode(".png", np.full((48, 64, 3), 128, np.uint8))[1].tobytes()
+BLANK_PNG = cv2.imencode(".png", np.zeros((48, 64, 3), np.uint8))[1].tobytes()  # no object
 
 
 @dataclass

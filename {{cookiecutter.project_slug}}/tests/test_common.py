@@ -1,8 +1,7 @@
-"""lib.common: timing, exception logging, log-safe values, the LRU cache, daemon threads."""
+"""lib.common: log-safe values, the LRU cache, daemon threads."""
 
 import asyncio
 import contextvars
-import logging
 import threading
 
 import numpy as np
@@ -11,81 +10,9 @@ import pytest
 from {{ cookiecutter.package_name }}.lib.common import (
     LRUCache,
     format_long,
-    log_exceptions,
     run_in_daemon_thread,
     summarize,
-    timeit,
 )
-
-COMMON_LOGGER = "{{ cookiecutter.package_name }}.lib.common"
-
-
-def test_timeit_sync_and_async(caplog: pytest.LogCaptureFixture) -> None:
-    """The decorated function still returns its value, and its duration is logged."""
-
-    @timeit
-    def add(a: int, b: int) -> int:
-        return a + b
-
-    @timeit(name="async-add", level=logging.WARNING)
-    async def async_add(a: int, b: int) -> int:
-        return a + b
-
-    with caplog.at_level(logging.INFO, logger=COMMON_LOGGER):
-        assert add(1, 2) == 3
-        assert asyncio.run(async_add(2, 3)) == 5
-    messages = [record.getMessage() for record in caplog.records]
-    assert any(m.startswith("test_timeit_sync_and_async.<locals>.add took ") for m in messages)
-    assert any(m.startswith("async-add took ") for m in messages)
-
-
-def test_log_exceptions_reraise(caplog: pytest.LogCaptureFixture) -> None:
-    """reraise=True logs the exception with its traceback and raises it again."""
-
-    @log_exceptions(reraise=True)
-    def fail() -> None:
-        raise KeyError("k")
-
-    with caplog.at_level(logging.ERROR, logger=COMMON_LOGGER), pytest.raises(KeyError):
-        fail()
-    assert caplog.records[-1].exc_info is not None
-    assert "fail failed: KeyError" in caplog.records[-1].getMessage()
-
-
-def test_log_exceptions_default(caplog: pytest.LogCaptureFixture) -> None:
-    """default=... logs and returns the default, for sync and async functions."""
-
-    @log_exceptions(default=[])
-    def fail() -> list:
-        raise ValueError("v")
-
-    @log_exceptions(default="fallback")
-    async def async_fail() -> str:
-        raise ValueError("v")
-
-    with caplog.at_level(logging.ERROR, logger=COMMON_LOGGER):
-        assert fail() == []
-        assert asyncio.run(async_fail()) == "fallback"
-    assert len(caplog.records) == 2
-
-
-def test_log_exceptions_only_catches_what_it_is_told() -> None:
-    """Exceptions outside ``exceptions`` pass through untouched."""
-
-    @log_exceptions(default=0, exceptions=(ValueError,))
-    def fail() -> int:
-        raise KeyError("k")
-
-    with pytest.raises(KeyError):
-        fail()
-
-
-@pytest.mark.parametrize("kwargs", [{}, {"reraise": True, "default": None}])
-def test_log_exceptions_must_be_explicit(kwargs: dict) -> None:
-    """Neither or both of reraise and default is an error."""
-    with pytest.raises(TypeError):
-        log_exceptions(**kwargs)
-
 
 def test_summarize() -> None:
     """Long strings cut, bytes and arrays summarised, secrets redacted, containers trimmed."""

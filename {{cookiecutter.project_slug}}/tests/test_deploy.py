@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from {{ cookiecutter.package_name }}.control.runtime_dir import RuntimeDir
 from {{ cookiecutter.package_name }}.deploy import launcher
 from {{ cookiecutter.package_name }}.deploy.nginx import nginx_config, render, write_config
 
@@ -17,7 +18,7 @@ from {{ cookiecutter.package_name }}.deploy.nginx import nginx_config, render, w
 def config(tmp_path: Path) -> str:
     """A config for two workers."""
     return nginx_config(
-        runtime=tmp_path,
+        runtime=RuntimeDir(tmp_path),
         listen_port=8123,
         worker_ports=[9100, 9101],
         max_body_bytes=5_000_000,
@@ -45,7 +46,7 @@ def test_config_writes_nothing_outside_the_runtime_dir(tmp_path: Path) -> None:
     paths = re.findall(r"(?:_path|pid) (/\S+);", text)
     assert len(paths) == 6
     assert all(path.startswith(str(tmp_path)) for path in paths)
-    write_config(tmp_path, text)
+    write_config(RuntimeDir(tmp_path), text)
     assert sorted(p.name for p in tmp_path.iterdir()) == [
         "client_body",
         "fastcgi",

@@ -9,13 +9,18 @@ import numpy as np
 import pytest
 from fastapi.testclient import TestClient
 
-from {{ cookiecutter.package_name }}.api.app import get_app
 from {{ cookiecutter.package_name }}.config import Settings
 
-from .conftest import wait_ready
+from .conftest import make_app, wait_ready
 
 # Where the face is in the sample photo (512 x 512), checked by eye.
 FACE_CENTRE = (224, 113)
+
+
+@pytest.fixture
+def client(real_client: TestClient) -> TestClient:
+    """These tests are about the demo model: the real one."""
+    return real_client
 
 
 def detect(client: TestClient, prefix: str, **body: object) -> dict:
@@ -111,7 +116,7 @@ def test_model_id_must_match_meta(make_settings: Callable[..., Settings], photo_
     """With modelIds in META, another model_id is refused with code 513."""
     settings = make_settings(meta=json.dumps({"modelIds": "face_v1"}))
     prefix = settings.atom_api_prefix
-    with TestClient(get_app(settings)) as client:
+    with TestClient(make_app(settings)) as client:
         wait_ready(client, prefix)
         body = {"data": [photo_b64], "src_type": "base64"}
         assert detect(client, prefix, **body, model_id="face_v1")["status"] == 200

@@ -10,12 +10,11 @@ from fastapi.testclient import TestClient
 from pydantic import BaseModel, field_validator
 from starlette.concurrency import run_in_threadpool
 
-from {{ cookiecutter.package_name }}.api.app import get_app
 from {{ cookiecutter.package_name }}.api.base import UdfAPIRoute
 from {{ cookiecutter.package_name }}.config import Settings
 from {{ cookiecutter.package_name }}.lib.exception import ERRORS, VqlError
 
-from .conftest import read_log, wait_ready
+from .conftest import make_app, read_log, wait_ready
 
 logger = logging.getLogger("tests.http")
 
@@ -65,7 +64,7 @@ def extra_routes() -> UdfAPIRoute:
 @pytest.fixture
 def app(make_settings: Callable[..., Settings]) -> FastAPI:
     """The atom's app with a small body limit and the misbehaving routes."""
-    application = get_app(make_settings(atom_max_body_bytes=2048))
+    application = make_app(make_settings(atom_max_body_bytes=2048))
     application.include_router(extra_routes(), prefix="/t")
     return application
 

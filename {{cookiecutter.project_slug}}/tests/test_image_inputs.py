@@ -20,12 +20,11 @@ import numpy as np
 import pytest
 from fastapi.testclient import TestClient
 
-from {{ cookiecutter.package_name }}.api.app import get_app
 from {{ cookiecutter.package_name }}.config import Settings
-from {{ cookiecutter.package_name }}.lib.fetch import BLOCKED_MSG
-from {{ cookiecutter.package_name }}.lib.share_memory import SharedFrame, write_mmap_frame
+from {{ cookiecutter.package_name }}.images.fetch import BLOCKED_MSG
+from {{ cookiecutter.package_name }}.client.shm import SharedFrame, write_mmap_frame
 
-from .conftest import PHOTO, wait_ready
+from .conftest import PHOTO, make_app, wait_ready
 from .stub_http import Stub, serve_stub
 
 MIB = 1024 * 1024
@@ -33,7 +32,7 @@ MAX_BYTES = 2 * MIB
 PHOTO_BYTES = PHOTO.read_bytes()
 RAW_SIZE = 512 * 512 * 3
 SRC_TYPES = ["url", "local", "base64", "mmap", "shm"]
-BLANK = np.full((48, 64, 3), 128, np.uint8)
+BLANK = np.zeros((48, 64, 3), np.uint8)  # no object, for the real model and the fake
 BLANK_PNG = cv2.imencode(".png", BLANK)[1].tobytes()
 
 
@@ -115,7 +114,7 @@ def inputs(tmp_path: Path, make_settings: Callable[..., Settings]) -> Iterator[I
         SharedFrame.publish(frame) as shared,
         SharedFrame(4096) as small_block,
         SharedFrame.publish(BLANK) as blank_block,
-        TestClient(get_app(settings)) as client,
+        TestClient(make_app(settings)) as client,
     ):
         wait_ready(client, settings.atom_api_prefix)
         blanks = {
@@ -286,8 +285,8 @@ def test_redirect_to_private_never_connects(inputs: Inputs) -> None:
     assert (status, [len(objects) for objects in body["objects"]]) == (200, [1])
 
 
-def test_same_photo_same_faces(inputs: Inputs) -> None:
-    """The photo sent as url, local, base64, mmap or shm gives the same one face."""
+def test_same_photo_same_pixels(inputs: Inputs) -> None:
+    """The photo sent as url, local, base64, mmap or shm reaches the model as the same RGB image."""
     replies = {src_type: inputs.detect(src_type, [inputs.good(src_type)]) for src_type in SRC_TYPES}
     assert {src_type: status for src_type, (status, _) in replies.items()} == dict.fromkeys(
         SRC_TYPES, 200
@@ -308,7 +307,7 @@ def test_body_above_the_limit(make_settings: Callable[..., Settings]) -> None:
     """A body above ATOM_MAX_BODY_BYTES is 413 with the envelope; a small one still works."""
     settings = make_settings(atom_max_body_bytes=64 * 1024)
     prefix = settings.atom_api_prefix
-    with TestClient(get_app(settings)) as client:
+    with TestClient(make_app(settings)) as client:
         wait_ready(client, prefix)
         big = {"data": [b64(bytes(100 * 1024))], "src_type": "base64"}
         response = client.post(f"{prefix}/detect", json=big)
@@ -324,7 +323,7 @@ def test_private_address_refused_when_blocked(make_settings: Callable[..., Setti
     """With the default settings a loopback URL is refused before any connection is made."""
     settings = make_settings()
     prefix = settings.atom_api_prefix
-    with serve_stub() as stub, TestClient(get_app(settings)) as client:
+    with serve_stub() as stub, TestClient(make_app(settings)) as client:
         wait_ready(client, prefix)
         for url in (
             stub.url("/photo.jpg"),
@@ -360,7 +359,7 @@ def test_url_switches(
     """The block switch turned off allows loopback; the host allow-list applies on its own."""
     settings = make_settings(**overrides)
     prefix = settings.atom_api_prefix
-    with serve_stub() as stub, TestClient(get_app(settings)) as client:
+    with serve_stub() as stub, TestClient(make_app(settings)) as client:
         wait_ready(client, prefix)
         body = {"data": [stub.url("/blank.png")], "src_type": "url"}
         response = client.post(f"{prefix}/detect", json=body)

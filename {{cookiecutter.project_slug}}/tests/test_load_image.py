@@ -1,4 +1,5 @@
-"""lib.load_image and its helpers: same pixels from every source, formats, limits, memory."""
+"""The image pipeline (images/, and lib.load_image's call): same pixels from every source,
+formats, limits, memory."""
 
 import base64
 import logging
@@ -16,10 +17,11 @@ import pytest
 
 from {{ cookiecutter.package_name }}.config import Settings
 from {{ cookiecutter.package_name }}.lib.exception import VqlError
-from {{ cookiecutter.package_name }}.lib.fetch import AddressPolicy
-from {{ cookiecutter.package_name }}.lib.image_header import read_header
-from {{ cookiecutter.package_name }}.lib.load_image import ImageLoader, load_image
-from {{ cookiecutter.package_name }}.lib.share_memory import SharedFrame, write_mmap_frame
+from {{ cookiecutter.package_name }}.images.fetch import AddressPolicy
+from {{ cookiecutter.package_name }}.images.header import read_header
+from {{ cookiecutter.package_name }}.client.shm import SharedFrame, write_mmap_frame
+from {{ cookiecutter.package_name }}.images.loader import ImageLoader
+from {{ cookiecutter.package_name }}.lib.load_image import load_image
 
 from .conftest import PHOTO
 from .stub_http import Stub, serve_stub
@@ -54,15 +56,14 @@ def roots(tmp_path: Path) -> tuple[Path, Path]:
 def loader(make_settings: Callable[..., Settings], roots: tuple[Path, Path]) -> ImageLoader:
     """A loader allowed to read the roots and 127.0.0.1, with a 2 MiB image limit."""
     local_root, mmap_root = roots
-    return ImageLoader(
-        make_settings(
-            image_local_roots=str(local_root),
-            image_mmap_roots=str(mmap_root),
-            image_url_allowed_networks="127.0.0.1/32",
-            image_max_bytes=2 * MIB,
-            image_url_timeout=2,
-        )
+    settings = make_settings(
+        image_local_roots=str(local_root),
+        image_mmap_roots=str(mmap_root),
+        image_url_allowed_networks="127.0.0.1/32",
+        image_max_bytes=2 * MIB,
+        image_url_timeout=2,
     )
+    return ImageLoader(settings.image_limits())
 
 
 @pytest.fixture
@@ -195,7 +196,7 @@ def test_items_keep_their_order(loader: ImageLoader) -> None:
 
 
 def test_linker_atom_call_and_stream(photo_b64: str) -> None:
-    """load_image(src_type, data) works with the process's settings; stream loads nothing."""
+    """load_image(src_type, data) works before any app is built; stream loads nothing."""
     (image,) = load_image("base64", [photo_b64])
     assert image.shape == (512, 512, 3)
     assert load_image("stream", ["anything"]) == []

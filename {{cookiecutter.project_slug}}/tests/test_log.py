@@ -10,12 +10,13 @@ import time
 from pathlib import Path
 from unittest import mock
 
-from {{ cookiecutter.package_name }}.lib import log as log_module
-from {{ cookiecutter.package_name }}.lib.log import (
+from {{ cookiecutter.package_name }}.control import log_handlers as log_module
+from {{ cookiecutter.package_name }}.control.log_handlers import (
     ConsoleHandler,
     SharedRotatingFileHandler,
-    make_formatter,
+    register_fork_hooks,
 )
+from {{ cookiecutter.package_name }}.control.logs import make_formatter
 
 LINE_RE = re.compile(r"^proc=(\d+) seq=(\d+) (x+) end$")
 PROCESSES, LINES, MAX_BYTES = 4, 500, 8192
@@ -163,6 +164,7 @@ def test_close_writes_what_is_pending(tmp_path: Path) -> None:
 
 def test_a_forked_child_does_not_repeat_the_parents_lines(tmp_path: Path) -> None:
     """Lines pending at a fork are written once, by the parent, before the fork."""
+    register_fork_hooks()  # logging set-up does it; importing the handlers does not
     handler = SharedRotatingFileHandler(tmp_path / "atom.log", MAX_BYTES, backup_count=1)
     handler.setFormatter(logging.Formatter("%(message)s"))
     with mock.patch.object(log_module, "FLUSH_INTERVAL", 60):

@@ -228,7 +228,8 @@ def test_protector_not_compiled(monkeypatch: pytest.MonkeyPatch, settings: Setti
 def failed_reason(settings: Settings) -> str:
     """Start the app, wait until the model has failed; return the log (ready stayed 503)."""
     prefix = settings.atom_api_prefix
-    with TestClient(get_app(settings)) as client:
+    app = get_app(settings, model_loaders={detect.MODEL_NAME: detect.load_model})
+    with TestClient(app) as client:
         deadline = time.monotonic() + 10
         while client.get(f"{prefix}/v1/health/ready").json()["data"]["models"]["face"] != "failed":
             assert time.monotonic() < deadline, "the model neither failed nor loaded"

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from {{ cookiecutter.package_name }}.lib import scheduler as scheduler_module
-from {{ cookiecutter.package_name }}.lib.scheduler import AtomScheduler, Job
+from {{ cookiecutter.package_name }}.control import scheduler as scheduler_module
+from {{ cookiecutter.package_name }}.control.scheduler import AtomScheduler, Job
 
 
 def counter() -> tuple[list[float], Job]:

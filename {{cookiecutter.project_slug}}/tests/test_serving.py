@@ -8,12 +8,12 @@ from collections.abc import Iterator
 
 import pytest
 
-from {{ cookiecutter.package_name }}.config.serving import ServingMeta
-from {{ cookiecutter.package_name }}.lib.serving import ServingAgent
+from {{ cookiecutter.package_name }}.control.meta import ServingMeta
+from {{ cookiecutter.package_name }}.control.serving import ServingAgent
 
 from .stubs import StubServing, running
 
-AGENT_LOGGER = "{{ cookiecutter.package_name }}.lib.serving"
+AGENT_LOGGER = "{{ cookiecutter.package_name }}.control.serving"
 META = {
     "abilityCode": "OD210_101_001866_020",
     "abilityCodeInstance": "OD210_101_001866_020cuy4v0htvv7",

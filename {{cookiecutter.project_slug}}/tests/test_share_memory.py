@@ -1,4 +1,5 @@
-"""lib.share_memory: the mmap reader, shared-memory frames, their lifecycle, the client."""
+"""Shared frames: the mmap reader and shared-memory mapping (images/frames.py), the
+producer's frames, their lifecycle and ShmClient (client/shm.py)."""
 
 import gc
 import json
@@ -17,22 +18,19 @@ import numpy as np
 import pytest
 import uvicorn
 
-from {{ cookiecutter.package_name }}.api.app import get_app
+from {{ cookiecutter.package_name }}.api.interface import detect
 from {{ cookiecutter.package_name }}.config import Settings
 from {{ cookiecutter.package_name }}.lib.exception import VqlError
-from {{ cookiecutter.package_name }}.lib.share_memory import (
-    SHM_DIR,
+from {{ cookiecutter.package_name }}.client.shm import (
     SHM_PREFIX,
-    MmapReader,
     SharedFrame,
     ShmClient,
-    ShmMapper,
-    open_frame,
     publish_frame,
     write_mmap_frame,
 )
+from {{ cookiecutter.package_name }}.images.frames import SHM_DIR, MmapReader, ShmMapper, open_frame
 
-from .conftest import PHOTO
+from .conftest import PHOTO, make_app
 
 ROOT = Path(__file__).parent.parent
 TRACKER_WORDS = ("resource_tracker", "leaked", "Warning", "Traceback")
@@ -166,9 +164,8 @@ def test_mapper_keeps_recent_mappings() -> None:
 
 CONSUMER = """
 import json, sys
-from {{ cookiecutter.package_name }}.lib.load_image import ImageLoader
-from {{ cookiecutter.package_name }}.config import Settings
-(image,) = ImageLoader(Settings(_env_file=None)).load("shm", [json.loads(sys.argv[1])])
+from {{ cookiecutter.package_name }}.images.loader import ImageLoader
+(image,) = ImageLoader().load("shm", [json.loads(sys.argv[1])])
 print(int(image.sum()))
 """
 
@@ -187,7 +184,7 @@ def test_consumer_process_leaves_the_block_and_warns_nothing() -> None:
 
 PRODUCER = """
 import numpy as np
-from {{ cookiecutter.package_name }}.lib.share_memory import publish_frame
+from {{ cookiecutter.package_name }}.client.shm import publish_frame
 shared = publish_frame(np.ones((4, 4, 3), np.uint8))
 print(shared.name)
 """
@@ -223,7 +220,8 @@ def live_atom(settings: Settings) -> Iterator[str]:
     sock = socket.socket()
     sock.bind(("127.0.0.1", 0))
     base = f"http://127.0.0.1:{sock.getsockname()[1]}{settings.atom_api_prefix}"
-    server = uvicorn.Server(uvicorn.Config(get_app(settings), log_config=None, access_log=False))
+    app = make_app(settings, real=(detect.MODEL_NAME,))
+    server = uvicorn.Server(uvicorn.Config(app, log_config=None, access_log=False))
     thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]})
     thread.start()
     try:

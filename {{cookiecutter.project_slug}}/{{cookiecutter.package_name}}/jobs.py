@@ -1,6 +1,6 @@
 """Periodic jobs of the atom: list them in ``JOBS``.
 
-    from .lib.scheduler import Job
+    from .control.scheduler import Job
 
     def refresh_labels() -> None:            # runs in a background thread
         ...
@@ -12,9 +12,9 @@
     ]
 
 ``once_per_atom=True`` (the default) runs the job in one process of the atom, whatever
-ATOM_WORKERS is; see ``lib/scheduler.py``.
+ATOM_WORKERS is; see ``control/scheduler.py``.
 """
 
-from .lib.scheduler import Job
+from .control.scheduler import Job
 
 JOBS: list[Job] = []

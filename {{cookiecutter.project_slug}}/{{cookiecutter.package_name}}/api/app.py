@@ -1,38 +1,43 @@
 """The app factory: ``get_app()`` builds the FastAPI application of the atom."""
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 
-from fastapi import FastAPI
+from fastapi import APIRouter, FastAPI
 from fastapi.datastructures import Default
 
 from .. import __version__, jobs
 from ..config import Settings, get_settings
 from ..config.logger import configure_logging
-from ..lib.load_image import ImageLoader
-from ..lib.metrics import Metrics, MetricsMiddleware
-from ..lib.scheduler import Job
-from .dependencies import ModelLoader, ModelStore
+from ..control.metrics import Metrics, MetricsMiddleware
+from ..control.scheduler import Job
+from ..images.loader import ImageLoader, set_default_loader
+from . import route
+from .dependencies import AssignedModelIds
 from .interface import metrics as metrics_route
 from .interface.docs import install_docs
 from .middleware.event import lifespan
 from .middleware.http import install_error_handling
-from .route import MODEL_LOADERS, include_flat, include_routers
+from .model_store import ModelLoader, ModelStore
+from .routing import collect_model_loaders, include_flat, install_routers
 from .schema.response import ORJSONResponse
 
 
 def get_app(
     settings: Settings | None = None,
     *,
+    routers: Sequence[APIRouter] | None = None,
     model_loaders: Mapping[str, ModelLoader] | None = None,
     periodic_jobs: list[Job] | None = None,
 ) -> FastAPI:
     """Build the app: logging, routes, error envelope, request ids, metrics, docs, lifespan.
 
-    ``settings`` defaults to the process's (environment and ``.env``); ``model_loaders``
-    to ``route.MODEL_LOADERS`` and ``periodic_jobs`` to ``jobs.JOBS`` (tests pass fakes).
+    ``settings`` defaults to the process's (environment and ``.env``), ``routers`` to
+    ``route.ROUTERS`` and ``periodic_jobs`` to ``jobs.JOBS``. The models are those the
+    routers declare; tests pass ``model_loaders`` to load fakes instead.
     """
     settings = settings or get_settings()
     configure_logging(settings)
+    routers = list(route.ROUTERS if routers is None else routers)
     app = FastAPI(
         title=settings.atom_title,
         description=settings.atom_desc,
@@ -45,13 +50,17 @@ def get_app(
         redoc_url=None,
         lifespan=lifespan,
     )
+    if model_loaders is None:
+        model_loaders = collect_model_loaders(routers)
     app.state.settings = settings
-    app.state.models = ModelStore(MODEL_LOADERS if model_loaders is None else model_loaders)
-    app.state.image_loader = ImageLoader(settings)
+    app.state.models = ModelStore(model_loaders)
+    app.state.model_ids = AssignedModelIds(settings.model_id_list)
+    app.state.image_loader = ImageLoader(settings.image_limits())
+    set_default_loader(app.state.image_loader)  # lib.load_image.load_image uses it
     app.state.jobs = jobs.JOBS if periodic_jobs is None else periodic_jobs
     app.state.metrics = Metrics() if settings.metrics_switch else None
     install_error_handling(app, settings.atom_max_body_bytes)
-    include_routers(app, settings)
+    install_routers(app, routers, settings)
     if app.state.metrics is not None:
         app.add_middleware(MetricsMiddleware, metrics=app.state.metrics)  # outermost
         include_flat(app, metrics_route.router, settings.atom_api_prefix)

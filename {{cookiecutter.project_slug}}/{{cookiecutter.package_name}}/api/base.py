@@ -9,9 +9,10 @@ Usage is unchanged from ``linker_atom``::
 
     app.include_router(route, prefix=settings.atom_api_prefix)
 
-Each call logs one line when it ends: method, path, client, query, a summary of the
-body (long strings cut, bytes counted, secret-looking fields redacted), then the status
-or the error, and the duration. At DEBUG a line is also logged when the call arrives,
+Routers also carry the loaders of their models (``model_loader``). Each call logs one
+line when it ends: method, path, client, query, a summary of the body (long strings
+cut, bytes counted, secret-looking fields redacted), then the status or the error, and
+the duration. At DEBUG a line is also logged when the call arrives,
 with the headers (Authorization, Cookie and token-like values redacted). With PROFILING
 on, calls are profiled with cProfile and the top functions logged; a query parameter
 cannot switch it on.
@@ -147,10 +148,38 @@ def _describe_error(exc: Exception) -> str:
     return f"{type(exc).__name__}({code})" if code else type(exc).__name__
 
 
+ModelLoader = Callable[[Any], Any]  # settings -> the loaded model
+
+
 class UdfAPIRoute(APIRouter):
-    """An APIRouter whose routes log their calls; ``quiet=True`` logs them at DEBUG."""
+    """An APIRouter whose routes log their calls; ``quiet=True`` logs them at DEBUG.
+
+    It also carries the loaders of the models its routes use, so that listing the router
+    in ``api/route.py`` registers both::
+
+        router = UdfAPIRoute(tags=["plates"])
+
+        @router.model_loader("plates")
+        def load_plates(settings: Settings) -> PlateReader: ...
+    """
 
     def __init__(self, *args: Any, quiet: bool = False, **kwargs: Any) -> None:
         kwargs.setdefault("route_class", QuietRoute if quiet else LoggedRoute)
         kwargs.setdefault("responses", ERROR_RESPONSES)
         super().__init__(*args, **kwargs)
+        self.model_loaders: dict[str, ModelLoader] = {}
+
+    def model_loader(self, name: str) -> Callable[[ModelLoader], ModelLoader]:
+        """Register ``function(settings) -> model`` as the loader of the model ``name``.
+
+        The atom calls it once at start, in a background thread; routes get the model
+        with ``Annotated[..., Model(name)]`` (``api/dependencies.py``).
+        """
+
+        def register(loader: ModelLoader) -> ModelLoader:
+            if name in self.model_loaders:
+                raise ValueError(f"model {name!r} already has a loader on this router")
+            self.model_loaders[name] = loader
+            return loader
+
+        return register

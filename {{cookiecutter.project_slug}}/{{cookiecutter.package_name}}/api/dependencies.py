@@ -1,85 +1,57 @@
-"""FastAPI dependencies: the settings, and the models loaded in the lifespan."""
+"""FastAPI dependencies of the routes: short, typed, and cheap (each reads ``app.state``).
 
-import logging
-import threading
-import time
-from collections.abc import Callable, Mapping
-from typing import Any
+from ..dependencies import AppSettings, Images, Model, ModelIds
 
-from fastapi import HTTPException, Request
+@router.post("/detect")
+def detect(
+    payload: DetectPayload,
+    model: Annotated[FaceDetector, Model("face")],   # 503 until it is loaded
+    images: Images,                                  # the app's ImageLoader
+    model_ids: ModelIds,                             # META modelIds, checked
+) -> DetectResponse: ...
+"""
+
+from collections.abc import Callable
+from typing import Annotated, Any
+
+from fastapi import Depends, Request
+from fastapi.params import Depends as DependsParam
 
 from ..config import Settings
-from ..lib.common import run_in_daemon_thread
-from ..lib.load_image import ImageLoader
+from ..images.loader import ImageLoader
+from ..lib.exception import VqlError
+from .model_store import ModelLoader, ModelStore
 
-logger = logging.getLogger(__name__)
+__all__ = [
+    "AppSettings",
+    "AssignedModelIds",
+    "Images",
+    "Model",
+    "ModelIds",
+    "ModelLoader",
+    "ModelStore",
+    "Store",
+    "get_image_loader",
+    "get_model_ids",
+    "get_model_store",
+    "get_settings",
+    "use_model",
+]
 
-ModelLoader = Callable[[Settings], Any]
 
-LOADING, READY, FAILED = "loading", "ready", "failed"
-LOADER_THREAD_PREFIX = "load-"  # the threads that load models are named load-<model>
+class AssignedModelIds:
+    """The model ids Serving assigned to this atom (META ``modelIds``)."""
 
+    def __init__(self, served: list[str]) -> None:
+        self.served = tuple(served)
 
-def models_loading() -> bool:
-    """True while a thread of this process is still loading a model."""
-    return any(t.name.startswith(LOADER_THREAD_PREFIX) for t in threading.enumerate())
+    def check(self, model_id: str | None) -> None:
+        """Refuse a ``model_id`` this atom does not serve (VqlError 513, HTTP 400).
 
-
-class ModelStore:
-    """The atom's models: loaded once in the background at start, then shared by requests.
-
-    ``status`` maps each model name to "loading", "ready" or "failed"; the atom is
-    ready when every model is. ``load_seconds`` keeps how long each one took.
-    """
-
-    def __init__(self, loaders: Mapping[str, ModelLoader]) -> None:
-        self.loaders = dict(loaders)
-        self.models: dict[str, Any] = {}
-        self.status = dict.fromkeys(self.loaders, LOADING)
-        self.load_seconds: dict[str, float] = {}
-
-    @property
-    def ready(self) -> bool:
-        """True once every model is loaded."""
-        return all(state == READY for state in self.status.values())
-
-    async def load_all(self, settings: Settings) -> None:
-        """Load the models one after the other, each in its own thread.
-
-        A failure is logged with its reason and leaves that model "failed" (the atom
-        stays alive but not ready); the other models still load.
+        No id in the request, or no ids in META, means no check.
         """
-        for name, loader in self.loaders.items():
-            started, thread = time.perf_counter(), f"{LOADER_THREAD_PREFIX}{name}"
-            try:
-                model = await run_in_daemon_thread(loader, settings, name=thread)
-            except Exception as exc:  # noqa: BLE001 - any failure leaves the model unloaded
-                self.status[name] = FAILED
-                logger.error("model %r failed to load: %s: %s", name, type(exc).__name__, exc)
-                continue
-            self.models[name] = model
-            self.load_seconds[name] = time.perf_counter() - started
-            self.status[name] = READY
-            logger.info("model %r loaded in %.3f s", name, self.load_seconds[name])
-
-    def get(self, name: str) -> Any:
-        """The loaded model, or a 503 while it is loading or if it failed."""
-        model = self.models.get(name)
-        if model is None:
-            state = self.status.get(name, "unknown")
-            raise HTTPException(503, f"model {name!r} is not available ({state})")
-        return model
-
-    def close(self) -> None:
-        """Release the models that have a ``close()`` method."""
-        for name, model in self.models.items():
-            close = getattr(model, "close", None)
-            if callable(close):
-                try:
-                    close()
-                except Exception:
-                    logger.exception("closing model %r failed", name)
-        self.models.clear()
+        if model_id and self.served and model_id not in self.served:
+            raise VqlError(513, f"model_id {model_id!r} is not served by this atom")
 
 
 def get_settings(request: Request) -> Settings:
@@ -88,13 +60,18 @@ def get_settings(request: Request) -> Settings:
 
 
 def get_image_loader(request: Request) -> ImageLoader:
-    """The app's image loader (``lib.load_image``), built with its settings."""
+    """The app's image loader (``images/loader.py``), built with the settings' limits."""
     return request.app.state.image_loader
 
 
 def get_model_store(request: Request) -> ModelStore:
     """The app's model store."""
     return request.app.state.models
+
+
+def get_model_ids(request: Request) -> AssignedModelIds:
+    """The model ids this atom serves, to check a request's ``model_id``."""
+    return request.app.state.model_ids
 
 
 def use_model(name: str) -> Callable[[Request], Any]:
@@ -105,3 +82,14 @@ def use_model(name: str) -> Callable[[Request], Any]:
 
     dependency.__name__ = f"model_{name}"
     return dependency
+
+
+def Model(name: str) -> DependsParam:  # noqa: N802 - reads as a type in Annotated[...]
+    """``Annotated[MyModel, Model("name")]``: the loaded model ``name`` (503 until loaded)."""
+    return Depends(use_model(name))
+
+
+AppSettings = Annotated[Settings, Depends(get_settings)]
+Images = Annotated[ImageLoader, Depends(get_image_loader)]
+Store = Annotated[ModelStore, Depends(get_model_store)]
+ModelIds = Annotated[AssignedModelIds, Depends(get_model_ids)]

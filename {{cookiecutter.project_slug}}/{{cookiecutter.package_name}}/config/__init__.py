@@ -18,7 +18,8 @@ from pydantic import AfterValidator, BeforeValidator, Field, SecretStr, Validati
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from .. import about
-from .serving import ServingMeta, parse_meta
+from ..control.meta import ServingMeta, parse_meta
+from ..images.limits import ImageLimits
 
 TRUE_WORDS = frozenset({"true", "1", "yes", "on"})
 FALSE_WORDS = frozenset({"false", "0", "no", "off"})
@@ -105,7 +106,7 @@ class Settings(BaseSettings):
     atom_api_prefix: Annotated[str, AfterValidator(check_prefix)] = about.API_PREFIX
     atom_title: str = about.PROJECT_NAME
     atom_desc: str = about.PROJECT_DESCRIPTION
-    atom_max_body_bytes: int = Field(64 * 1024 * 1024, ge=1024)
+    atom_max_body_bytes: int = Field(ImageLimits.max_bytes, ge=1024)
     docs_switch: Bool = True
     profiling: Bool = False
 
@@ -128,17 +129,21 @@ class Settings(BaseSettings):
     # Serving platform (DESIGN.md section 4).
     meta: Annotated[str, AfterValidator(check_meta)] = ""
 
-    # Image inputs (lib/load_image.py, DESIGN.md section 6).
+    # Image inputs (images/, DESIGN.md section 6); the defaults are ImageLimits's.
     image_max_bytes: int = Field(0, ge=0)  # 0: ATOM_MAX_BODY_BYTES
-    image_max_pixels: int = Field(40_000_000, ge=1)
-    image_url_timeout: float = Field(10.0, gt=0, le=600)
-    image_url_retries: int = Field(2, ge=0, le=10)
-    image_url_schemes: Annotated[StrList, AfterValidator(check_url_schemes)] = ("http", "https")
-    image_url_hosts: StrList = ()
-    image_url_block_private: Bool = True
-    image_url_allowed_networks: Annotated[StrList, AfterValidator(check_networks)] = ()
-    image_local_roots: StrList = ()
-    image_mmap_roots: StrList = ("/dev/shm",)
+    image_max_pixels: int = Field(ImageLimits.max_pixels, ge=1)
+    image_url_timeout: float = Field(ImageLimits.url_timeout, gt=0, le=600)
+    image_url_retries: int = Field(ImageLimits.url_retries, ge=0, le=10)
+    image_url_schemes: Annotated[StrList, AfterValidator(check_url_schemes)] = (
+        ImageLimits.url_schemes
+    )
+    image_url_hosts: StrList = ImageLimits.url_hosts
+    image_url_block_private: Bool = ImageLimits.url_block_private
+    image_url_allowed_networks: Annotated[StrList, AfterValidator(check_networks)] = (
+        ImageLimits.url_allowed_networks
+    )
+    image_local_roots: StrList = ImageLimits.local_roots
+    image_mmap_roots: StrList = ImageLimits.mmap_roots
 
     # Model protection (dependency/, DESIGN.md section 7).
     atom_model_dir: str = "models"
@@ -161,6 +166,21 @@ class Settings(BaseSettings):
     def serving(self) -> ServingMeta:
         """META, parsed."""
         return parse_meta(self.meta)
+
+    def image_limits(self) -> ImageLimits:
+        """The limits of the image pipeline (IMAGE_*; bytes default to ATOM_MAX_BODY_BYTES)."""
+        return ImageLimits(
+            max_bytes=self.image_max_bytes or self.atom_max_body_bytes,
+            max_pixels=self.image_max_pixels,
+            url_timeout=self.image_url_timeout,
+            url_retries=self.image_url_retries,
+            url_schemes=self.image_url_schemes,
+            url_hosts=self.image_url_hosts,
+            url_block_private=self.image_url_block_private,
+            url_allowed_networks=self.image_url_allowed_networks,
+            local_roots=self.image_local_roots,
+            mmap_roots=self.image_mmap_roots,
+        )
 
     @property
     def model_id_list(self) -> list[str]:

@@ -4,14 +4,14 @@ The image's HEALTHCHECK runs it; it reads ATOM_PORT and ATOM_API_PREFIX like the
 """
 
 from ..config import get_settings
-from .launcher import ping
+from ..control.health import READY_PATH, answers_ok
 
 
 def main() -> int:
     """0 when ready, 1 otherwise."""
     settings = get_settings()
-    url = f"http://127.0.0.1:{settings.atom_port}{settings.atom_api_prefix}/v1/health/ready"
-    return 0 if ping(url, timeout=4) else 1
+    url = f"http://127.0.0.1:{settings.atom_port}{settings.atom_api_prefix}{READY_PATH}"
+    return 0 if answers_ok(url, timeout=4) else 1
 
 
 if __name__ == "__main__":

@@ -12,7 +12,7 @@ restarts the ones that died or stopped answering. It:
    with their port;
 3. starts nginx on ATOM_PORT once the workers answer their health route;
 4. registers the atom with Serving (META), once for the whole container, when the
-   public ready route answers, and keeps the heartbeats going (``lib/serving.py``);
+   public ready route answers, and keeps the heartbeats going (``control/serving.py``);
 5. restarts a crashed or hung worker with exponential backoff, loudly if it keeps
    crashing; exits non-zero if nginx dies;
 6. on SIGTERM or SIGINT: unRegister, nginx stops accepting and finishes the requests in
@@ -33,7 +33,6 @@ import sys
 import tempfile
 import threading
 import time
-import urllib.request
 from collections import deque
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -42,7 +41,9 @@ from typing import Any, BinaryIO
 
 from ..config import Settings, SettingsError, get_settings
 from ..config.logger import configure_logging
-from ..lib.scheduler import STOPPING_FILE
+from ..control.backoff import delay
+from ..control.health import PING_PATH, answers_ok
+from ..control.runtime_dir import METRICS_DIR_ENV, RUNTIME_DIR_ENV, RuntimeDir
 from .nginx import nginx_config, write_config
 
 logger = logging.getLogger(__name__)
@@ -51,21 +52,11 @@ TICK = 0.5  # seconds between two supervision rounds
 PING_EVERY = 5.0  # seconds between two health pings of a worker
 PING_TIMEOUT = 2.0
 HUNG_AFTER = 3  # failed pings in a row before a worker is restarted
-BACKOFF_MAX = 30.0
+RESTART_BASE, BACKOFF_MAX = 0.5, 30.0  # seconds before a restart: 0.5, 1, 2... up to 30
 STABLE_AFTER = 60.0  # a worker that ran this long starts its backoff again from zero
 CRASH_WINDOW, CRASH_ALARM = 300.0, 5  # this many crashes in the window: log an error
 WORKER_STOP_TIMEOUT = 15.0
 EXIT_NGINX_DIED, EXIT_NO_NGINX, EXIT_BAD_SETTINGS = 1, 2, 2
-MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"  # read by prometheus_client when it is imported
-
-
-def ping(url: str, timeout: float = PING_TIMEOUT) -> bool:
-    """True when ``url`` answers 200."""
-    try:
-        with urllib.request.urlopen(url, timeout=timeout) as response:
-            return response.status == 200
-    except OSError:
-        return False
 
 
 def find_nginx(configured: str, fallback: str = "/usr/sbin/nginx") -> str:
@@ -154,14 +145,14 @@ class Worker:
         self.crashes.append(now)
         while self.crashes and now - self.crashes[0] > CRASH_WINDOW:
             self.crashes.popleft()
-        delay = min(BACKOFF_MAX, 0.5 * 2 ** (self.failures - 1))
-        self.restart_at = now + delay
+        wait = delay(self.failures - 1, RESTART_BASE, BACKOFF_MAX, jitter=False)
+        self.restart_at = now + wait
         log = logger.error if len(self.crashes) >= CRASH_ALARM else logger.warning
         log(
             "worker :%d %s; restart in %.1f s (%d crash(es) in the last %d s)",
             self.port,
             reason,
-            delay,
+            wait,
             len(self.crashes),
             CRASH_WINDOW,
         )
@@ -184,13 +175,14 @@ class Launcher:
         self.signals: queue.SimpleQueue[int] = queue.SimpleQueue()
         self.owns_runtime = not settings.atom_runtime_dir
         self.runtime = Path(settings.atom_runtime_dir or tempfile.mkdtemp(prefix="atom-run-"))
+        self.layout = RuntimeDir(self.runtime)
         self.nginx: subprocess.Popen[bytes] | None = None
-        self.serving: Any = None  # lib.serving.ServingAgent, once nginx runs
-        env = {**os.environ, "ATOM_RUNTIME_DIR": str(self.runtime), "ATOM_SUPERVISED": "1"}
+        self.serving: Any = None  # control.serving.ServingAgent, once nginx runs
+        env = {**os.environ, RUNTIME_DIR_ENV: str(self.runtime), "ATOM_SUPERVISED": "1"}
         if settings.metrics_switch:
-            env[MULTIPROC_ENV] = str(self.runtime / "metrics")
+            env[METRICS_DIR_ENV] = str(self.layout.metrics)
         command = [sys.executable, str(server_script)]
-        ping_path = f"{settings.atom_api_prefix}/v1/health/ping"
+        ping_path = settings.atom_api_prefix + PING_PATH
         self.workers = [
             Worker(port, command, env, f"http://127.0.0.1:{port}{ping_path}")
             for port in range(
@@ -198,7 +190,6 @@ class Launcher:
                 settings.atom_inner_start_port + settings.atom_workers,
             )
         ]
-        self.public_ping = f"http://127.0.0.1:{settings.atom_port}{ping_path}"
         self._pool = ThreadPoolExecutor(max_workers=min(8, len(self.workers)))
 
     # Signals ------------------------------------------------------------------
@@ -226,7 +217,7 @@ class Launcher:
     def run(self, nginx_bin: str) -> int:
         """Start everything, supervise until a stop signal, stop everything; the exit status."""
         self.install_signal_handlers()
-        config = write_config(self.runtime, self._config())
+        config = write_config(self.layout, self._config())
         self._prepare_metrics()
         try:
             for worker in self.workers:
@@ -243,7 +234,7 @@ class Launcher:
     def _config(self) -> str:
         settings = self.settings
         return nginx_config(
-            runtime=self.runtime,
+            runtime=self.layout,
             listen_port=settings.atom_port,
             worker_ports=[worker.port for worker in self.workers],
             max_body_bytes=settings.atom_max_body_bytes,
@@ -254,19 +245,19 @@ class Launcher:
         """An empty multiprocess metrics directory, shared with the workers."""
         if not self.settings.metrics_switch:
             return
-        directory = self.runtime / "metrics"
+        directory = self.layout.metrics
         shutil.rmtree(directory, ignore_errors=True)
         directory.mkdir(parents=True)
-        os.environ[MULTIPROC_ENV] = str(directory)  # before this process creates its metrics
+        os.environ[METRICS_DIR_ENV] = str(directory)  # before this process creates its metrics
 
     def _start_serving(self) -> None:
         """Register with Serving for the whole atom (when META names a Serving host)."""
-        from ..lib.metrics import ServingMetrics  # noqa: PLC0415 - after PROMETHEUS_MULTIPROC_DIR
-        from ..lib.serving import build_agent  # noqa: PLC0415
+        from ..config.serving import serving_agent  # noqa: PLC0415
+        from ..control.metrics import ServingMetrics  # noqa: PLC0415 - after METRICS_DIR_ENV
 
         metrics = ServingMetrics() if self.settings.metrics_switch else None
         on_event = metrics.on_serving_event if metrics is not None else None
-        self.serving = build_agent(self.settings, on_event)
+        self.serving = serving_agent(self.settings, on_event)
         if self.serving is not None:
             self.serving.start()
 
@@ -343,18 +334,18 @@ class Launcher:
     def _forget_metrics_of(self, pid: int) -> None:
         """Drop a dead worker's live gauges (in flight, ready)."""
         if self.settings.metrics_switch:
-            from ..lib.metrics import mark_process_dead  # noqa: PLC0415 - see _start_serving
+            from ..control.metrics import mark_process_dead  # noqa: PLC0415 - see _start_serving
 
             mark_process_dead(pid)
 
     def _ping_all(self, workers: list[Worker]) -> list[bool]:
-        return list(self._pool.map(lambda w: ping(w.health_url), workers))
+        return list(self._pool.map(lambda w: answers_ok(w.health_url, PING_TIMEOUT), workers))
 
     # Stop ---------------------------------------------------------------------
 
     def shutdown(self, status: int) -> int:
         """Unregister, drain nginx, stop the workers, remove the runtime directory."""
-        (self.runtime / STOPPING_FILE).touch()  # no worker takes over the once-per-atom jobs
+        self.layout.stopping.touch()  # no worker takes over the once-per-atom jobs
         if self.serving is not None:
             self.serving.stop(budget=2.0)
         self._stop_nginx()

@@ -4,8 +4,9 @@ import re
 from importlib.resources import files
 from pathlib import Path
 
+from ..control.runtime_dir import RuntimeDir
+
 PLACEHOLDER_RE = re.compile(r"@(\w+)@")
-TEMP_DIRS = ("client_body", "proxy", "fastcgi", "uwsgi", "scgi")
 
 
 def render(template: str, values: dict[str, object]) -> str:
@@ -22,7 +23,7 @@ def render(template: str, values: dict[str, object]) -> str:
 
 def nginx_config(
     *,
-    runtime: Path,
+    runtime: RuntimeDir,
     listen_port: int,
     worker_ports: list[int],
     max_body_bytes: int,
@@ -36,7 +37,8 @@ def nginx_config(
     return render(
         template,
         {
-            "runtime": runtime,
+            "pid_file": runtime.nginx_pid,
+            **{f"{kind}_temp": path for kind, path in runtime.nginx_temp_dirs.items()},
             "listen": f"{listen_host}:{listen_port}",
             "upstream_servers": servers,
             "workers": len(worker_ports),
@@ -47,10 +49,9 @@ def nginx_config(
     )
 
 
-def write_config(runtime: Path, text: str) -> Path:
+def write_config(runtime: RuntimeDir, text: str) -> Path:
     """Write nginx.conf and create the temp directories nginx needs; return the file."""
-    for name in TEMP_DIRS:
-        (runtime / name).mkdir(parents=True, exist_ok=True)
-    path = runtime / "nginx.conf"
-    path.write_text(text, encoding="utf-8")
-    return path
+    for folder in runtime.nginx_temp_dirs.values():
+        folder.mkdir(parents=True, exist_ok=True)
+    runtime.nginx_conf.write_text(text, encoding="utf-8")
+    return runtime.nginx_conf

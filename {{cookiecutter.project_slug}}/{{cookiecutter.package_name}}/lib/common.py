@@ -1,11 +1,10 @@
-"""Small helpers used across the atom: timing, exception logging, log-safe values, a cache."""
+"""Small helpers used across the atom: log-safe values and redaction, timing, daemon threads,
+and a bounded cache."""
 
 import asyncio
 import contextlib
 import contextvars
 import functools
-import inspect
-import logging
 import re
 import sys
 import threading
@@ -15,10 +14,6 @@ from collections.abc import Callable, Hashable, Mapping
 from typing import Any
 
 import orjson
-
-logger = logging.getLogger(__name__)
-
-_NO_DEFAULT = object()
 
 # Keys whose values are secrets: headers, JSON fields, query parameters.
 SECRET_KEY_RE = re.compile(
@@ -42,89 +37,9 @@ SECRET_WORDS = (
 )
 
 
-def timeit(
-    func: Callable[..., Any] | None = None, *, level: int = logging.INFO, name: str | None = None
-) -> Any:
-    """Log how long each call of a function or coroutine function took.
-
-    Use as ``@timeit`` or ``@timeit(level=logging.DEBUG, name="decode")``.
-    """
-
-    def decorate(fn: Callable[..., Any]) -> Callable[..., Any]:
-        label = name or fn.__qualname__
-
-        if inspect.iscoroutinefunction(fn):
-
-            @functools.wraps(fn)
-            async def async_wrapper(*args: Any, **kwargs: Any) -> Any:
-                started = time.perf_counter()
-                try:
-                    return await fn(*args, **kwargs)
-                finally:
-                    logger.log(level, "%s took %.2f ms", label, ms_since(started))
-
-            return async_wrapper
-
-        @functools.wraps(fn)
-        def wrapper(*args: Any, **kwargs: Any) -> Any:
-            started = time.perf_counter()
-            try:
-                return fn(*args, **kwargs)
-            finally:
-                logger.log(level, "%s took %.2f ms", label, ms_since(started))
-
-        return wrapper
-
-    return decorate(func) if func is not None else decorate
-
-
 def ms_since(started: float) -> float:
     """Milliseconds elapsed since a ``time.perf_counter()`` reading."""
     return (time.perf_counter() - started) * 1000
-
-
-def log_exceptions(
-    *,
-    reraise: bool = False,
-    default: Any = _NO_DEFAULT,
-    exceptions: tuple[type[BaseException], ...] = (Exception,),
-) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
-    """Log an exception raised by the decorated function, then re-raise it or return a default.
-
-    Say which: ``@log_exceptions(reraise=True)`` or ``@log_exceptions(default=[])``.
-    Exceptions outside ``exceptions`` pass through untouched.
-    """
-    if reraise == (default is not _NO_DEFAULT):
-        raise TypeError("log_exceptions needs exactly one of reraise=True or default=...")
-
-    def decorate(fn: Callable[..., Any]) -> Callable[..., Any]:
-        def handle(exc: BaseException) -> Any:
-            logger.exception("%s failed: %s", fn.__qualname__, type(exc).__name__)
-            if reraise:
-                raise exc
-            return default
-
-        if inspect.iscoroutinefunction(fn):
-
-            @functools.wraps(fn)
-            async def async_wrapper(*args: Any, **kwargs: Any) -> Any:
-                try:
-                    return await fn(*args, **kwargs)
-                except exceptions as exc:
-                    return handle(exc)
-
-            return async_wrapper
-
-        @functools.wraps(fn)
-        def wrapper(*args: Any, **kwargs: Any) -> Any:
-            try:
-                return fn(*args, **kwargs)
-            except exceptions as exc:
-                return handle(exc)
-
-        return wrapper
-
-    return decorate
 
 
 def summarize(value: Any, *, max_chars: int = 200, max_items: int = 20, depth: int = 4) -> Any:

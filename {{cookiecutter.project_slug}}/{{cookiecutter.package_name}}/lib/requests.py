@@ -11,7 +11,6 @@ It blocks: in an ``async`` route call it through ``starlette.concurrency.run_in_
 """
 
 import logging
-import random
 import time
 from functools import lru_cache
 from typing import Any
@@ -20,6 +19,7 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 import requests
 from urllib3.exceptions import NameResolutionError, NewConnectionError
 
+from ..control import backoff
 from .common import REDACTED, SECRET_KEY_RE, format_long, ms_since, redact_headers
 
 logger = logging.getLogger(__name__)
@@ -153,8 +153,7 @@ class HttpClient:
 
     def _delay(self, attempt: int) -> float:
         """Exponential backoff, capped, with jitter over its upper half."""
-        ceiling = min(self.max_backoff, self.backoff * 2**attempt)
-        return ceiling / 2 + random.uniform(0, ceiling / 2)
+        return backoff.delay(attempt, self.backoff, self.max_backoff)
 
     def get(self, url: str, **kwargs: Any) -> requests.Response:
         """GET ``url``."""

@@ -1,15 +1,17 @@
-"""The example route: face detection. Edit this module to serve your own model.
+"""The example route: face detection. Copy or edit this module to serve your own model.
 
-1. ``load_model(settings)`` builds the model once, in a background thread at start; the
-   atom is ready (``/v1/health/ready`` is 200) when it returns. It decrypts the model
-   file (``models/face.enc``) into memory with the model key (``dependency/keys.py``).
-   Replace ``FaceDetector`` with your model and keep the ``predict_batch`` shape, or
-   change the route below.
-2. ``detect()`` loads the images of the request with the app's ``ImageLoader``
-   (``lib.load_image``: every src_type, RGB arrays), runs the model in a worker thread so
-   the server keeps answering, and replies with the detection contract
-   (``schema.response.DetectResponse``).
-3. Raise ``VqlError(code, msg)`` for errors the caller should see (see ``lib/exception.py``).
+1. ``load_model(settings)``, registered with ``@router.model_loader(MODEL_NAME)``, builds
+   the model once, in a background thread at start; the atom is ready
+   (``/v1/health/ready`` is 200) when it returns. It decrypts ``models/face.enc`` into
+   memory with the model key (``dependency/keys.py``; ``make model NAME=... SRC=...``
+   encrypts a model file). Replace ``FaceDetector`` with your model.
+2. ``detect()`` declares what it needs as typed dependencies (``api/dependencies.py``):
+   the model (503 until loaded), the app's image loader (every src_type, RGB arrays) and
+   the model ids Serving assigned. It is a plain ``def``: FastAPI runs it in its thread
+   pool, so the server keeps answering while the model computes.
+3. Raise ``VqlError(code, msg)`` for errors the caller should see (``lib/exception.py``).
+
+The router is listed in ``api/route.py``; that line registers the route and its model.
 """
 
 import math
@@ -19,23 +21,21 @@ from typing import Annotated
 
 import cv2
 import numpy as np
-from fastapi import Depends
-from starlette.concurrency import run_in_threadpool
 
 from ...config import Settings
 from ...dependency.keys import load_protector, model_path
 from ...lib.common import ms_since
-from ...lib.exception import VqlError
-from ...lib.load_image import ImageLoader
 from ..base import UdfAPIRoute
-from ..dependencies import get_image_loader, get_settings, use_model
+from ..dependencies import Images, Model, ModelIds
 from ..schema.payload import DetectPayload
 from ..schema.response import DetectObject, DetectResponse, ErrorEnvelope
 
 MODEL_NAME = "face"
 DEFAULT_THRESHOLD = 0.5
 CASCADE_FILE = "haarcascade_frontalface_default.xml"  # in cv2.data.haarcascades
-MODEL_FILE = "face.enc"  # the cascade, encrypted with the model key (make model)
+MODEL_FILE = f"{MODEL_NAME}.enc"  # the cascade, encrypted with the model key (make model)
+
+router = UdfAPIRoute(tags=["detect"])
 
 
 class FaceDetector:
@@ -83,14 +83,12 @@ class FaceDetector:
         return [self.predict(image, threshold) for image in images]
 
 
+@router.model_loader(MODEL_NAME)
 def load_model(settings: Settings) -> FaceDetector:
     """Decrypt the model into memory and build it, once at start (in a background thread)."""
     protector = load_protector(settings)
     cascade = protector.decrypt(model_path(settings, MODEL_FILE), model_id=MODEL_NAME)
     return FaceDetector(cascade.decode("utf-8"))
-
-
-router = UdfAPIRoute(tags=["detect"])
 
 
 @router.post(
@@ -104,18 +102,16 @@ router = UdfAPIRoute(tags=["detect"])
     },
     summary="Detect faces",
 )
-async def detect(
+def detect(
     payload: DetectPayload,
-    model: Annotated[FaceDetector, Depends(use_model(MODEL_NAME))],
-    settings: Annotated[Settings, Depends(get_settings)],
-    loader: Annotated[ImageLoader, Depends(get_image_loader)],
+    model: Annotated[FaceDetector, Model(MODEL_NAME)],
+    images: Images,
+    model_ids: ModelIds,
 ) -> DetectResponse:
     """Detect objects in each image of ``data``; one list of objects per image, in order."""
     started = time.perf_counter()
-    served = settings.model_id_list
-    if payload.model_id and served and payload.model_id not in served:
-        raise VqlError(513, f"model_id {payload.model_id!r} is not served by this atom")
-    images = await run_in_threadpool(loader.load, payload.src_type, payload.data)
+    model_ids.check(payload.model_id)
+    frames = images.load(payload.src_type, payload.data)
     threshold = DEFAULT_THRESHOLD if payload.threshold is None else payload.threshold
-    objects = await run_in_threadpool(model.predict_batch, images, threshold)
+    objects = model.predict_batch(frames, threshold)
     return DetectResponse(took=round(ms_since(started), 2), objects=objects)

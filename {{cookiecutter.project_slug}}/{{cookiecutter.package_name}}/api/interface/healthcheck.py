@@ -1,15 +1,15 @@
-"""Health routes: ``ping`` for liveness, ``ready`` for readiness (models loaded)."""
+"""Health routes: ``ping`` for liveness, ``ready`` for readiness (models loaded).
 
-from typing import Annotated
+Their paths are ``control/health.py``'s, shared with the launcher, the image's
+HEALTHCHECK, Serving registration and the Kubernetes probes.
+"""
 
-from fastapi import Depends
-
+from ...control.health import PING_PATH, READY_PATH
 from ..base import UdfAPIRoute
-from ..dependencies import ModelStore, get_model_store
+from ..dependencies import Store
 from ..schema.response import ErrorEnvelope, PingResponse, ReadyResponse, envelope_response
 
-PING_PATH = "/v1/health/ping"
-READY_PATH = "/v1/health/ready"
+__all__ = ["PING_PATH", "READY_PATH", "ping", "ready", "router"]
 
 router = UdfAPIRoute(tags=["health"], quiet=True)
 
@@ -26,7 +26,7 @@ async def ping() -> PingResponse:
     responses={503: {"model": ErrorEnvelope, "description": "models not loaded yet"}},
     summary="Readiness",
 )
-async def ready(store: Annotated[ModelStore, Depends(get_model_store)]) -> object:
+async def ready(store: Store) -> object:
     """200 once every model is loaded; 503 with each model's state before."""
     if store.ready:
         return ReadyResponse(is_ready=True, models=store.status)

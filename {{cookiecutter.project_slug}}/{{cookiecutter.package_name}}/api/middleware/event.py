@@ -8,12 +8,12 @@ from collections.abc import AsyncIterator
 from fastapi import FastAPI
 
 from ...config import Settings
+from ...config.serving import serving_agent
 from ...config.skywalking import start_agent
+from ...control.metrics import Metrics
+from ...control.scheduler import AtomScheduler
 from ...lib.common import run_in_daemon_thread
-from ...lib.metrics import Metrics
-from ...lib.scheduler import AtomScheduler
-from ...lib.serving import build_agent
-from ..dependencies import ModelStore
+from ..model_store import ModelStore
 
 logger = logging.getLogger(__name__)
 
@@ -48,7 +48,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     scheduler = AtomScheduler(app.state.jobs, settings.atom_runtime_dir)
     scheduler.start()
     on_event = metrics.serving.on_serving_event if metrics is not None else None
-    serving = None if settings.atom_supervised else build_agent(settings, on_event)
+    serving = None if settings.atom_supervised else serving_agent(settings, on_event)
     if serving is not None:
         serving.start()
     loading = asyncio.create_task(load_models(store, settings, metrics), name="load-models")

@@ -18,9 +18,9 @@ from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from ...control.logs import request_id_ctx
 from ...lib.common import summarize
 from ...lib.exception import VqlError
-from ...lib.log import request_id_ctx
 from ..schema.response import ORJSONResponse, envelope_response
 
 logger = logging.getLogger(__name__)

@@ -30,8 +30,8 @@ from urllib3.connection import HTTPConnection, HTTPSConnection
 from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
 from urllib3.exceptions import ConnectTimeoutError, NameResolutionError
 
-from .exception import VqlError
-from .requests import HttpClient
+from ..lib.exception import VqlError
+from ..lib.requests import HttpClient
 
 logger = logging.getLogger(__name__)
 

@@ -11,22 +11,22 @@ once a minute with a count. Nothing here blocks the atom: the thread is a daemon
 every call has short timeouts, and ``stop()`` returns within its budget.
 
 Who runs it: ``nginx_run`` for the whole container (one registration whatever
-ATOM_WORKERS is), or ``server.py`` itself when it runs alone.
+ATOM_WORKERS is), or ``server.py`` itself when it runs alone; both build it with
+``config.serving.serving_agent(settings)``.
 """
 
 import logging
-import random
 import socket
 import threading
 import time
-import urllib.request
 from collections.abc import Callable
 from typing import Any
 
 import requests
 
-from ..config import Settings
-from ..config.serving import ServingMeta
+from .backoff import Backoff
+from .health import answers_ok
+from .meta import ServingMeta
 
 logger = logging.getLogger(__name__)
 
@@ -36,25 +36,6 @@ READY_POLL = 0.5
 
 class ServingError(Exception):
     """A call to Serving did not succeed; the message says why (never the body in full)."""
-
-
-class Backoff:
-    """Exponential delays with jitter: ``base``, 2x, 4x... up to ``cap`` seconds."""
-
-    def __init__(self, base: float, cap: float) -> None:
-        self.base = min(base, cap)
-        self.cap = cap
-        self.failures = 0
-
-    def next(self) -> float:
-        """The delay before the next attempt (grows with each call until ``reset``)."""
-        ceiling = min(self.cap, self.base * 2**self.failures)
-        self.failures += 1
-        return ceiling / 2 + random.uniform(0, ceiling / 2)
-
-    def reset(self) -> None:
-        """Back to ``base`` after a success."""
-        self.failures = 0
 
 
 class FailureLog:
@@ -175,12 +156,8 @@ class ServingAgent:
     def _wait_ready(self) -> bool:
         """Wait until the atom's public ready route answers 200 (False if stopped first)."""
         while not self._stop.is_set():
-            try:
-                with urllib.request.urlopen(self.ready_url, timeout=2) as reply:
-                    if reply.status == 200:
-                        return True
-            except OSError:
-                pass
+            if answers_ok(self.ready_url):
+                return True
             self._stop.wait(READY_POLL)
         return False
 
@@ -236,24 +213,3 @@ class ServingAgent:
     def _set_registered(self, registered: bool) -> None:
         self.registered = registered
         self.on_event("registered" if registered else "unregistered")
-
-
-def build_agent(
-    settings: Settings, on_event: Callable[[str], None] | None = None
-) -> ServingAgent | None:
-    """The agent for this atom, or None when META names no Serving host.
-
-    It waits for the ready route on ATOM_PORT (the public port: nginx's under nginx_run).
-    """
-    meta = settings.serving
-    if not meta.registers:
-        return None
-    host = "127.0.0.1" if settings.atom_host in ("", "0.0.0.0", "::") else settings.atom_host
-    return ServingAgent(
-        meta,
-        f"http://{host}:{settings.atom_port}{settings.atom_api_prefix}/v1/health/ready",
-        interval=settings.serving_heartbeat_interval,
-        retry_max=settings.serving_retry_max,
-        timeout=settings.serving_timeout,
-        on_event=on_event,
-    )

@@ -9,7 +9,7 @@ that the caller is told they are not supported rather than that the bytes are co
 from collections.abc import Callable
 from typing import NamedTuple
 
-from .exception import VqlError
+from ..lib.exception import VqlError
 
 DECODED = "JPEG, PNG, WebP or BMP"
 # JPEG start-of-frame markers (C4 DHT, C8 JPG and CC DAC are not frames).

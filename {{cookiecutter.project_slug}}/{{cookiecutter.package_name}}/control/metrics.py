@@ -1,8 +1,9 @@
 """Prometheus metrics that stay correct when several server processes serve one atom.
 
 Under ``nginx_run`` every process writes its values to files in PROMETHEUS_MULTIPROC_DIR
-(set by the launcher) and one scrape of ``{prefix}/metrics`` through nginx, whichever
-worker answers, shows the sum over all of them. A lone ``server.py`` keeps them in memory.
+(``metrics/`` of the runtime directory, set by the launcher), and one scrape of
+``{prefix}/metrics`` through nginx, whichever worker answers, shows the sum over all of
+them. A lone ``server.py`` keeps them in memory.
 """
 
 import os
@@ -20,7 +21,8 @@ from prometheus_client import (
 )
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
+from .runtime_dir import METRICS_DIR_ENV
+
 BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
 UNMATCHED = "<unmatched>"  # requests that matched no route share one label value
 
@@ -109,7 +111,7 @@ class Metrics:
 
     def render(self) -> bytes:
         """The exposition text: every process's values in multiprocess mode, ours otherwise."""
-        if os.environ.get(MULTIPROC_ENV):
+        if os.environ.get(METRICS_DIR_ENV):
             registry = CollectorRegistry()
             multiprocess.MultiProcessCollector(registry)
             return generate_latest(registry)
@@ -160,6 +162,6 @@ class MetricsMiddleware:
 
 def mark_process_dead(pid: int) -> None:
     """Drop a dead worker's live gauges (in-flight, ready) in multiprocess mode."""
-    directory = os.environ.get(MULTIPROC_ENV)
+    directory = os.environ.get(METRICS_DIR_ENV)
     if directory:
         multiprocess.mark_process_dead(pid, directory)

@@ -20,9 +20,10 @@ from typing import Any
 from apscheduler.executors.base import BaseExecutor, run_job
 from apscheduler.schedulers.background import BackgroundScheduler
 
+from .runtime_dir import RuntimeDir
+
 logger = logging.getLogger(__name__)
 
-LEADER_FILE, STOPPING_FILE = "leader.lock", "stopping"
 ELECTION_EVERY = 5.0  # seconds between two attempts of a follower to become the leader
 
 
@@ -67,7 +68,7 @@ class LeaderLock:
     """An exclusive lock on ``<runtime>/leader.lock``; the process holding it is the leader."""
 
     def __init__(self, runtime_dir: str) -> None:
-        self.runtime = Path(runtime_dir) if runtime_dir else None
+        self.runtime = RuntimeDir(Path(runtime_dir)) if runtime_dir else None
         self._fd: int | None = None
 
     def try_acquire(self) -> bool:
@@ -77,9 +78,9 @@ class LeaderLock:
         if self.runtime is None:
             self._fd = -1
             return True
-        if (self.runtime / STOPPING_FILE).exists():
+        if self.runtime.stopping.exists():
             return False
-        fd = os.open(self.runtime / LEADER_FILE, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+        fd = os.open(self.runtime.leader_lock, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:

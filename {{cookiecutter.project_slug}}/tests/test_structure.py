@@ -1,0 +1,205 @@
+"""The runtime's shape: helpers that read no settings, imports without side effects, one
+line to register a route module with its models, a model store that knows what loads."""
+
+import ast
+import asyncio
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Annotated
+
+import pytest
+from fastapi.testclient import TestClient
+
+from {{ cookiecutter.package_name }}.api.app import get_app
+from {{ cookiecutter.package_name }}.api.base import UdfAPIRoute
+from {{ cookiecutter.package_name }}.api.dependencies import Model
+from {{ cookiecutter.package_name }}.api.model_store import ModelStore
+from {{ cookiecutter.package_name }}.api.route import ROUTERS
+from {{ cookiecutter.package_name }}.api.routing import collect_model_loaders
+from {{ cookiecutter.package_name }}.config import Settings
+
+from .conftest import ROOT, wait_ready
+
+PACKAGE = Settings.__module__.split(".")[0]
+HELPERS = ("images", "control", "client", "lib")
+
+
+def imported_modules(path: Path, package: str) -> set[str]:
+    """The absolute names of the modules a source file imports (relative imports resolved)."""
+    tree = ast.parse(path.read_text(encoding="utf-8"))
+    parts = package.split(".")
+    names = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            names.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom):
+            base = parts[: len(parts) - node.level + 1] if node.level else []
+            module = ".".join([*base, node.module] if node.module else base)
+            names.add(module)
+            names.update(f"{module}.{alias.name}" for alias in node.names)
+    return names
+
+
+def test_no_helper_imports_the_settings_module() -> None:
+    """images/, control/, client/ and lib/ are passed what they need: none imports config."""
+    offenders = []
+    for helper in HELPERS:
+        for path in sorted((ROOT / PACKAGE / helper).rglob("*.py")):
+            relative = path.relative_to(ROOT).with_suffix("")
+            package = ".".join(relative.parts[:-1])
+            config = f"{PACKAGE}.config"
+            hits = [
+                name
+                for name in imported_modules(path, package)
+                if name == config or name.startswith(config + ".")
+            ]
+            if hits:
+                offenders.append(f"{relative}: {sorted(hits)}")
+    assert offenders == []
+
+
+def test_the_helper_scan_sees_a_settings_import(tmp_path: Path) -> None:
+    """The scan above resolves relative imports: ``from ..config import X`` is caught."""
+    source = tmp_path / "probe.py"
+    source.write_text("from ..config import Settings\nfrom . import frames\n")
+    found = imported_modules(source, f"{PACKAGE}.images")
+    assert f"{PACKAGE}.config.Settings" in found
+    assert f"{PACKAGE}.images.frames" in found
+
+
+IMPORT_EVERYTHING = """
+import importlib, logging, pkgutil, sys, threading
+import {package} as root
+names = [m.name for m in pkgutil.walk_packages(root.__path__, root.__name__ + ".")]
+for name in names:
+    importlib.import_module(name)
+from {package}.config import get_settings
+from {package}.control import log_handlers
+from {package}.images import loader
+print(len(names))
+print(logging.getLogger().handlers, threading.active_count(), get_settings.cache_info().currsize)
+print(log_handlers._fork_hooks_registered, loader._default)
+"""
+
+
+def test_importing_every_module_has_no_side_effect() -> None:
+    """No handler, thread, settings read, fork hook or loader comes from importing the package."""
+    code = IMPORT_EVERYTHING.format(package=PACKAGE)
+    result = subprocess.run(
+        [sys.executable, "-c", code],
+        cwd=ROOT,
+        env={"PATH": "/usr/bin:/bin", "ATOM_PORT": "not-a-port"},  # read: it would fail
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    count, state, hooks = result.stdout.splitlines()
+    assert int(count) > 40
+    assert state == "[] 1 0"
+    assert hooks == "False []"
+
+
+def plates_router(calls: list[str]) -> UdfAPIRoute:
+    """A route module as a user writes it: a router, its model loader, a route using it."""
+    router = UdfAPIRoute(tags=["plates"])
+
+    @router.model_loader("plates")
+    def load_plates(settings: Settings) -> str:
+        calls.append(settings.atom_title)
+        return "plate reader"
+
+    @router.get("/plates")
+    def read_plates(model: Annotated[str, Model("plates")]) -> dict:
+        return {"model": model}
+
+    return router
+
+
+def test_listing_a_router_registers_its_routes_and_models(settings: Settings) -> None:
+    """One router in the list: its route is served and its model is loaded at start."""
+    calls: list[str] = []
+    app = get_app(settings, routers=[plates_router(calls)])
+    assert set(app.state.models.loaders) == {"plates"}
+    prefix = settings.atom_api_prefix
+    with TestClient(app) as client:
+        wait_ready(client, prefix)
+        assert client.get(f"{prefix}/plates").json() == {"model": "plate reader"}
+        assert client.get(f"{prefix}/v1/health/ready").json()["models"] == {"plates": "ready"}
+    assert calls == [settings.atom_title]
+
+
+def test_the_routers_declare_the_demo_model() -> None:
+    """The atom's own list declares the face model through detect's router."""
+    assert "face" in collect_model_loaders(ROUTERS)
+
+
+def test_a_model_name_declared_twice_is_refused() -> None:
+    """Two routers with a loader of the same name stop the app's construction."""
+    with pytest.raises(ValueError, match="two routers declare a loader for the model 'plates'"):
+        collect_model_loaders([plates_router([]), plates_router([])])
+    router = UdfAPIRoute()
+    router.model_loader("x")(lambda settings: 1)
+    with pytest.raises(ValueError, match="already has a loader"):
+        router.model_loader("x")(lambda settings: 2)
+
+
+def test_the_store_knows_while_a_loader_runs(settings: Settings) -> None:
+    """``loading`` is true exactly while a loader runs, whatever the thread names."""
+    started, release = threading.Event(), threading.Event()
+
+    def slow(_: Settings) -> str:
+        started.set()
+        release.wait(10)
+        return "model"
+
+    store = ModelStore({"slow": slow})
+    assert not store.loading
+
+    async def scenario() -> None:
+        task = asyncio.create_task(store.load_all(settings))
+        while not started.is_set():
+            await asyncio.sleep(0.01)
+        assert store.loading and store.status == {"slow": "loading"}
+        release.set()
+        await task
+
+    asyncio.run(scenario())
+    assert not store.loading and store.ready
+
+
+def test_health_check_ignores_the_proxy_of_the_environment(
+    monkeypatch: pytest.MonkeyPatch, make_settings: Callable[..., Settings]
+) -> None:
+    """An HTTP_PROXY in the environment does not decide whether a local worker is healthy."""
+    import uvicorn
+
+    from {{ cookiecutter.package_name }}.control.health import PING_PATH, answers_ok
+
+    from .conftest import free_port, make_app
+
+    monkeypatch.setenv("HTTP_PROXY", "http://127.0.0.1:9")  # nothing listens there
+    monkeypatch.setenv("http_proxy", "http://127.0.0.1:9")
+    monkeypatch.delenv("NO_PROXY", raising=False)
+    monkeypatch.delenv("no_proxy", raising=False)
+    settings = make_settings()
+    port = free_port()
+    config = uvicorn.Config(make_app(settings), port=port, log_config=None, access_log=False)
+    server = uvicorn.Server(config)
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    try:
+        url = f"http://127.0.0.1:{port}{settings.atom_api_prefix}{PING_PATH}"
+        deadline = time.monotonic() + 10
+        while not server.started:
+            assert time.monotonic() < deadline
+            time.sleep(0.02)
+        assert answers_ok(url)
+    finally:
+        server.should_exit = True
+        thread.join(10)

@@ -1,0 +1,116 @@
+"""Logging set-up: one line format, every line stamped with its request id, two handlers.
+
+``configure_logging`` installs the console and the shared rotating file handlers
+(``log_handlers.py``) on the root logger, once per process at start; nothing here
+installs a handler at import. The request id of the call being served lives in
+``request_id_ctx`` (the request-context middleware sets it); ``RequestIdFilter`` on each
+handler is the one place that copies it, and the SkyWalking trace id when tracing is on,
+into the records.
+"""
+
+import contextvars
+import logging
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from .log_handlers import ConsoleHandler, SharedRotatingFileHandler, register_fork_hooks
+
+# The id of the request being served ("-" outside a request). Set by the request-context
+# middleware; asyncio tasks, ``run_in_threadpool`` and the image loading threads inherit it.
+request_id_ctx: contextvars.ContextVar[str] = contextvars.ContextVar("request_id", default="-")
+
+LOG_FORMAT = (
+    "%(asctime)s.%(msecs)03d %(levelname)s %(process)d [%(request_id)s] %(name)s: %(message)s"
+)
+# With SkyWalking on, the bracket also holds the trace id: [request-id tid=trace-id].
+TRACED_LOG_FORMAT = LOG_FORMAT.replace("[%(request_id)s]", "[%(request_id)s tid=%(trace_id)s]")
+DATE_FORMAT = "%Y-%m-%d %H:%M:%S"
+_OWNED = "_atom_handler"  # marks the handlers configure_logging installed
+
+
+def _no_trace() -> str:
+    return "-"
+
+
+class RequestIdFilter(logging.Filter):
+    """Stamp each record with the current request id and trace id (whoever created it)."""
+
+    def __init__(self, trace_id: Callable[[], str] | None = None) -> None:
+        super().__init__()
+        self.trace_id = trace_id or _no_trace
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        record.request_id = request_id_ctx.get()
+        record.trace_id = self.trace_id()
+        return True
+
+
+class LineFormatter(logging.Formatter):
+    """The line format, made once per record for every handler that shares this formatter,
+    with the date text made once per second (both show in the cost of a logged call)."""
+
+    def __init__(self, fmt: str, datefmt: str) -> None:
+        super().__init__(fmt, datefmt)
+        self._date: tuple[int, str] = (-1, "")
+
+    def formatTime(self, record: logging.LogRecord, datefmt: str | None = None) -> str:  # noqa: N802 - logging's API
+        second = int(record.created)
+        cached = self._date
+        if cached[0] != second:
+            cached = (second, time.strftime(self.datefmt or DATE_FORMAT, self.converter(second)))
+            self._date = cached
+        return cached[1]
+
+    def format(self, record: logging.LogRecord) -> str:
+        cached = record.__dict__.get("_atom_line")
+        if cached is not None and cached[0] is self:
+            return cached[1]
+        text = super().format(record)
+        record._atom_line = (self, text)
+        return text
+
+
+def make_formatter(traced: bool = False) -> logging.Formatter:
+    """The one line format of console and file (with the trace id when ``traced``)."""
+    return LineFormatter(TRACED_LOG_FORMAT if traced else LOG_FORMAT, DATE_FORMAT)
+
+
+def configure_logging(
+    *,
+    level: int = logging.INFO,
+    file: Path | None = None,
+    max_bytes: int = 100 << 20,
+    backup_count: int = 30,
+    trace_id: Callable[[], str] | None = None,
+) -> None:
+    """Install the atom's handlers on the root logger; calling it again replaces them.
+
+    ``file`` adds the shared rotating file; ``trace_id`` (SkyWalking's) puts the trace id
+    into every line.
+    """
+    root = logging.getLogger()
+    for handler in [h for h in root.handlers if getattr(h, _OWNED, False)]:
+        root.removeHandler(handler)
+        handler.close()
+    handlers: list[logging.Handler] = [ConsoleHandler(sys.stderr)]
+    if file is not None:
+        handlers.append(SharedRotatingFileHandler(file, max_bytes, backup_count))
+    formatter, stamp = make_formatter(traced=trace_id is not None), RequestIdFilter(trace_id)
+    for handler in handlers:
+        handler.setFormatter(formatter)
+        handler.addFilter(stamp)
+        setattr(handler, _OWNED, True)
+        root.addHandler(handler)
+    root.setLevel(level)
+    register_fork_hooks()
+    # uvicorn's own loggers go through the same handlers; its access log stays off
+    # (routes log themselves, with the request id).
+    for name in ("uvicorn", "uvicorn.error", "uvicorn.access"):
+        logging.getLogger(name).handlers.clear()
+        logging.getLogger(name).propagate = True
+    logging.getLogger("uvicorn.access").setLevel(logging.WARNING)
+    # HTTP client libraries log every URL at INFO, query tokens included.
+    for name in ("httpx", "httpx2", "httpcore", "urllib3"):
+        logging.getLogger(name).setLevel(logging.WARNING)
