@@ -23,6 +23,7 @@ ROOT = HERE.parent
 # (name, script, title): in the order of the page.
 BENCHMARKS = (
     ("stack", "bench_stack.py", "Stack overhead: the atom against bare FastAPI"),
+    ("choices", "bench_choices.py", "Runtime choices against their alternatives"),
     ("boot", "bench_boot.py", "Cold start, import, bake time and footprint"),
     ("memory", "bench_memory.py", "Memory after 10,000 requests"),
     ("workers", "bench_workers.py", "Throughput of a CPU-bound detect with several workers"),

@@ -53,11 +53,11 @@ def include_flat(app: FastAPI, router: APIRouter, prefix: str) -> None:
     Python calls through included routers, 306 through flat routes). A router with
     anything else than plain API routes, or with start-up hooks, is included as usual.
     """
-    plain = all(isinstance(route, APIRoute) for route in router.routes)
-    if not plain or router.on_startup or router.on_shutdown:
+    routes = [route for route in router.routes if isinstance(route, APIRoute)]
+    if len(routes) < len(router.routes) or router.on_startup or router.on_shutdown:
         app.include_router(router, prefix=prefix)
         return
-    for route in router.routes:
+    for route in routes:
         kwargs = {name: getattr(route, name) for name in _ROUTE_ARGS if hasattr(route, name)}
         app.router.add_api_route(
             prefix + route.path, route.endpoint, route_class_override=type(route), **kwargs

@@ -39,7 +39,7 @@ def write_mmap_frame(path: str | os.PathLike[str], frame: np.ndarray, position: 
     frame = np.ascontiguousarray(frame)
     if frame.dtype != np.uint8 or frame.ndim != 3 or frame.shape[2] != 3:
         raise ValueError("an mmap frame is uint8 height x width x 3 (BGR)")
-    data = memoryview(frame).cast("B")
+    data = frame.data.cast("B")
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC, 0o600)
     try:
         done = 0
@@ -178,6 +178,7 @@ class ShmClient:
         self.timeout = timeout
         self._target = parts.path + (f"?{parts.query}" if parts.query else "")
         self._parts = parts
+        self._host = parts.hostname
         self._conn: http.client.HTTPConnection | None = None
         self._frames: list[SharedFrame] = []
         self._lock = threading.Lock()
@@ -210,7 +211,7 @@ class ShmClient:
         if self._conn is None:
             https = self._parts.scheme == "https"
             kind = http.client.HTTPSConnection if https else http.client.HTTPConnection
-            self._conn = kind(self._parts.hostname, self._parts.port, timeout=self.timeout)
+            self._conn = kind(self._host, self._parts.port, timeout=self.timeout)
         self._conn.request("POST", self._target, payload, headers)
         response = self._conn.getresponse()
         raw = response.read()

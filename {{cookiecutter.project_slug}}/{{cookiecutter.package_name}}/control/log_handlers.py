@@ -50,7 +50,9 @@ class BatchedHandler(logging.Handler):
 
     def flush(self) -> None:
         """Write the pending lines now."""
-        with self.lock:  # type: ignore[union-attr] - set by Handler.__init__
+        lock = self.lock
+        assert lock is not None  # Handler.__init__ creates it
+        with lock:
             if not self._pending:
                 return
             lines, self._pending = self._pending, []
@@ -59,9 +61,10 @@ class BatchedHandler(logging.Handler):
             except ValueError:  # a closed stream (at exit): nowhere to write
                 pass
             except Exception as exc:  # noqa: BLE001 - a log handler must never raise
-                if logging.raiseExceptions:
+                stream = sys.__stderr__
+                if logging.raiseExceptions and stream is not None:
                     with contextlib.suppress(Exception):
-                        sys.__stderr__.write(f"--- logging: {len(lines)} lines lost: {exc!r}\n")
+                        stream.write(f"--- logging: {len(lines)} lines lost: {exc!r}\n")
 
     def write_lines(self, lines: list[str]) -> None:
         """Write formatted lines (without their newlines), in order."""

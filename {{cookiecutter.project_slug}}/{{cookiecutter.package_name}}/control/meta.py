@@ -69,7 +69,7 @@ class ServingMeta(BaseModel):
 def parse_meta(text: str) -> ServingMeta:
     """Parse META; raise ValueError naming META when it is not a valid object."""
     if not text.strip():
-        return ServingMeta()
+        return ServingMeta.model_validate({})
     try:
         data = json.loads(text)
     except json.JSONDecodeError as exc:

@@ -37,7 +37,7 @@ from collections import deque
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from types import FrameType
-from typing import Any, BinaryIO
+from typing import IO, Any, BinaryIO
 
 from ..config import Settings, SettingsError, get_settings
 from ..config.logger import configure_logging
@@ -86,13 +86,13 @@ class PrefixedOutput:
         self.prefix = prefix.encode()
         self.target = target
 
-    def follow(self, stream: BinaryIO) -> threading.Thread:
+    def follow(self, stream: IO[bytes]) -> threading.Thread:
         """Start copying ``stream`` until it closes."""
         thread = threading.Thread(target=self._copy, args=(stream,), daemon=True)
         thread.start()
         return thread
 
-    def _copy(self, stream: BinaryIO) -> None:
+    def _copy(self, stream: IO[bytes]) -> None:
         for line in iter(stream.readline, b""):
             with self._lock:
                 self.target.write(self.prefix + line)

@@ -20,7 +20,7 @@ import socket
 import time
 from collections.abc import Iterable
 from functools import cached_property
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urljoin, urlsplit
 
 import requests
@@ -66,7 +66,14 @@ class AddressPolicy:
         return ip.is_global and not ip.is_multicast
 
 
-class _CheckedConnectionMixin:
+# For the type checker the mixin is the urllib3 connection it is mixed into.
+if TYPE_CHECKING:
+    _Connection = HTTPConnection
+else:
+    _Connection = object
+
+
+class _CheckedConnectionMixin(_Connection):
     """Resolve, check every address, then connect to a checked one (urllib3 connection)."""
 
     policy: AddressPolicy
@@ -77,7 +84,7 @@ class _CheckedConnectionMixin:
             infos = socket.getaddrinfo(host, self.port, type=socket.SOCK_STREAM)
         except socket.gaierror as exc:
             raise NameResolutionError(self.host, self, exc) from exc
-        addresses = list(dict.fromkeys(info[4][0] for info in infos))
+        addresses = list(dict.fromkeys(str(info[4][0]) for info in infos))
         if not all(self.policy.allows(address) for address in addresses):
             raise BlockedAddressError(self.host)
         error: Exception = NameResolutionError(self.host, self, socket.gaierror("no address"))

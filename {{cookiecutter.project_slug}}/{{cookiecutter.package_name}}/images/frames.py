@@ -114,7 +114,7 @@ class MmapReader:
                     f"bytes {position}..{position + size} are outside the file ({file_size} bytes)",
                 )
             frame = np.empty((height, width, 3), np.uint8)
-            pread_into(fd, frame, position)
+            pread_into(fd, frame.data, position)
         finally:
             os.close(fd)
         return frame

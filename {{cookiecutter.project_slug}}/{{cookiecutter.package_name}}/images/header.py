@@ -11,6 +11,8 @@ from typing import NamedTuple
 
 from ..lib.exception import VqlError
 
+Raw = bytes | bytearray  # encoded image bytes, as received or downloaded
+
 DECODED = "JPEG, PNG, WebP or BMP"
 # JPEG start-of-frame markers (C4 DHT, C8 JPG and CC DAC are not frames).
 JPEG_SOF = frozenset(range(0xC0, 0xD0)) - {0xC4, 0xC8, 0xCC}
@@ -42,19 +44,19 @@ class ImageHeader(NamedTuple):
         return self.width * self.height
 
 
-def _u16be(raw: bytes, at: int) -> int:
+def _u16be(raw: Raw, at: int) -> int:
     return int.from_bytes(raw[at : at + 2], "big")
 
 
-def _u32be(raw: bytes, at: int) -> int:
+def _u32be(raw: Raw, at: int) -> int:
     return int.from_bytes(raw[at : at + 4], "big")
 
 
-def _le(raw: bytes, at: int, size: int, *, signed: bool = False) -> int:
+def _le(raw: Raw, at: int, size: int, *, signed: bool = False) -> int:
     return int.from_bytes(raw[at : at + size], "little", signed=signed)
 
 
-def jpeg_size(raw: bytes) -> tuple[int, int] | None:
+def jpeg_size(raw: Raw) -> tuple[int, int] | None:
     """(width, height) from the frame header, walking the segments that precede it."""
     pos, end = 2, len(raw)
     while pos + 4 <= end:
@@ -74,14 +76,14 @@ def jpeg_size(raw: bytes) -> tuple[int, int] | None:
     return None
 
 
-def png_size(raw: bytes) -> tuple[int, int] | None:
+def png_size(raw: Raw) -> tuple[int, int] | None:
     """(width, height) from IHDR, which must be the first chunk."""
     if len(raw) < 24 or raw[12:16] != b"IHDR":
         return None
     return _u32be(raw, 16), _u32be(raw, 20)
 
 
-def webp_size(raw: bytes) -> tuple[int, int] | None:
+def webp_size(raw: Raw) -> tuple[int, int] | None:
     """(width, height) from the VP8X, VP8 (lossy) or VP8L (lossless) chunk."""
     chunk = raw[12:16]
     if chunk == b"VP8X" and len(raw) >= 30:
@@ -94,7 +96,7 @@ def webp_size(raw: bytes) -> tuple[int, int] | None:
     return None
 
 
-def bmp_size(raw: bytes) -> tuple[int, int] | None:
+def bmp_size(raw: Raw) -> tuple[int, int] | None:
     """(width, height) from the DIB header (a negative height means top-down rows)."""
     if len(raw) < 26:
         return None
@@ -106,7 +108,7 @@ def bmp_size(raw: bytes) -> tuple[int, int] | None:
     return abs(_le(raw, 18, 4, signed=True)), abs(_le(raw, 22, 4, signed=True))
 
 
-def sniff(raw: bytes) -> tuple[str, Callable[[bytes], tuple[int, int] | None]] | None:
+def sniff(raw: Raw) -> tuple[str, Callable[[Raw], tuple[int, int] | None]] | None:
     """The decoded format of ``raw`` and its size reader, or None."""
     if raw.startswith(b"\xff\xd8\xff"):
         return "JPEG", jpeg_size
@@ -119,7 +121,7 @@ def sniff(raw: bytes) -> tuple[str, Callable[[bytes], tuple[int, int] | None]] |
     return None
 
 
-def unsupported_format(raw: bytes) -> str | None:
+def unsupported_format(raw: Raw) -> str | None:
     """The name of a recognised format the atom does not decode, or None."""
     for magic, name in UNSUPPORTED_MAGIC:
         if raw.startswith(magic):
@@ -139,7 +141,7 @@ def check_pixels(width: int, height: int, max_pixels: int) -> None:
         )
 
 
-def read_header(raw: bytes) -> ImageHeader:
+def read_header(raw: Raw) -> ImageHeader:
     """The header of an encoded image; ``VqlError`` 502 (corrupt) or 504 (unsupported)."""
     found = sniff(raw)
     if found is None:

@@ -10,8 +10,9 @@ generic 500 whose traceback goes only to the log. The exception handlers render
 import logging
 import os
 import re
+from collections.abc import Awaitable, Callable
 from http import HTTPStatus
-from typing import Any
+from typing import Any, cast
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -29,6 +30,7 @@ REQUEST_ID_HEADER = b"x-request-id"
 # An incoming id is kept only if it is short and plain (it goes into every log line).
 REQUEST_ID_RE = re.compile(rb"^[A-Za-z0-9._:-]{1,128}$")
 VALIDATION_MSG = "Request Entity Error"
+ExceptionHandler = Callable[[Request, Exception], Awaitable[ORJSONResponse]]
 INTERNAL_MSG = "Internal Server Error"
 
 
@@ -154,7 +156,8 @@ async def vql_error(request: Request, exc: VqlError) -> ORJSONResponse:
 
 def install_error_handling(app: FastAPI, max_body_bytes: int) -> None:
     """Add the envelope handlers and the request-context middleware to an app."""
-    app.add_exception_handler(HTTPException, http_error)
-    app.add_exception_handler(RequestValidationError, validation_error)
-    app.add_exception_handler(VqlError, vql_error)
+    # Starlette calls each handler with the exception class it is registered for.
+    app.add_exception_handler(HTTPException, cast(ExceptionHandler, http_error))
+    app.add_exception_handler(RequestValidationError, cast(ExceptionHandler, validation_error))
+    app.add_exception_handler(VqlError, cast(ExceptionHandler, vql_error))
     app.add_middleware(RequestContextMiddleware, max_body_bytes=max_body_bytes)

@@ -1,5 +1,6 @@
 """Response bodies: the error envelope, the health replies and the detection contract."""
 
+from collections.abc import Mapping
 from typing import Any
 
 import orjson
@@ -46,7 +47,7 @@ class ErrorEnvelope(BaseModel):
 
 
 def envelope_response(
-    status: int, code: int, msg: str, data: Any = None, headers: dict[str, str] | None = None
+    status: int, code: int, msg: str, data: Any = None, headers: Mapping[str, str] | None = None
 ) -> ORJSONResponse:
     """The error envelope with its HTTP status."""
     return ORJSONResponse({"code": code, "msg": msg, "data": data}, status, headers=headers)
