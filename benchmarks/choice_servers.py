@@ -110,7 +110,7 @@ def factory(variant: str):
     """The app factory of a variant."""
 
     def build(settings: object) -> FastAPI:
-        routers = [*route.ROUTERS, echo_router()]
+        routers = [*routing.listed_routers(route.ROUTE_MODULES), echo_router()]
         if variant == "detect-async":
             routers = [async_detect_router(), echo_router()]
         if variant == "routes-included":

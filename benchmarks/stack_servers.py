@@ -54,8 +54,8 @@ def bare_app() -> FastAPI:
 
 def atom_factory(settings: object) -> FastAPI:
     """The atom's app (its model included) plus the echo route, added as users add routes:
-    a UdfAPIRoute listed in ``api/route.py``'s ROUTERS."""
-    from my_atom.api import route
+    a UdfAPIRoute beside those of ``api/route.py``'s ROUTE_MODULES."""
+    from my_atom.api import route, routing
     from my_atom.api.app import get_app
     from my_atom.api.base import UdfAPIRoute
 
@@ -65,7 +65,7 @@ def atom_factory(settings: object) -> FastAPI:
     async def atom_echo(item: Item) -> Echo:
         return echo(item)
 
-    return get_app(settings, routers=[*route.ROUTERS, router])
+    return get_app(settings, routers=[*routing.listed_routers(route.ROUTE_MODULES), router])
 
 
 def main() -> int:

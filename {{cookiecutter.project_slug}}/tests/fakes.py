@@ -13,8 +13,8 @@ from typing import Any
 
 import numpy as np
 
-from {{ cookiecutter.package_name }}.api.route import ROUTERS
-from {{ cookiecutter.package_name }}.api.routing import collect_model_loaders
+from {{ cookiecutter.package_name }}.api.route import ROUTE_MODULES
+from {{ cookiecutter.package_name }}.api.routing import collect_model_loaders, listed_routers
 from {{ cookiecutter.package_name }}.api.schema.response import DetectObject
 
 
@@ -40,12 +40,12 @@ class FakeDetector:
 
 def model_names() -> list[str]:
     """The models the atom's routers declare."""
-    return list(collect_model_loaders(ROUTERS))
+    return list(collect_model_loaders(listed_routers(ROUTE_MODULES)))
 
 
 def loaders(real: Iterable[str] = ()) -> dict[str, Callable[[Any], Any]]:
     """A loader for every model of the atom: the real one for the names in ``real``."""
-    declared = collect_model_loaders(ROUTERS)
+    declared = collect_model_loaders(listed_routers(ROUTE_MODULES))
     wanted = set(real)
     missing = wanted - set(declared)
     if missing:

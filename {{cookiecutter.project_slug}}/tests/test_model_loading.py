@@ -59,8 +59,11 @@ def private_tmp(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 
 
 def disk_state() -> tuple[set[tuple[str, str]], set[str]]:
-    """Entries of the temporary folders, and the files on disk this process holds open."""
-    watched = {tempfile.gettempdir(), "/dev/shm", str(keys.PROJECT_ROOT)}
+    """Entries of this process's temporary folder and of the project, and the files on disk
+    this process holds open. /dev/shm is not listed: other processes of the machine (tests
+    sharing frames) change it; a file this process made there would be held or opened for
+    writing, which the other checks see."""
+    watched = {tempfile.gettempdir(), str(keys.PROJECT_ROOT)}
     entries = {
         (folder, name) for folder in watched if os.path.isdir(folder) for name in os.listdir(folder)
     }
@@ -70,7 +73,8 @@ def disk_state() -> tuple[set[tuple[str, str]], set[str]]:
             target = os.readlink(f"/proc/self/fd/{fd}")
         except OSError:  # the descriptor of the listing itself, already closed
             continue
-        if target.startswith("/") and not target.startswith(("/memfd:", "/dev/", "/proc/")):
+        device = target.startswith("/dev/") and not target.startswith("/dev/shm/")
+        if target.startswith("/") and not target.startswith(("/memfd:", "/proc/")) and not device:
             held.add(target)
     return entries, held
 

@@ -18,8 +18,8 @@ from {{ cookiecutter.package_name }}.api.app import get_app
 from {{ cookiecutter.package_name }}.api.base import UdfAPIRoute
 from {{ cookiecutter.package_name }}.api.dependencies import Model
 from {{ cookiecutter.package_name }}.api.model_store import ModelStore
-from {{ cookiecutter.package_name }}.api.route import ROUTERS
-from {{ cookiecutter.package_name }}.api.routing import collect_model_loaders
+from {{ cookiecutter.package_name }}.api.route import ROUTE_MODULES
+from {{ cookiecutter.package_name }}.api.routing import collect_model_loaders, listed_routers
 from {{ cookiecutter.package_name }}.config import Settings
 
 from .conftest import ROOT, wait_ready
@@ -134,9 +134,17 @@ def test_listing_a_router_registers_its_routes_and_models(settings: Settings) ->
     assert calls == [settings.atom_title]
 
 
-def test_the_routers_declare_the_demo_model() -> None:
+def test_the_listed_modules_declare_the_demo_model() -> None:
     """The atom's own list declares the face model through detect's router."""
-    assert "face" in collect_model_loaders(ROUTERS)
+    assert "face" in collect_model_loaders(listed_routers(ROUTE_MODULES))
+
+
+def test_a_listed_module_that_does_not_exist_is_named() -> None:
+    """A name in ROUTE_MODULES without its module, or without a router, stops the start."""
+    with pytest.raises(LookupError, match=r"lists 'platez', but there is no api/interface/platez"):
+        listed_routers(["platez"])
+    with pytest.raises(LookupError, match=r"api/interface/docs.py has no `router`"):
+        listed_routers(["docs"])
 
 
 def test_a_model_name_declared_twice_is_refused() -> None:

@@ -18,7 +18,7 @@ from .interface.docs import install_docs
 from .middleware.event import lifespan
 from .middleware.http import install_error_handling
 from .model_store import ModelLoader, ModelStore
-from .routing import collect_model_loaders, include_flat, install_routers
+from .routing import collect_model_loaders, include_flat, install_routers, listed_routers
 from .schema.response import ORJSONResponse
 
 
@@ -32,12 +32,12 @@ def get_app(
     """Build the app: logging, routes, error envelope, request ids, metrics, docs, lifespan.
 
     ``settings`` defaults to the process's (environment and ``.env``), ``routers`` to
-    ``route.ROUTERS`` and ``periodic_jobs`` to ``jobs.JOBS``. The models are those the
-    routers declare; tests pass ``model_loaders`` to load fakes instead.
+    those of ``route.ROUTE_MODULES`` and ``periodic_jobs`` to ``jobs.JOBS``. The models
+    are those the routers declare; tests pass ``model_loaders`` to load fakes instead.
     """
     settings = settings or get_settings()
     configure_logging(settings)
-    routers = list(route.ROUTERS if routers is None else routers)
+    routers = listed_routers(route.ROUTE_MODULES) if routers is None else list(routers)
     app = FastAPI(
         title=settings.atom_title,
         description=settings.atom_desc,

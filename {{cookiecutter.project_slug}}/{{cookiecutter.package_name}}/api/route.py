@@ -1,4 +1,4 @@
-"""The atom's own routers: list yours in ``ROUTERS`` (one line per route module).
+"""The atom's route modules: add yours to ``ROUTE_MODULES`` (one line per module).
 
 A route module under ``api/interface/`` declares its router and the loaders of the
 models it uses, together (see ``interface/detect.py``)::
@@ -11,10 +11,11 @@ models it uses, together (see ``interface/detect.py``)::
     @router.post("/plates")
     def read_plates(payload: ..., model: Annotated[PlateReader, Model("plates")]) -> ...: ...
 
-Listing the router below mounts its routes under ATOM_API_PREFIX and loads its models at
-start. The health, metrics and docs routes are the runtime's and need no line here.
+Listing the module below (``"plates"`` for ``api/interface/plates.py``) mounts its routes
+under ATOM_API_PREFIX, in this order, and loads its models at start. The health, metrics
+and docs routes are the runtime's and need no line here.
 """
 
-from .interface import detect
-
-ROUTERS = [detect.router]
+ROUTE_MODULES = [
+    "detect",
+]

@@ -1,10 +1,13 @@
-"""How the routers of ``api/route.py`` become the app's routes and models (runtime code).
+"""How the route modules of ``api/route.py`` become the app's routes and models (runtime).
 
-``install_routers`` mounts the built-in health routes and every listed router under
-ATOM_API_PREFIX, plus META's ``k8sHealthcheckUrl`` as another ping; ``model_loaders``
-gathers the loaders the routers carry (``UdfAPIRoute.model_loader``).
+``listed_routers`` imports the modules ``ROUTE_MODULES`` names and takes their ``router``;
+``install_routers`` mounts the built-in health routes and those routers under
+ATOM_API_PREFIX, plus META's ``k8sHealthcheckUrl`` as another ping;
+``collect_model_loaders`` gathers the loaders the routers carry
+(``UdfAPIRoute.model_loader``).
 """
 
+import importlib
 import inspect
 from collections.abc import Iterable
 
@@ -14,6 +17,28 @@ from fastapi.routing import APIRoute
 from ..config import Settings
 from .interface import healthcheck
 from .model_store import ModelLoader
+
+INTERFACE = f"{__package__}.interface"
+
+
+def listed_routers(names: Iterable[str]) -> list[APIRouter]:
+    """The ``router`` of each module of ``api/interface/`` named in ``names``, in order."""
+    routers = []
+    for name in names:
+        module_name = f"{INTERFACE}.{name}"
+        try:
+            module = importlib.import_module(module_name)
+        except ModuleNotFoundError as exc:
+            if exc.name != module_name:
+                raise
+            raise LookupError(
+                f"api/route.py lists {name!r}, but there is no api/interface/{name}.py"
+            ) from None
+        router = getattr(module, "router", None)
+        if not isinstance(router, APIRouter):
+            raise LookupError(f"api/interface/{name}.py has no `router` (an UdfAPIRoute)")
+        routers.append(router)
+    return routers
 
 
 def collect_model_loaders(routers: Iterable[APIRouter]) -> dict[str, ModelLoader]:
