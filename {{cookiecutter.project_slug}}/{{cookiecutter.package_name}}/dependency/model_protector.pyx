@@ -1,20 +1,85 @@
 # cython: language_level=3, binding=True, embedsignature=True
-"""Encrypted model files: AES-256-GCM in authenticated chunks, through ``cryptography``.
+"""Encrypted model files: the STREAM construction over AES-256-GCM, through ``cryptography``.
 
 Compiled by ``python build_protector.py`` (``make protector``); the image ships the
-compiled module only. The cipher is ``cryptography``'s; this module holds the key and
-calls it. The file layout is in ``fileformat.py``.
+compiled module only. The cipher is ``cryptography``'s AES-GCM: this module derives the
+file key and the nonces, seals and opens the chunks, and checks their order. The byte
+layout is in ``fileformat.py``; what follows is why it resists tampering.
 
-Each file gets a random salt; HKDF-SHA256 turns the 32-byte model key and the salt into
-the file's AES-256 key and a key check, so a wrong key is told apart from a damaged file.
-The header tag is AES-GCM's tag over the header (model id, chunk size, nonce material).
-Each chunk is sealed with the nonce ``nonce prefix | chunk index`` (64-bit) and also
-authenticates the header tag and its own frame (index, length, last-chunk flag): a
-changed byte, a renamed model id, chunks swapped, dropped or cut off each fail with their
-own error. Decryption holds one chunk at a time, whatever the size of the model.
+The construction is STREAM (Hoang, Reyhanitabar, Rogaway and Vizár, "Online
+Authenticated-Encryption and its Nonce-Reuse Misuse-Resistance", CRYPTO 2015): the
+plaintext is cut into chunks, and chunk ``i`` is sealed by a nonce-based AEAD under a
+nonce made of a per-file prefix and the counter ``i``, with the last chunk marked. A
+reader that opens chunk ``i`` with counter ``i`` accepts only the chunk written at that
+place, and knows whether the stream may end after it. (Google Tink's AES-GCM-HKDF
+streaming AEAD is built the same way.) Here:
+
+- **Per-file key.** The model key (32 random bytes) encrypts nothing itself. Each file
+  draws a random 16-byte salt; HKDF-SHA256 of the model key with that salt (info
+  ``HKDF_INFO``) gives 48 bytes: the file's AES-256 key and a 16-byte key check. Files
+  encrypted with the same model key thus have different file keys, so their nonces
+  never meet under one key (two salts collide with a chance of about 2^-65 even after
+  2^32 files).
+- **Nonces.** 12 bytes, GCM's own size: a random 4-byte nonce prefix, then a 64-bit
+  big-endian counter. Counter ``i`` seals chunk ``i``; the highest value (``HEADER_INDEX``)
+  is kept for the header, and no file reaches it.
+- **Header tag.** AES-GCM over an empty plaintext, with the header's bytes (version,
+  chunk size, salt, nonce prefix, key check, model id) as associated data: a MAC of the
+  header under the file key.
+- **Chunks.** Chunk ``i`` is AES-GCM of its plaintext under nonce ``prefix | i``, with as
+  associated data the header tag followed by the chunk's 13-byte frame: index ``i``,
+  plaintext length, flags. The flags are 1 on the last chunk and 0 on every other.
+  STREAM puts that last-chunk flag into the nonce; this format puts it into the
+  authenticated frame. Both bind it to the chunk's tag, and as the writer seals each
+  counter once, each nonce still serves once: the security argument is the same. The
+  index in the frame repeats the counter; it only lets the reader name a misplaced
+  chunk.
+
+What the reader (``_decrypt_chunks``) does with each kind of damage, and the error:
+
+- **Wrong key**: the key check derived from the salt differs: ``WrongKeyError``, before
+  any decryption. (It is an HKDF output: it tells nothing about the key.) A changed salt
+  or key check cannot be told from another key, and is reported as one.
+- **Header changed** (a renamed model id, another chunk size or nonce prefix): the header
+  tag fails: ``HeaderTamperedError``. A file cannot be renamed to serve as another model.
+- **A chunk's bytes changed**: its tag fails: ``ChunkTamperedError``.
+- **Chunks reordered, duplicated or a middle one dropped**: the chunk found at position
+  ``i`` was sealed with another counter, so its tag would fail. Its frame's index (in
+  the clear, but authenticated) is compared first, to name the problem:
+  ``ChunkOrderError``; an index rewritten to hide the move fails the tag instead.
+- **Cut at a chunk boundary** (the last chunks dropped): the chunk now at the end does
+  not carry the last-chunk bit, and the file ends: ``TruncatedError``. Setting the bit on
+  it changes its associated data: ``ChunkTamperedError``. Likewise a middle chunk with
+  the bit set (to end the model early) fails its tag.
+- **Cut inside a chunk or inside the header**: ``TruncatedError``. **Bytes after the last
+  chunk**: ``TamperedError``.
+- **A chunk taken from another file** encrypted with the same model key, at the same
+  position and chunk size: the other file's salt gave another file key, so the tag
+  fails: ``ChunkTamperedError``. Even two files that shared a salt and nonce prefix (a
+  broken random source) keep their chunks apart as long as their headers differ,
+  because each chunk authenticates its own file's header tag.
+
+Nothing of a chunk is released before its tag is checked. ``decrypt`` returns nothing
+and ``decrypt_to_memory_file`` closes its file when any chunk fails; ``decrypt_into`` may
+have written the chunks before the failure (the command line writes beside the target
+and renames only a complete file). Decryption holds one chunk at a time, whatever the
+size of the model.
+
+Limits: this deters copying of the image or of the model files, which are useless
+without the key. It is not DRM: the atom must hold the key to serve the model (a secret
+mounted into the container), and whoever controls the container or its host can read
+the key or the decrypted model in memory. The model id, the chunk size and the model's
+size are in the clear (authenticated, not hidden).
 
 ``ModelProtector.open_linker`` and ``extract_linker`` still read the legacy ``.linker``
 files of ``linker_atom`` (``linker.py``), so existing models keep loading.
+
+Speed: three tricks, named in ``_SPEED_TRICKS``, each kept because
+``benchmarks/bench_protector.py`` measures it paying (with and without, side by side;
+the numbers are in BENCHMARKS.md): ``prefault`` (map a large output's pages in one
+system call), ``bytes_in_place`` (``decrypt`` fills the bytes object it returns, no final
+copy), ``reused_buffers`` (one buffer per role for the whole file, not new ones per
+chunk, which on Linux's allocator fault in fresh pages at every chunk).
 """
 
 import hmac
@@ -24,6 +89,7 @@ import struct
 
 cimport cython
 from cpython.buffer cimport PyBUF_WRITE
+from cpython.bytearray cimport PyByteArray_FromStringAndSize
 from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize
 from cpython.memoryview cimport PyMemoryView_FromMemory
 
@@ -76,6 +142,10 @@ HKDF_INFO = b"atom-model-protector v1: file key, key check"
 _INDEX = struct.Struct(">Q")
 PREFAULT_FROM = 1 << 20
 
+# The speed tricks in use. Only benchmarks/bench_protector.py changes this set: it removes
+# a name to measure the code without that trick, next to the code with it.
+_SPEED_TRICKS = {"prefault", "bytes_in_place", "reused_buffers"}
+
 
 cdef extern from "<sys/mman.h>" nogil:
     int madvise(void *addr, size_t length, int advice)
@@ -116,6 +186,15 @@ cdef _write_all(object f, object view):
         done = size if written is None else done + written
 
 
+cdef object _room(object buffer, Py_ssize_t size):
+    """The first ``size`` bytes of a buffer reused for every chunk (or, without the
+    ``reused_buffers`` trick, a new buffer of that size: what ``aead.decrypt`` and
+    ``f.read`` would allocate)."""
+    if "reused_buffers" in _SPEED_TRICKS:
+        return buffer[:size]
+    return memoryview(PyByteArray_FromStringAndSize(NULL, size))
+
+
 cdef bytes _nonce(bytes prefix, unsigned long long index):
     """The 12-byte nonce of a chunk (or of the header, at HEADER_INDEX)."""
     return prefix + _INDEX.pack(index)
@@ -150,7 +229,7 @@ cdef class _BytesSink(_Sink):
             self.view = memoryview(bytearray())
         else:  # not shared until returned: filling it is how the C API builds bytes
             self.out = PyBytes_FromStringAndSize(NULL, size)
-            if size >= PREFAULT_FROM:
+            if size >= PREFAULT_FROM and "prefault" in _SPEED_TRICKS:
                 _prefault(PyBytes_AS_STRING(self.out), size)
             self.view = PyMemoryView_FromMemory(PyBytes_AS_STRING(self.out), size, PyBUF_WRITE)
 
@@ -175,16 +254,18 @@ cdef class _StreamSink(_Sink):
 
     cdef object dst
     cdef object view
+    cdef object room
 
     def __cinit__(self, object dst, Py_ssize_t chunk_size):
         self.dst = dst
         self.view = memoryview(bytearray(chunk_size))
 
     cdef object reserve(self, Py_ssize_t size):
-        return self.view[:size]
+        self.room = _room(self.view, size)
+        return self.room
 
     cdef commit(self, Py_ssize_t size):
-        _write_all(self.dst, self.view[:size])
+        _write_all(self.dst, self.room)
 
 
 # The protector -------------------------------------------------------------------------
@@ -382,15 +463,16 @@ cdef _encrypt_chunks(object aead, object header, object fin, object fout, object
     cdef Py_ssize_t chunk = header.chunk_size
     cdef Py_ssize_t size, ahead
     cdef unsigned long long index = 0, done = 0
-    current, following = bytearray(chunk), bytearray(chunk)
-    sealed = memoryview(bytearray(chunk + TAG_SIZE))
-    size = _read_into(fin, memoryview(current))
+    spare, sealed = memoryview(bytearray(chunk)), memoryview(bytearray(chunk + TAG_SIZE))
+    current = _room(memoryview(bytearray(chunk)), chunk)
+    size = _read_into(fin, current)
     while True:
-        ahead = _read_into(fin, memoryview(following)) if size == chunk else 0
+        following = _room(spare, chunk)
+        ahead = _read_into(fin, following) if size == chunk else 0
         frame = FRAME.pack(index, size, LAST if ahead == 0 else 0)
-        out = sealed[: size + TAG_SIZE]
+        out = _room(sealed, size + TAG_SIZE)
         aead.encrypt_into(
-            _nonce(header.nonce_prefix, index), memoryview(current)[:size], header.tag + frame, out
+            _nonce(header.nonce_prefix, index), current[:size], header.tag + frame, out
         )
         _write_all(fout, frame)
         _write_all(fout, out)
@@ -399,20 +481,22 @@ cdef _encrypt_chunks(object aead, object header, object fin, object fout, object
             progress(done)
         if ahead == 0:
             return done
-        current, following = following, current
+        spare, current = current, following
         size = ahead
         index += 1
 
 
 cdef long long _remaining_plaintext(object f, object header) except? -2:
-    """Plaintext bytes after the header if the file is intact, or -1 if it is not seekable."""
+    """Plaintext bytes after the header if the file is intact; -1 if it is not seekable or
+    its size is not one an intact file can have (then the chunks tell where it was cut)."""
     try:
         here = f.tell()
         end = f.seek(0, os.SEEK_END)
         f.seek(here)
     except (OSError, ValueError, AttributeError):
         return -1
-    return chunk_count(header, header.size + max(end - here, 0))[1]
+    plaintext = chunk_count(header, header.size + max(end - here, 0))[1]
+    return -1 if plaintext is None else plaintext
 
 
 cdef object _decrypt_chunks(
@@ -423,10 +507,10 @@ cdef object _decrypt_chunks(
     cdef Py_ssize_t size
     cdef unsigned long long index = 0, done = 0, offset = header.size
     cdef unsigned int flags
-    buffer = memoryview(bytearray(head + chunk + TAG_SIZE))
-    frame = buffer[:head]
+    frames, bodies = memoryview(bytearray(head)), memoryview(bytearray(chunk + TAG_SIZE))
     prefix, header_tag = header.nonce_prefix, header.tag
     while True:
+        frame = _room(frames, head)
         if _read_into(f, frame) < head:
             raise TruncatedError(
                 f"{name}: the file ends after {index} chunk(s), before its last chunk"
@@ -439,7 +523,7 @@ cdef object _decrypt_chunks(
             )
         if flags & ~LAST or size > chunk or (not flags & LAST and size != chunk):
             raise ChunkTamperedError(f"{name}: chunk {index} has an impossible frame")
-        body = buffer[head : head + size + TAG_SIZE]
+        body = _room(bodies, size + TAG_SIZE)
         if _read_into(f, body) < size + TAG_SIZE:
             raise TruncatedError(f"{name}: the file ends inside chunk {index}")
         try:
@@ -459,7 +543,7 @@ cdef object _decrypt_chunks(
             progress(done)
         if flags & LAST:
             break
-    if _read_into(f, frame[:1]):
+    if _read_into(f, frames[:1]):
         raise TamperedError(f"{name}: data follows the last chunk")
     return done
 
