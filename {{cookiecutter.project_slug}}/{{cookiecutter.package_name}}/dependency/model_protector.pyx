@@ -89,7 +89,6 @@ import struct
 
 cimport cython
 from cpython.buffer cimport PyBUF_WRITE
-from cpython.bytearray cimport PyByteArray_FromStringAndSize
 from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize
 from cpython.memoryview cimport PyMemoryView_FromMemory
 
@@ -129,6 +128,7 @@ from .fileformat import (
     name_of,
     pack_header,
     parse_header,
+    read_exact,
     read_header,
     read_key_file,
     reading,
@@ -186,13 +186,13 @@ cdef _write_all(object f, object view):
         done = size if written is None else done + written
 
 
-cdef object _room(object buffer, Py_ssize_t size):
-    """The first ``size`` bytes of a buffer reused for every chunk (or, without the
-    ``reused_buffers`` trick, a new buffer of that size: what ``aead.decrypt`` and
-    ``f.read`` would allocate)."""
-    if "reused_buffers" in _SPEED_TRICKS:
-        return buffer[:size]
-    return memoryview(PyByteArray_FromStringAndSize(NULL, size))
+cdef object _read(object f, object buffer, Py_ssize_t size):
+    """Up to ``size`` bytes of ``f`` (fewer only at the end), read into ``buffer``, which
+    serves every chunk (without the ``reused_buffers`` trick: new bytes, as ``f.read``)."""
+    if "reused_buffers" not in _SPEED_TRICKS:
+        return read_exact(f, size)
+    view = buffer[:size]
+    return view[: _read_into(f, view)]
 
 
 cdef bytes _nonce(bytes prefix, unsigned long long index):
@@ -203,12 +203,9 @@ cdef bytes _nonce(bytes prefix, unsigned long long index):
 # Where decrypted chunks go -------------------------------------------------------------
 
 cdef class _Sink:
-    """Where decrypted chunks go: ``reserve`` gives room for one, ``commit`` keeps it."""
+    """Where decrypted chunks go: ``take`` opens one chunk (``InvalidTag`` if it fails)."""
 
-    cdef object reserve(self, Py_ssize_t size):
-        raise NotImplementedError
-
-    cdef commit(self, Py_ssize_t size):
+    cdef take(self, object aead, bytes nonce, object body, bytes aad, Py_ssize_t size):
         raise NotImplementedError
 
 
@@ -233,12 +230,10 @@ cdef class _BytesSink(_Sink):
                 _prefault(PyBytes_AS_STRING(self.out), size)
             self.view = PyMemoryView_FromMemory(PyBytes_AS_STRING(self.out), size, PyBUF_WRITE)
 
-    cdef object reserve(self, Py_ssize_t size):
+    cdef take(self, object aead, bytes nonce, object body, bytes aad, Py_ssize_t size):
         if self.pos + size > self.size:
             raise TamperedError("the file holds more data than its size allows")
-        return self.view[self.pos : self.pos + size]
-
-    cdef commit(self, Py_ssize_t size):
+        aead.decrypt_into(nonce, body, aad, self.view[self.pos : self.pos + size])
         self.pos += size
 
     cdef object finish(self, str name):
@@ -254,18 +249,17 @@ cdef class _StreamSink(_Sink):
 
     cdef object dst
     cdef object view
-    cdef object room
 
     def __cinit__(self, object dst, Py_ssize_t chunk_size):
         self.dst = dst
         self.view = memoryview(bytearray(chunk_size))
 
-    cdef object reserve(self, Py_ssize_t size):
-        self.room = _room(self.view, size)
-        return self.room
-
-    cdef commit(self, Py_ssize_t size):
-        _write_all(self.dst, self.room)
+    cdef take(self, object aead, bytes nonce, object body, bytes aad, Py_ssize_t size):
+        if "reused_buffers" not in _SPEED_TRICKS:
+            _write_all(self.dst, aead.decrypt(nonce, body, aad))
+            return
+        aead.decrypt_into(nonce, body, aad, self.view[:size])
+        _write_all(self.dst, self.view[:size])
 
 
 # The protector -------------------------------------------------------------------------
@@ -461,28 +455,29 @@ cdef class ModelProtector:
 cdef _encrypt_chunks(object aead, object header, object fin, object fout, object progress):
     """Seal the plaintext chunk by chunk; one chunk is read ahead to flag the last one."""
     cdef Py_ssize_t chunk = header.chunk_size
-    cdef Py_ssize_t size, ahead
+    cdef Py_ssize_t size
     cdef unsigned long long index = 0, done = 0
-    spare, sealed = memoryview(bytearray(chunk)), memoryview(bytearray(chunk + TAG_SIZE))
-    current = _room(memoryview(bytearray(chunk)), chunk)
-    size = _read_into(fin, current)
+    cdef bint reuse = "reused_buffers" in _SPEED_TRICKS
+    inputs = (memoryview(bytearray(chunk)), memoryview(bytearray(chunk)))  # used in turn
+    sealed = memoryview(bytearray(chunk + TAG_SIZE))
+    current = _read(fin, inputs[0], chunk)
     while True:
-        following = _room(spare, chunk)
-        ahead = _read_into(fin, following) if size == chunk else 0
-        frame = FRAME.pack(index, size, LAST if ahead == 0 else 0)
-        out = _room(sealed, size + TAG_SIZE)
-        aead.encrypt_into(
-            _nonce(header.nonce_prefix, index), current[:size], header.tag + frame, out
-        )
+        size = len(current)
+        following = _read(fin, inputs[(index + 1) & 1], chunk) if size == chunk else b""
+        frame = FRAME.pack(index, size, 0 if following else LAST)
+        nonce, aad = _nonce(header.nonce_prefix, index), header.tag + frame
         _write_all(fout, frame)
-        _write_all(fout, out)
+        if reuse:
+            aead.encrypt_into(nonce, current, aad, sealed[: size + TAG_SIZE])
+            _write_all(fout, sealed[: size + TAG_SIZE])
+        else:
+            _write_all(fout, aead.encrypt(nonce, current, aad))
         done += size
         if progress is not None:
             progress(done)
-        if ahead == 0:
+        if not following:
             return done
-        spare, current = current, following
-        size = ahead
+        current = following
         index += 1
 
 
@@ -510,8 +505,8 @@ cdef object _decrypt_chunks(
     frames, bodies = memoryview(bytearray(head)), memoryview(bytearray(chunk + TAG_SIZE))
     prefix, header_tag = header.nonce_prefix, header.tag
     while True:
-        frame = _room(frames, head)
-        if _read_into(f, frame) < head:
+        frame = _read(f, frames, head)
+        if len(frame) < head:
             raise TruncatedError(
                 f"{name}: the file ends after {index} chunk(s), before its last chunk"
             )
@@ -523,19 +518,16 @@ cdef object _decrypt_chunks(
             )
         if flags & ~LAST or size > chunk or (not flags & LAST and size != chunk):
             raise ChunkTamperedError(f"{name}: chunk {index} has an impossible frame")
-        body = _room(bodies, size + TAG_SIZE)
-        if _read_into(f, body) < size + TAG_SIZE:
+        body = _read(f, bodies, size + TAG_SIZE)
+        if len(body) < size + TAG_SIZE:
             raise TruncatedError(f"{name}: the file ends inside chunk {index}")
         try:
-            aead.decrypt_into(
-                _nonce(prefix, index), body, header_tag + frame.tobytes(), sink.reserve(size)
-            )
+            sink.take(aead, _nonce(prefix, index), body, header_tag + bytes(frame), size)
         except InvalidTag:
             raise ChunkTamperedError(
                 f"{name}: chunk {index} (at byte {offset}) failed authentication: "
                 "the file was modified or is corrupt"
             ) from None
-        sink.commit(size)
         done += size
         offset += head + size + TAG_SIZE
         index += 1
