@@ -418,8 +418,8 @@ def test_a_speed_trick_switched_off_changes_no_result(
 ) -> None:
     """Without any one speed trick, as bench_protector.py measures it, results stay the same."""
     monkeypatch.setattr(model_protector, "_SPEED_TRICKS", model_protector._SPEED_TRICKS - {trick})
-    protector = ModelProtector(key)  # 1 MiB chunks: the output is large enough to prefault
-    data = os.urandom(2 * fileformat.DEFAULT_CHUNK_SIZE + 3)
+    protector = ModelProtector(key, chunk_size=CHUNK)
+    data = os.urandom(PLAINTEXT)
     path = tmp_path / "model.enc"
     protector.encrypt(io.BytesIO(data), path, "face")
     assert protector.decrypt(path, "face") == data

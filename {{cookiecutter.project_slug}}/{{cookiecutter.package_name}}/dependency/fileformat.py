@@ -106,16 +106,12 @@ def pack_header(
     return FIXED.pack(*fields) + encoded
 
 
-def chunk_count(header: Header, file_size: int) -> tuple[int, int | None]:
-    """(chunks, plaintext bytes) of an intact file of this size; the plaintext size is None
-    when no intact file has this size (a file cut or grown by less than a chunk's frame)."""
+def chunk_count(header: Header, file_size: int) -> tuple[int, int]:
+    """(chunks, plaintext bytes) of an intact file of this size."""
     overhead = FRAME.size + TAG_SIZE
     body = max(file_size - header.size, 0)
     chunks = -(-body // (header.chunk_size + overhead))
-    plaintext = body - chunks * overhead
-    if chunks == 0 or plaintext < (chunks - 1) * header.chunk_size:
-        return chunks, None
-    return chunks, plaintext
+    return chunks, max(body - chunks * overhead, 0)
 
 
 def check_chunk_size(chunk_size: int) -> None:

@@ -30,7 +30,6 @@ Progress = Callable[[int], object]
 
 HEADER_INDEX: Final[int]
 HKDF_INFO: Final[bytes]
-PREFAULT_FROM: Final[int]
 _SPEED_TRICKS: set[str]  # the speed tricks in use; only the benchmark removes any
 
 @final

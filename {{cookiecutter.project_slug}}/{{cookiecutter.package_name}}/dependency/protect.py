@@ -154,7 +154,7 @@ def command_decrypt(args: argparse.Namespace) -> int:
         return EXIT_OK
     model = protector(args)
     header = fileformat.read_header(args.input)
-    size = header.describe(os.path.getsize(args.input))["plaintext_size"] or 0  # None: cut
+    size = header.describe(os.path.getsize(args.input))["plaintext_size"]
     report = progress_for(args, f"decrypting {args.input}", size)
     with output_file(args.output, args.force) as out:
         model.decrypt_into(args.input, out, args.model_id, progress=report)
