@@ -1,8 +1,8 @@
 # cython: language_level=3, binding=True, embedsignature=True
 """Encrypted model files: AES-256-GCM in authenticated chunks, through ``cryptography``.
 
-Compiled by ``python build_protector.py`` (``make protector``); the image ships the
-compiled module only. The cipher is ``cryptography``'s; this module holds the key and
+Compiled by the package's build (``setup.py``: ``make protector``, ``pip install -e .``,
+``pip wheel .``); the image ships the compiled module only. The cipher is ``cryptography``'s; this module holds the key and
 calls it. The file layout is in ``fileformat.py``.
 
 Each file gets a random salt; HKDF-SHA256 turns the 32-byte model key and the salt into
