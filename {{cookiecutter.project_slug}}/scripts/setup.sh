@@ -58,11 +58,13 @@ make_venv() {
     }
 }
 
-# python_facts: this interpreter's prefix, extension suffix, C compiler and header folder.
+# python_facts: this interpreter's prefix, extension suffix, C compiler and header folder,
+# one per line.
 python_facts() {
     "$PYTHON" -c 'import sys, sysconfig
 cc = (sysconfig.get_config_var("CC") or "cc").split()[0]
-print(sys.prefix, sysconfig.get_config_var("EXT_SUFFIX"), cc, sysconfig.get_paths()["include"])'
+print(sys.prefix, sysconfig.get_config_var("EXT_SUFFIX"), cc, sysconfig.get_paths()["include"],
+      sep="\n")'
 }
 
 install_packages() {
@@ -134,7 +136,8 @@ make_demo_model() {
 
 step=${1:-}
 make_venv
-read -r PREFIX EXT_SUFFIX CC_DEFAULT INCLUDE < <(python_facts)
+facts=$(python_facts) || die "$PYTHON does not run"
+{ read -r PREFIX; read -r EXT_SUFFIX; read -r CC_DEFAULT; read -r INCLUDE; } <<<"$facts"
 install_packages
 [ "$step" != protector ] || rm -f "$PACKAGE/dependency/model_protector$EXT_SUFFIX"
 build_protector
