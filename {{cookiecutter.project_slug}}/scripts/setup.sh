@@ -43,8 +43,11 @@ base_python() {
 }
 
 make_venv() {
+    if [ "$PYTHON" != "$VENV_PYTHON" ]; then
+        command -v "$PYTHON" >/dev/null 2>&1 || die "PYTHON=$PYTHON: no such interpreter"
+        return 0
+    fi
     [ -x "$PYTHON" ] && return 0
-    [ "$PYTHON" = "$VENV_PYTHON" ] || die "PYTHON=$PYTHON is not an interpreter"
     local base
     base=$(base_python) || die "no python3 on PATH (Debian/Ubuntu: sudo apt-get install python3)"
     "$base" -c 'import sys; sys.exit(sys.version_info < (3, 11))' \
