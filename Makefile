@@ -21,7 +21,7 @@ setup:
 demo: setup
 	$(PY) scripts/demo.py
 
-# Every test not marked slow (pyproject.toml): about 2 minutes.
+# Lint, then every test not marked slow (pyproject.toml): under 2 minutes.
 check: lint
 	$(PY) -m pytest -m "not slow" tests
 
