@@ -1,10 +1,11 @@
 # cython: language_level=3, binding=True, embedsignature=True
 """Encrypted model files: the STREAM construction over AES-256-GCM, through ``cryptography``.
 
-Compiled by ``python build_protector.py`` (``make protector``); the image ships the
-compiled module only. The cipher is ``cryptography``'s AES-GCM: this module derives the
-file key and the nonces, seals and opens the chunks, and checks their order. The byte
-layout is in ``fileformat.py``; what follows is why it resists tampering.
+Compiled by the package's build (``setup.py``: ``make protector``, ``pip install -e .``,
+``pip wheel .``); the image ships the compiled module only. The cipher is
+``cryptography``'s AES-GCM: this module derives the file key and the nonces, seals and
+opens the chunks, and checks their order. The byte layout is in ``fileformat.py``; what
+follows is why it resists tampering.
 
 The construction is STREAM (Hoang, Reyhanitabar, Rogaway and Vizár, "Online
 Authenticated-Encryption and its Nonce-Reuse Misuse-Resistance", CRYPTO 2015): the
