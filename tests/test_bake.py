@@ -66,6 +66,18 @@ def test_ruff_is_clean(baked: tuple[Path, dict[str, str]]) -> None:
         assert result.returncode == 0, result.stdout + result.stderr
 
 
+def test_types_are_clean(baked: tuple[Path, dict[str, str]]) -> None:
+    """The generated package passes mypy with its own configuration (make lint runs it)."""
+    project, context = baked
+    result = run(
+        [python_for(context), "-m", "mypy", "--no-incremental", "--cache-dir", "/dev/null"],
+        cwd=project,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-2000:]
+    assert result.stdout.startswith("Success: no issues found")
+
+
 def test_hook_finished_the_project(baked: tuple[Path, dict[str, str]]) -> None:
     """The post-gen hook compiled the protector, made a private key, encrypted the demo model."""
     project, context = baked

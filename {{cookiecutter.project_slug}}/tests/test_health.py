@@ -11,6 +11,7 @@ from {{ cookiecutter.package_name }}.api.app import get_app
 from {{ cookiecutter.package_name }}.config import Settings
 
 from .conftest import read_log, wait_ready
+from .fakes import model_names
 
 
 def test_ping(client: TestClient, prefix: str) -> None:
@@ -21,10 +22,12 @@ def test_ping(client: TestClient, prefix: str) -> None:
 
 
 def test_ready_after_loading(client: TestClient, prefix: str) -> None:
-    """Ready is 200 and lists each model once loaded."""
+    """Ready is 200 and lists each model of the atom once loaded."""
     response = client.get(f"{prefix}/v1/health/ready")
     assert response.status_code == 200
-    assert response.json() == {"is_ready": True, "models": {"face": "ready"}}
+    models = dict.fromkeys(model_names(), "ready")
+    assert "face" in models
+    assert response.json() == {"is_ready": True, "models": models}
 
 
 def test_ready_is_503_while_loading(settings: Settings, photo_b64: str) -> None:
