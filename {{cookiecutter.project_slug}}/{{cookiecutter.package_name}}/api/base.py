@@ -34,6 +34,7 @@ from fastapi.routing import APIRoute
 from ..lib.common import SECRET_WORDS, format_long, ms_since, redact_headers
 from .middleware.http import scope_header
 from .schema.response import ERROR_RESPONSES
+from .streaming import stream_route
 
 logger = logging.getLogger(__name__)
 
@@ -183,3 +184,10 @@ class UdfAPIRoute(APIRouter):
             return loader
 
         return register
+
+    def stream(self, path: str, **kwargs: Any) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+        """Register a generator function as a streamed route (SSE or NDJSON, ``POST``).
+
+        See ``api/streaming.py``: the route yields events, the runtime sends them.
+        """
+        return stream_route(self, path, **kwargs)
