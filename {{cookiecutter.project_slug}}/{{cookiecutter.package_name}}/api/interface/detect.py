@@ -43,6 +43,7 @@ from ..schema.response import (
     StreamSummary,
 )
 from ..streaming import Event
+from ..v2.signature import detector_signature
 
 MODEL_NAME = "face"
 DEFAULT_THRESHOLD = 0.5
@@ -103,6 +104,11 @@ def load_model(settings: Settings) -> FaceDetector:
     protector = load_protector(settings)
     cascade = protector.decrypt(model_path(settings, MODEL_FILE), model_id=MODEL_NAME)
     return FaceDetector(cascade.decode("utf-8"))
+
+
+# How the model answers the Open Inference Protocol v2 (/v2/models/face/infer): an image
+# tensor in; boxes, scores, labels and batch_index out (api/v2/signature.py).
+router.v2_signature(MODEL_NAME, detector_signature(threshold=DEFAULT_THRESHOLD))
 
 
 @router.post(
