@@ -264,8 +264,8 @@ def build_routers(include_in_schema: bool) -> list[APIRouter]:
         ready = _state(request).store.ready
         return ORJSONResponse({"ready": ready}, 200 if ready else 503)
 
-    model_path = f"{ROOT}/models/{{model_name}}"
-    version_path = f"{model_path}/versions/{{model_version}}"
+    model_path = ROOT + "/models/{model_name}"
+    version_path = model_path + "/versions/{model_version}"
     metadata_docs = {"response_model": ModelMetadata, "responses": _errors(404)}
     ready_docs = {
         "response_model": ModelReady,
