@@ -47,6 +47,13 @@ class Recorder:
 def streams_router(recorder: Recorder) -> UdfAPIRoute:
     """Stream routes as a user writes them: sync and async, good, failing and endless."""
     router = UdfAPIRoute(tags=["streams"])
+    add_finite_streams(router)
+    add_endless_streams(router, recorder)
+    return router
+
+
+def add_finite_streams(router: UdfAPIRoute) -> None:
+    """Streams that end: counting (def and async def), refusing, failing, pausing."""
 
     @router.stream("/count", events={"number": Number, "done": Number})
     def count(up_to: int = 3) -> Iterator[Any]:
@@ -78,6 +85,10 @@ def streams_router(recorder: Recorder) -> UdfAPIRoute:
         time.sleep(pause)
         yield {"n": 1}
 
+
+def add_endless_streams(router: UdfAPIRoute, recorder: Recorder) -> None:
+    """Streams that never end unless closed, recording their steps and their closing."""
+
     @router.stream("/endless")
     def endless() -> Iterator[Any]:
         try:
@@ -98,8 +109,6 @@ def streams_router(recorder: Recorder) -> UdfAPIRoute:
         finally:
             recorder.close()
 
-    return router
-
 
 @pytest.fixture
 def recorder() -> Recorder:
@@ -108,9 +117,7 @@ def recorder() -> Recorder:
 
 
 @pytest.fixture
-def make_streams(
-    make_settings: Callable[..., Settings], recorder: Recorder
-) -> Callable[..., Any]:
+def make_streams(make_settings: Callable[..., Settings], recorder: Recorder) -> Callable[..., Any]:
     """An app serving the stream routes above (and nothing else), with these settings."""
 
     def make(**overrides: Any) -> Any:

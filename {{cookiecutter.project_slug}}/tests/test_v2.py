@@ -134,7 +134,8 @@ def test_infer_json_bytes_images(client: TestClient) -> None:
     reply = client.post("/d2atom/v2/models/face/infer", json=body)
     assert reply.status_code == 200 and reply.headers["content-type"] == "application/json"
     document, out = split_reply(reply)
-    assert (document["id"], document["model_name"], document["model_version"]) == ("r1", "face", "1")
+    head = (document["id"], document["model_name"], document["model_version"])
+    assert head == ("r1", "face", "1")
     assert out["boxes"].tolist() == [[0, 0, 6, 8], [0, 0, 6, 8]]
     assert out["scores"].tolist() == [1.0, 1.0]
     assert out["labels"].tolist() == ["fake", "fake"]
@@ -178,9 +179,7 @@ def test_infer_single_image_threshold_and_gzip(client: TestClient) -> None:
         "parameters": {"threshold": 1.0},
     }
     raw = gzip.compress(json.dumps(body).encode())
-    reply = client.post(
-        "/v2/models/face/infer", content=raw, headers={"content-encoding": "gzip"}
-    )
+    reply = client.post("/v2/models/face/infer", content=raw, headers={"content-encoding": "gzip"})
     assert split_reply(reply)[1]["scores"].tolist() == [1.0]
     body["inputs"][0]["data"] = (RED // 2).tolist()
     assert split_reply(client.post("/v2/models/face/infer", json=body))[1]["scores"].size == 0

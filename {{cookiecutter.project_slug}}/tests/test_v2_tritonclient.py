@@ -105,6 +105,8 @@ def test_infer_finds_the_faces_detect_finds(live: str, make_inputs: object) -> N
     assert result.get_response()["id"] == "7"
     assert result.as_numpy("boxes").tolist() == expected
     assert result.as_numpy("batch_index").tolist() == [0]
-    labels = [getattr(label, "decode", lambda: label)() for label in result.as_numpy("labels")]
+    labels = [
+        label if isinstance(label, str) else label.decode() for label in result.as_numpy("labels")
+    ]
     assert labels == ["face"]  # bytes from binary outputs, text from JSON
     assert 0.5 <= float(result.as_numpy("scores")[0]) <= 1

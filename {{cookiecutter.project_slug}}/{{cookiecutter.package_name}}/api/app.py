@@ -30,7 +30,7 @@ def get_app(
     model_loaders: Mapping[str, ModelLoader] | None = None,
     periodic_jobs: list[Job] | None = None,
 ) -> FastAPI:
-    """Build the app: logging, routes (v2 too), error envelope, request ids, metrics, docs, lifespan.
+    """Build the app: logging, routes, error envelope, request ids, metrics, docs, lifespan.
 
     ``settings`` defaults to the process's (environment and ``.env``), ``routers`` to
     those of ``route.ROUTE_MODULES`` and ``periodic_jobs`` to ``jobs.JOBS``. The models

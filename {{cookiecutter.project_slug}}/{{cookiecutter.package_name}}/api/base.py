@@ -196,7 +196,9 @@ class UdfAPIRoute(APIRouter):
             raise ValueError(f"model {name!r} already has a v2 signature on this router")
         self.v2_signatures[name] = signature
 
-    def stream(self, path: str, **kwargs: Any) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    def stream(
+        self, path: str, **kwargs: Any
+    ) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
         """Register a generator function as a streamed route (SSE or NDJSON, ``POST``).
 
         See ``api/streaming.py``: the route yields events, the runtime sends them.

@@ -269,7 +269,7 @@ def events_doc(events: Mapping[str, type[BaseModel]] | None) -> str:
     """A Markdown description of a stream's events, for the OpenAPI document."""
     lines = [
         "A stream of events: Server-Sent Events (`text/event-stream`), or NDJSON"
-        " (`application/x-ndjson`, one `{\"event\": name, \"data\": ...}` per line) when"
+        ' (`application/x-ndjson`, one `{"event": name, "data": ...}` per line) when'
         " Accept asks for it. An error after the first event ends the stream with an"
         " `error` event whose data is the envelope `{code, msg, data}`.",
     ]

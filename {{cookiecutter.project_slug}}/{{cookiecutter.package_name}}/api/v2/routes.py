@@ -143,9 +143,10 @@ def _selected(signature: V2Signature, parsed: InferRequest) -> list[tuple[str, b
 
 
 def run_inference(
-    state: V2State, model_name: str, model: Any, signature: V2Signature, body: bytes, headers: Any
+    state: V2State, model_name: str, model: Any, *, body: bytes, headers: Any
 ) -> Response:
     """Parse, infer and encode (in a worker thread: decoding and the model block)."""
+    signature = state.signatures[model_name]
     parsed = parse_infer_request(body, headers.get(HEADER_LENGTH))
     _check_inputs(signature, parsed)
     selected = _selected(signature, parsed)
@@ -174,7 +175,7 @@ async def infer_reply(request: Request, model_name: str, version: str | None) ->
     """One inference, every failure as the protocol's error."""
     try:
         state = _state(request)
-        signature = state.signature(model_name, version)
+        state.signature(model_name, version)  # 404 for an unknown model or version
         if state.store.status.get(model_name) != READY:
             state_name = state.store.status.get(model_name, "unknown")
             raise V2Error(f"model {model_name!r} is not ready ({state_name})", 503)
@@ -182,7 +183,7 @@ async def infer_reply(request: Request, model_name: str, version: str | None) ->
         limit = request.app.state.settings.atom_max_body_bytes
         body = decompress(await request.body(), request.headers.get("content-encoding"), limit)
         return await run_in_threadpool(
-            run_inference, state, model_name, model, signature, body, request.headers
+            run_inference, state, model_name, model, body=body, headers=request.headers
         )
     except V2Error as exc:
         logger.info("v2 infer %s -> %d %s", model_name[:MAX_SHOWN], exc.status, exc.msg)
@@ -237,9 +238,7 @@ BINARY_REPLY = {
 
 def build_routers(include_in_schema: bool) -> list[APIRouter]:
     """The v2 routes: probes and metadata (logged at DEBUG), inference (logged)."""
-    probes = UdfAPIRoute(
-        tags=["v2"], quiet=True, responses={}, include_in_schema=include_in_schema
-    )
+    probes = UdfAPIRoute(tags=["v2"], quiet=True, responses={}, include_in_schema=include_in_schema)
     infers = UdfAPIRoute(tags=["v2"], responses={}, include_in_schema=include_in_schema)
 
     @probes.get(ROOT, response_model=ServerMetadata, summary="v2 server metadata")

@@ -250,9 +250,7 @@ def serialize_bytes(array: np.ndarray) -> bytes:
 def json_data(array: np.ndarray, datatype: str) -> list[Any]:
     """A tensor's elements, flat, as JSON values (BYTES as text)."""
     if datatype == "BYTES":
-        return [
-            bytes_element(v).decode("utf-8", "backslashreplace") for v in array.reshape(-1)
-        ]
+        return [bytes_element(v).decode("utf-8", "backslashreplace") for v in array.reshape(-1)]
     return array.reshape(-1).tolist()
 
 
