@@ -12,7 +12,8 @@ Prints two tables, every number measured in this run with the variants interleav
    as ``detect`` with a base64 JPEG, and as v2 ``infer`` with the JPEG as binary BYTES,
    the raw RGB pixels as a binary UINT8 tensor, and the pixels as JSON numbers; once with
    the demo model and once with a model that finds nothing at once (the transport alone).
-   The client's work (encoding) is included.
+   The client's work (encoding) is included. The variants take turns, in an order that
+   alternates from one round to the next.
 
     .venv/bin/python benchmarks/bench_protocols.py [--runs 15]
 """
@@ -102,8 +103,9 @@ def stream_table(project: Path, work: Path, runs: int) -> list[str]:
         }
         for name in urls:
             stream_times(client, urls[name], body)  # warm-up
-        for _ in range(runs):
-            for name, url in urls.items():
+        for round_ in range(runs):
+            order = list(urls.items())
+            for name, url in order if round_ % 2 else reversed(order):
                 times[name].append(stream_times(client, url, body))
     lines = [
         f"`POST /detect/stream`, a {VIDEO_FRAMES}-frame 640x360 MJPG video, demo model on every"
@@ -195,7 +197,9 @@ def request_table(project: Path, work: Path, runs: int) -> list[str]:
             for name, call in variants.items():
                 assert call().status_code == 200, name  # warm-up and check
             for round_ in range(runs):
-                for name, call in variants.items():
+                # The order alternates: a request right after another one pays for it.
+                order = list(variants.items())
+                for name, call in order if round_ % 2 else reversed(order):
                     if "JSON numbers" in name and round_ >= json_runs:
                         continue  # slow: fewer runs
                     started = time.perf_counter()

@@ -200,7 +200,7 @@ class EventStreamResponse(Response):
                     await self._pump(send)
                     group.cancel_scope.cancel()
             await send({"type": "http.response.body", "body": b"", "more_body": False})
-        except OSError:  # the caller went away while we wrote (ASGI spec 2.4 servers)
+        except* OSError:  # the caller went away while we wrote (ASGI spec 2.4 servers)
             logger.info("%s: the caller went away", route)
         finally:
             await self.source.close()
