@@ -20,6 +20,7 @@ from {{ cookiecutter.package_name }}.api.streaming import Event
 from {{ cookiecutter.package_name }}.config import Settings
 from {{ cookiecutter.package_name }}.lib.exception import VqlError
 
+from .conftest import PREFIX
 from .live_server import serve_in_thread
 
 STEP = 0.01  # seconds per step of the endless generators
@@ -143,7 +144,7 @@ def sse_events(text: str) -> list[dict[str, str]]:
 def test_sse_events_and_headers(make_streams: Callable[..., Any]) -> None:
     """Each yield is one SSE event (name, id, JSON data), with the no-buffering headers."""
     with TestClient(make_streams()) as client:
-        reply = client.post("/d2atom/count", params={"up_to": 2})
+        reply = client.post(f"{PREFIX}/count", params={"up_to": 2})
     assert reply.status_code == 200
     assert reply.headers["content-type"].startswith("text/event-stream")
     assert reply.headers["x-accel-buffering"] == "no"
@@ -159,7 +160,7 @@ def test_ndjson_when_accept_asks(make_streams: Callable[..., Any]) -> None:
     """Accept: application/x-ndjson gives one JSON object per line: event, data (and id)."""
     with TestClient(make_streams()) as client:
         reply = client.post(
-            "/d2atom/count", params={"up_to": 1}, headers={"accept": "application/x-ndjson"}
+            f"{PREFIX}/count", params={"up_to": 1}, headers={"accept": "application/x-ndjson"}
         )
     assert reply.headers["content-type"].startswith("application/x-ndjson")
     assert [json.loads(line) for line in reply.text.splitlines()] == [
@@ -171,7 +172,7 @@ def test_ndjson_when_accept_asks(make_streams: Callable[..., Any]) -> None:
 def test_async_generators_stream_too(make_streams: Callable[..., Any]) -> None:
     """An ``async def`` generator streams the same way; plain values are "message" events."""
     with TestClient(make_streams()) as client:
-        reply = client.post("/d2atom/acount", headers={"accept": "application/jsonl"})
+        reply = client.post(f"{PREFIX}/acount", headers={"accept": "application/jsonl"})
     lines = [json.loads(line) for line in reply.text.splitlines()]
     assert lines == [{"event": "message", "data": {"n": n}} for n in range(3)]
 
@@ -181,7 +182,7 @@ def test_error_before_the_first_event_is_an_ordinary_reply(
 ) -> None:
     """A VqlError raised before the first yield is the envelope with its HTTP status."""
     with TestClient(make_streams()) as client:
-        reply = client.post("/d2atom/refuse")
+        reply = client.post(f"{PREFIX}/refuse")
     assert reply.status_code == 400
     assert reply.json() == {"code": 501, "msg": "image 0: invalid base64", "data": None}
 
@@ -198,7 +199,7 @@ def test_error_in_the_middle_ends_with_an_error_event(
 ) -> None:
     """An error after the first event ends the stream with an ``error`` event (the envelope)."""
     with TestClient(make_streams()) as client:
-        reply = client.post("/d2atom/fail-later", params={"kind": kind})
+        reply = client.post(f"{PREFIX}/fail-later", params={"kind": kind})
     assert reply.status_code == 200
     events = sse_events(reply.text)
     assert events[0] == {"data": '{"n":0}'}
@@ -210,8 +211,8 @@ def test_idle_streams_get_keepalive_comments(make_streams: Callable[..., Any]) -
     """Without an event for ATOM_STREAM_KEEPALIVE seconds, a comment (SSE) or a blank line
     (NDJSON) goes out; the events around it are intact."""
     with TestClient(make_streams(atom_stream_keepalive=0.05)) as client:
-        sse = client.post("/d2atom/slow").text
-        ndjson = client.post("/d2atom/slow", headers={"accept": "application/x-ndjson"}).text
+        sse = client.post(f"{PREFIX}/slow").text
+        ndjson = client.post(f"{PREFIX}/slow", headers={"accept": "application/x-ndjson"}).text
     comments = [event for event in sse_events(sse) if set(event) == {""}]
     assert comments and all(event == {"": "keep-alive"} for event in comments)
     assert [event for event in sse_events(sse) if "data" in event] == [
@@ -227,10 +228,10 @@ def test_stream_metrics(make_streams: Callable[..., Any]) -> None:
     """Streams open goes back to 0 and each stream's time to first event is observed."""
     app = make_streams()
     with TestClient(app) as client:
-        client.post("/d2atom/count")
-        client.post("/d2atom/count")
+        client.post(f"{PREFIX}/count")
+        client.post(f"{PREFIX}/count")
     registry = app.state.metrics.registry
-    labels = {"route": "/d2atom/count"}
+    labels = {"route": f"{PREFIX}/count"}
     assert registry.get_sample_value("atom_streams_open", labels) == 0
     assert registry.get_sample_value("atom_stream_first_event_seconds_count", labels) == 2
 
@@ -261,7 +262,7 @@ def read_first_event_then_hang_up(base: str, path: str) -> float:
     return time.monotonic()
 
 
-@pytest.mark.parametrize("path", ["/d2atom/endless", "/d2atom/aendless"])
+@pytest.mark.parametrize("path", [f"{PREFIX}/endless", f"{PREFIX}/aendless"])
 def test_disconnect_closes_the_generator_within_100_ms(
     make_streams: Callable[..., Any], recorder: Recorder, path: str
 ) -> None:

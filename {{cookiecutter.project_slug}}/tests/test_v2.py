@@ -24,7 +24,7 @@ from {{ cookiecutter.package_name }}.api.v2.tensors import (
 )
 from {{ cookiecutter.package_name }}.config import Settings
 
-from .conftest import make_app, wait_ready
+from .conftest import PREFIX, make_app, wait_ready
 
 RED = np.zeros((8, 6, 3), np.uint8)
 RED[..., 0] = 255  # the fake detector: one whole-image object, conf 1.0
@@ -92,7 +92,7 @@ def client(settings: Settings) -> Iterator[TestClient]:
 
 def test_server_routes_at_the_root_and_under_the_prefix(client: TestClient) -> None:
     """Metadata, liveness and readiness answer at /v2 and {prefix}/v2 alike."""
-    for root in ("/v2", "/d2atom/v2"):
+    for root in ("/v2", f"{PREFIX}/v2"):
         meta = client.get(root).json()
         assert meta["extensions"] == ["binary_tensor_data"] and meta["version"]
         assert client.get(f"{root}/health/live").json() == {"live": True}
@@ -131,7 +131,7 @@ def test_infer_json_bytes_images(client: TestClient) -> None:
             }
         ],
     }
-    reply = client.post("/d2atom/v2/models/face/infer", json=body)
+    reply = client.post(f"{PREFIX}/v2/models/face/infer", json=body)
     assert reply.status_code == 200 and reply.headers["content-type"] == "application/json"
     document, out = split_reply(reply)
     head = (document["id"], document["model_name"], document["model_version"])
@@ -264,11 +264,11 @@ def test_unknown_models_versions_paths_and_methods(client: TestClient) -> None:
     assert client.get("/v2/models/plates").status_code == 404
     reply = client.post("/v2/models/face/versions/7/infer", json={})
     assert (reply.status_code, reply.json()) == (404, {"error": "model 'face' has no version '7'"})
-    assert client.get("/d2atom/v2/repository").json() == {"error": "Not Found"}
+    assert client.get(f"{PREFIX}/v2/repository").json() == {"error": "Not Found"}
     reply = client.get("/v2/models/face/infer")
     assert (reply.status_code, reply.headers["allow"]) == (405, "POST")
     assert reply.json() == {"error": "Method Not Allowed"}
-    assert client.get("/d2atom/nothing").json()["code"] == 404  # the envelope elsewhere
+    assert client.get(f"{PREFIX}/nothing").json()["code"] == 404  # the envelope elsewhere
 
 
 def test_not_ready_until_the_model_loads(make_settings: Callable[..., Settings]) -> None:
@@ -315,7 +315,7 @@ def test_a_declared_signature(make_settings: Callable[..., Settings]) -> None:
     )
     app = get_app(make_settings(), routers=[router])
     with TestClient(app) as client:
-        wait_ready(client, "/d2atom")
+        wait_ready(client, PREFIX)
         meta = client.get("/v2/models/doubler").json()
         assert meta["inputs"] == [{"name": "x", "datatype": "INT64", "shape": [-1]}]
         body = {"inputs": [{"name": "x", "datatype": "INT64", "shape": [3], "data": [1, 2, 3]}]}
@@ -330,7 +330,7 @@ def test_the_switch_turns_v2_off(make_settings: Callable[..., Settings]) -> None
     """V2_SWITCH=false: no v2 route, at the root or under the prefix, nor in the document."""
     with TestClient(make_app(make_settings(v2_switch=False))) as client:
         assert client.get("/v2").status_code == 404
-        assert client.get("/d2atom/v2/health/live").json()["code"] == 404
+        assert client.get(f"{PREFIX}/v2/health/live").json()["code"] == 404
         assert not [path for path in client.get("/openapi.json").json()["paths"] if "/v2" in path]
 
 
@@ -339,8 +339,8 @@ def test_the_document_lists_the_prefixed_routes_once(client: TestClient) -> None
     the infer request's schema, and both reply types."""
     paths = client.get("/openapi.json").json()["paths"]
     v2 = sorted(path for path in paths if "/v2" in path)
-    assert all(path.startswith("/d2atom/v2") for path in v2) and len(v2) == 9
-    infer = paths["/d2atom/v2/models/{model_name}/infer"]["post"]
+    assert all(path.startswith(PREFIX + "/v2") for path in v2) and len(v2) == 9
+    infer = paths[PREFIX + "/v2/models/{model_name}/infer"]["post"]
     body = infer["requestBody"]["content"]["application/json"]["schema"]
     assert body["required"] == ["inputs"]
     assert set(infer["responses"]["200"]["content"]) == {

@@ -15,7 +15,7 @@ import tritonclient.http as triton
 
 from {{ cookiecutter.package_name }}.config import Settings
 
-from .conftest import PHOTO, make_app
+from .conftest import PHOTO, PREFIX, make_app
 from .live_server import serve_in_thread
 
 KEYS = ("xmin", "ymin", "xmax", "ymax")
@@ -38,14 +38,14 @@ def detect_faces(base: str) -> list[list[float]]:
     """The boxes ``POST /detect`` finds on the photograph."""
     body = {"data": [base64.b64encode(PHOTO.read_bytes()).decode()], "src_type": "base64"}
     request = urllib.request.Request(
-        f"{base}/d2atom/detect", json.dumps(body).encode(), {"content-type": "application/json"}
+        f"{base}{PREFIX}/detect", json.dumps(body).encode(), {"content-type": "application/json"}
     )
     with urllib.request.urlopen(request, timeout=30) as reply:
         objects = json.load(reply)["objects"][0]
     return [[float(item[key]) for key in KEYS] for item in objects]
 
 
-@pytest.mark.parametrize("path", ["", "/d2atom"])
+@pytest.mark.parametrize("path", ["", PREFIX])
 def test_health_and_metadata(live: str, path: str) -> None:
     """Live, ready, model ready and the model's tensors, at the root and under the prefix."""
     client = triton.InferenceServerClient(urlsplit(live).netloc + path)
@@ -97,7 +97,7 @@ def test_infer_finds_the_faces_detect_finds(live: str, make_inputs: object) -> N
     expected = detect_faces(live)
     assert len(expected) == 1
     inputs, outputs = make_inputs()  # type: ignore[operator]
-    client = triton.InferenceServerClient(urlsplit(live).netloc + "/d2atom")
+    client = triton.InferenceServerClient(urlsplit(live).netloc + PREFIX)
     try:
         result = client.infer("face", inputs, outputs=outputs, request_id="7")
     finally:
