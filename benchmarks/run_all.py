@@ -29,6 +29,7 @@ BENCHMARKS = (
     ("workers", "bench_workers.py", "Throughput of a CPU-bound detect with several workers"),
     ("images", "bench_images.py", "Image inputs: base64, mmap and shared memory"),
     ("protector", "bench_protector.py", "Model decryption"),
+    ("protocols", "bench_protocols.py", "Standard protocols: streams through nginx, v2 tensors"),
 )
 PACKAGES = (
     "fastapi",

@@ -20,6 +20,7 @@ from .middleware.http import install_error_handling
 from .model_store import ModelLoader, ModelStore
 from .routing import collect_model_loaders, include_flat, install_routers, listed_routers
 from .schema.response import ORJSONResponse
+from .v2.routes import install_v2
 
 
 def get_app(
@@ -61,6 +62,8 @@ def get_app(
     app.state.metrics = Metrics() if settings.metrics_switch else None
     install_error_handling(app, settings.atom_max_body_bytes)
     install_routers(app, routers, settings)
+    if settings.v2_switch:
+        install_v2(app, routers, settings)  # Open Inference Protocol v2, for every model
     if app.state.metrics is not None:
         app.add_middleware(MetricsMiddleware, metrics=app.state.metrics)  # outermost
         include_flat(app, metrics_route.router, settings.atom_api_prefix)

@@ -34,6 +34,7 @@ from fastapi.routing import APIRoute
 from ..lib.common import SECRET_WORDS, format_long, ms_since, redact_headers
 from .middleware.http import scope_header
 from .schema.response import ERROR_RESPONSES
+from .streaming import stream_route
 
 logger = logging.getLogger(__name__)
 
@@ -168,6 +169,7 @@ class UdfAPIRoute(APIRouter):
         kwargs.setdefault("responses", ERROR_RESPONSES)
         super().__init__(*args, **kwargs)
         self.model_loaders: dict[str, ModelLoader] = {}
+        self.v2_signatures: dict[str, Any] = {}
 
     def model_loader(self, name: str) -> Callable[[ModelLoader], ModelLoader]:
         """Register ``function(settings) -> model`` as the loader of the model ``name``.
@@ -183,3 +185,22 @@ class UdfAPIRoute(APIRouter):
             return loader
 
         return register
+
+    def v2_signature(self, name: str, signature: Any) -> None:
+        """Declare how the model ``name`` answers the Open Inference Protocol v2.
+
+        ``signature`` is an ``api/v2/signature.V2Signature``; a model without one gets
+        ``detector_signature()`` (models with the demo's ``predict_batch``).
+        """
+        if name in self.v2_signatures:
+            raise ValueError(f"model {name!r} already has a v2 signature on this router")
+        self.v2_signatures[name] = signature
+
+    def stream(
+        self, path: str, **kwargs: Any
+    ) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+        """Register a generator function as a streamed route (SSE or NDJSON, ``POST``).
+
+        See ``api/streaming.py``: the route yields events, the runtime sends them.
+        """
+        return stream_route(self, path, **kwargs)

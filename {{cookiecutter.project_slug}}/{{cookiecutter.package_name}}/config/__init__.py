@@ -162,6 +162,10 @@ class Settings(BaseSettings):
     serving_retry_max: float = Field(30.0, ge=1, le=3600)
     serving_timeout: float = Field(3.0, gt=0, le=60)
 
+    # Protocols: streamed replies (api/streaming.py), Open Inference Protocol v2 (api/v2/).
+    atom_stream_keepalive: float = Field(15.0, gt=0, le=3600)
+    v2_switch: Bool = True
+
     @cached_property
     def serving(self) -> ServingMeta:
         """META, parsed."""

@@ -108,6 +108,21 @@ class Metrics:
             registry=registry,
         )
         self.serving = ServingMetrics(registry)
+        # Streamed replies (api/streaming.py).
+        self.streams_open = Gauge(
+            "atom_streams_open",
+            "Streamed replies being sent",
+            ["route"],
+            multiprocess_mode="livesum",
+            registry=registry,
+        )
+        self.stream_first_event_seconds = Histogram(
+            "atom_stream_first_event_seconds",
+            "Time from a stream route's call to its first event",
+            ["route"],
+            buckets=BUCKETS,
+            registry=registry,
+        )
 
     def render(self) -> bytes:
         """The exposition text: every process's values in multiprocess mode, ours otherwise."""

@@ -100,3 +100,21 @@ class DetectResponse(BaseModel):
     msg: str = ""
     took: float = Field(description="milliseconds spent in the route")
     objects: list[list[DetectObject]]
+
+
+class FrameEvent(BaseModel):
+    """The objects found in one sampled frame of a video."""
+
+    frame: int = Field(description="index of the frame in the video, from 0")
+    time_ms: float = Field(description="time of the frame in the video, in milliseconds")
+    objects: list[DetectObject]
+
+
+class StreamSummary(BaseModel):
+    """The end of a video: frames detected in, objects found, time taken."""
+
+    code: int = 200
+    msg: str = ""
+    frames: int = Field(description="frames detected in")
+    objects: int = Field(description="objects found in all of them")
+    took: float = Field(description="milliseconds from the call to the end")
