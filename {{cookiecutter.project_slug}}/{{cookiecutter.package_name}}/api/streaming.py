@@ -39,7 +39,7 @@ import time
 from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from http import HTTPStatus
-from typing import Any
+from typing import Any, cast
 
 import anyio
 import orjson
@@ -148,7 +148,7 @@ class EventSource:
                 return await self.generator.__anext__()  # type: ignore[union-attr]
             except StopAsyncIteration:
                 return _END
-        return await anyio.to_thread.run_sync(_next_or_end, self.generator)
+        return await anyio.to_thread.run_sync(_next_or_end, cast(Iterator[Any], self.generator))
 
     async def close(self) -> None:
         """Close the generator (its ``finally`` runs); shielded from cancellation."""

@@ -265,8 +265,8 @@ def build_routers(include_in_schema: bool) -> list[APIRouter]:
 
     model_path = ROOT + "/models/{model_name}"
     version_path = model_path + "/versions/{model_version}"
-    metadata_docs = {"response_model": ModelMetadata, "responses": _errors(404)}
-    ready_docs = {
+    metadata_docs: dict[str, Any] = {"response_model": ModelMetadata, "responses": _errors(404)}
+    ready_docs: dict[str, Any] = {
         "response_model": ModelReady,
         "responses": {**_errors(404), 503: {"model": ModelReady, "description": "loading"}},
     }
@@ -291,7 +291,7 @@ def build_routers(include_in_schema: bool) -> list[APIRouter]:
         """200 once the model is loaded, 503 before."""
         return _model_ready(request, model_name, model_version)
 
-    infer_docs = {
+    infer_docs: dict[str, Any] = {
         "response_model": InferenceResponse,
         "responses": {200: {"content": BINARY_REPLY}, **_errors(400, 404, 413, 415, 500, 503)},
         "openapi_extra": INFER_BODY,
@@ -323,7 +323,7 @@ def _protocol_errors(app: FastAPI, roots: tuple[str, ...]) -> None:
         if _under(request.url.path, roots):
             msg = exc.detail if isinstance(exc.detail, str) else "error"
             return error(msg, exc.status_code, headers=exc.headers)
-        return await previous(request, exc)
+        return await previous(request, exc)  # type: ignore[misc]  # Starlette's handler is async
 
     app.add_exception_handler(HTTPException, cast(Any, handler))
 
