@@ -23,3 +23,11 @@ class DetectPayload(BaseModel):
         None, ge=0, le=1, description="minimum confidence; the model's default if absent"
     )
     model_id: str | None = Field(None, max_length=256, description="which model to use")
+
+
+class MmapReadBody(BaseModel):
+    """``linker_atom``'s body naming bytes of a file: ``path``, ``position``, ``size``."""
+
+    path: str = Field(default="")
+    position: int = Field(default=0)
+    size: int = Field(default=0)
