@@ -7,6 +7,7 @@ import importlib
 import inspect
 import logging
 import mmap
+import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -423,6 +424,19 @@ def test_vql_errors_keep_code_and_message(settings: Settings) -> None:
         400,
     )
     assert VqlError(504).detail == "image type is not supported"
+
+
+def test_a_startup_handler_schedules_a_job(settings: Settings) -> None:
+    """``app.state.schedulers`` is a running APScheduler a startup handler adds jobs to."""
+    app = make_app(settings)
+    ran = threading.Event()
+
+    @app.on_event("startup")
+    def schedule() -> None:
+        app.state.schedulers.add_job(ran.set, "interval", seconds=0.05, id="tick")
+
+    with TestClient(app):
+        assert ran.wait(5)
 
 
 def test_engine_not_set_is_503(settings: Settings) -> None:

@@ -84,6 +84,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     stop_tracing = start_agent(settings)
     scheduler = AtomScheduler(app.state.jobs, settings.atom_runtime_dir)
     scheduler.start()
+    app.state.schedulers = scheduler.scheduler  # linker_atom's name: services add jobs to it
     on_event = metrics.serving.on_serving_event if metrics is not None else None
     serving = None if settings.atom_supervised else serving_agent(settings, on_event)
     if serving is not None:
