@@ -19,6 +19,7 @@ import difflib
 import io
 import json
 import os
+import re
 import shutil
 import signal
 import struct
@@ -366,6 +367,58 @@ def test_the_pinned_uvicorn_has_no_auto_loop_setup(default_atom: Path) -> None:
     for name in ("MIGRATION.md", "MIGRATION.zh-CN.md"):
         text = (default_atom / name).read_text(encoding="utf-8")
         assert all(line in text for line in UVICORN_LINES), name
+
+
+def model_commands(migration: str) -> list[str]:
+    """The shell lines of MIGRATION.md's block that moves a .linker model (comments cut)."""
+    block = next(b for b in re.findall(r"```sh\n(.*?)```", migration, re.S) if "--legacy-key" in b)
+    lines = block.replace("\\\n", " ").splitlines()
+    return [line.split("#", 1)[0].strip() for line in lines if line.split("#", 1)[0].strip()]
+
+
+def test_migration_model_commands_run(seed_atom: Path) -> None:
+    """MIGRATION.md's commands turn a .linker model into models/yolo.enc (both languages)."""
+    english = model_commands((seed_atom / "MIGRATION.md").read_text(encoding="utf-8"))
+    assert english == model_commands((seed_atom / "MIGRATION.zh-CN.md").read_text(encoding="utf-8"))
+    weights = os.urandom(50_000)
+    linker = make_linker({"weights.pt": weights, "labels.txt": b"car"}, "yolo")
+    (seed_atom / "models" / "yolo.linker").write_bytes(linker)
+    env = {
+        "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}",  # python: this venv's
+        "PYTHON": sys.executable,  # make: the same packages, set-up is a no-op
+    }
+    for command in english:
+        result = subprocess.run(
+            ["bash", "-c", command],
+            cwd=seed_atom,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=300,
+            check=False,
+        )
+        assert result.returncode == 0, (command, result.stdout, result.stderr)
+    assert not (seed_atom / "models" / "yolo.linker").exists()
+    assert not (seed_atom / "build" / "yolo").exists()
+    code = (
+        f"from {PACKAGE}.config import load_settings\n"
+        f"from {PACKAGE}.dependency.keys import load_protector, model_path\n"
+        "settings = load_settings()\n"
+        "data = load_protector(settings).decrypt(model_path(settings, 'yolo.enc'), 'yolo')\n"
+        "print(data.hex())\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code],
+        cwd=seed_atom,
+        env={"PATH": os.environ["PATH"]},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    assert bytes.fromhex(result.stdout.strip()) == weights
+    (seed_atom / "models" / "yolo.enc").unlink()
 
 
 def test_seed_server_runs(seed_atom: Path, tmp_path: Path) -> None:
