@@ -23,7 +23,16 @@ DEFAULT_ANSWERS = {
     "workers": "1",
 }
 # The lanes (markers of pyproject.toml); each is also slow, so `make check` leaves it out.
-LANES = ("nginx", "container", "soak", "fuzz", "docs_render", "demo", "fresh_machine")
+LANES = (
+    "nginx",
+    "container",
+    "soak",
+    "fuzz",
+    "docs_render",
+    "demo",
+    "fresh_machine",
+    "migration",
+)
 # Unrendered template syntax that must never reach a generated file.
 LEFTOVER_RE = re.compile(r"\{\{\s*cookiecutter|\{%|\{#|cookiecutter\.\w")
 TEXT_SUFFIXES = {".py", ".md", ".toml", ".txt", ".cfg", ".ini", ".yml", ".yaml", ".example", ""}

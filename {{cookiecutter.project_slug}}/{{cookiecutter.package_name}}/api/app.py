@@ -1,12 +1,13 @@
 """The app factory: ``get_app()`` builds the FastAPI application of the atom."""
 
 from collections.abc import Mapping, Sequence
+from typing import Any
 
 from fastapi import APIRouter, FastAPI
 from fastapi.datastructures import Default
 
 from .. import __version__, jobs
-from ..config import Settings, get_settings
+from ..config import Settings, resolve_settings
 from ..config.logger import configure_logging
 from ..control.metrics import Metrics, MetricsMiddleware
 from ..control.scheduler import Job
@@ -24,7 +25,7 @@ from .v2.routes import install_v2
 
 
 def get_app(
-    settings: Settings | None = None,
+    config: Settings | Mapping[str, Any] | None = None,
     *,
     routers: Sequence[APIRouter] | None = None,
     model_loaders: Mapping[str, ModelLoader] | None = None,
@@ -32,11 +33,15 @@ def get_app(
 ) -> FastAPI:
     """Build the app: logging, routes, error envelope, request ids, metrics, docs, lifespan.
 
-    ``settings`` defaults to the process's (environment and ``.env``), ``routers`` to
-    those of ``route.ROUTE_MODULES`` and ``periodic_jobs`` to ``jobs.JOBS``. The models
-    are those the routers declare; tests pass ``model_loaders`` to load fakes instead.
+    ``config`` is the settings: the process's (environment and ``.env``) by default, or a
+    dict of values to use instead, as ``linker_atom`` took it (its names accepted).
+    ``routers`` default to those of ``route.ROUTE_MODULES`` and ``periodic_jobs`` to
+    ``jobs.JOBS``. The models are those the routers declare; tests pass ``model_loaders``
+    to load fakes instead. Routes added to the app afterwards (``app.include_router``) win
+    over the atom's at the same path and method (``routing.replace_shadowed_routes``), and
+    ``@app.on_event`` handlers run (``middleware/event.py``).
     """
-    settings = settings or get_settings()
+    settings = resolve_settings(config)
     configure_logging(settings)
     routers = listed_routers(route.ROUTE_MODULES) if routers is None else list(routers)
     app = FastAPI(

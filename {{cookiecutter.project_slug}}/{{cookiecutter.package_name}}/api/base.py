@@ -122,6 +122,9 @@ class LoggedRoute(APIRoute):
         return logged_handler
 
 
+ContextAPIRoute = LoggedRoute  # linker_atom's name of the route class of UdfAPIRoute
+
+
 class QuietRoute(LoggedRoute):
     """A LoggedRoute for probes and scrapes: it logs at DEBUG."""
 

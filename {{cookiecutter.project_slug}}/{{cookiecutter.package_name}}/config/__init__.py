@@ -3,13 +3,16 @@
 Every variable of ``linker_atom`` keeps its name and default (DESIGN.md section 3).
 Nothing is read at import: ``get_settings()`` reads and caches, tests build their own
 ``Settings(...)``, and ``from <package>.config import settings`` still works through a
-lazy module attribute.
+lazy module attribute. ``linker_atom``'s names of the settings are properties
+(``atom_description``, ``serving_meta_raw``, ``log_config``, ``sw_config``,
+``serving_config``, ``healthcheck_url``; ``config/legacy.py``).
 """
 
 import ipaddress
 import logging
 import re
 import uuid
+from collections.abc import Mapping
 from functools import cached_property, lru_cache
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -18,8 +21,10 @@ from pydantic import AfterValidator, BeforeValidator, Field, SecretStr, Validati
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from .. import about
+from ..control.health import PING_PATH
 from ..control.meta import ServingMeta, parse_meta
 from ..images.limits import ImageLimits
+from .legacy import LoggerConfig, ServingConfig, SkyWalkingConfig, legacy_overrides
 
 TRUE_WORDS = frozenset({"true", "1", "yes", "on"})
 FALSE_WORDS = frozenset({"false", "0", "no", "off"})
@@ -203,6 +208,54 @@ class Settings(BaseSettings):
         """LOG_LEVEL as the number the logging module uses."""
         return logging.getLevelName(self.log_level)
 
+    # linker_atom's names -------------------------------------------------------------
+
+    @property
+    def atom_description(self) -> str:
+        """ATOM_DESC (``linker_atom``'s field name)."""
+        return self.atom_desc
+
+    @property
+    def serving_meta_raw(self) -> str:
+        """META as given (``linker_atom``'s field name)."""
+        return self.meta
+
+    @property
+    def log_config(self) -> LoggerConfig:
+        """LOG_BACKUP_COUNT, LOG_DIR and LOG_FILE_MAX_BYTES, as ``linker_atom`` grouped them."""
+        return LoggerConfig(
+            log_backup_count=self.log_backup_count,
+            log_dir=self.log_dir,
+            log_file_max_bytes=self.log_file_max_bytes,
+        )
+
+    @property
+    def sw_config(self) -> SkyWalkingConfig:
+        """The SW_* settings, as ``linker_atom`` grouped them."""
+        return SkyWalkingConfig(
+            sw_switch=self.sw_switch,
+            sw_agent_backend=self.sw_agent_collector_backend_services,
+            sw_agent_name=self.sw_agent_name,
+            sw_agent_instance_name=self.sw_agent_instance_name,
+            sw_agent_log_reporter_active=self.sw_agent_log_reporter_active,
+            sw_agent_log_reporter_level=self.sw_agent_log_reporter_level,
+        )
+
+    @property
+    def serving_config(self) -> ServingConfig:
+        """META's raw values, as ``linker_atom`` parsed them (``settings.serving`` is checked)."""
+        if not self.meta.strip():
+            return ServingConfig()
+        return ServingConfig.model_validate_json(self.meta)
+
+    @property
+    def healthcheck_url(self) -> str:
+        """The ping path Serving and Kubernetes probe: META's k8sHealthcheckUrl, else ours.
+
+        Both paths answer (``api/routing.py``).
+        """
+        return self.serving.k8s_healthcheck_url or self.atom_api_prefix + PING_PATH
+
 
 def describe_errors(exc: ValidationError) -> str:
     """Turn a pydantic error into one line naming each bad variable."""
@@ -225,6 +278,19 @@ def load_settings(**overrides: Any) -> Settings:
         return Settings(**overrides)
     except ValidationError as exc:
         raise SettingsError(describe_errors(exc)) from None
+
+
+def resolve_settings(config: "Settings | Mapping[str, Any] | None" = None) -> Settings:
+    """The settings of ``get_app(config)``: the process's for None, ``config`` itself for a
+    ``Settings``, else the process's with ``config``'s values (``linker_atom``'s dict of
+    settings, its names accepted: ``config/legacy.py``)."""
+    if config is None:
+        return get_settings()
+    if isinstance(config, Settings):
+        return config
+    if isinstance(config, Mapping):
+        return load_settings(**legacy_overrides(config))
+    raise TypeError(f"config must be Settings, a mapping or None, not {type(config).__name__}")
 
 
 @lru_cache(maxsize=1)

@@ -7,9 +7,10 @@ restarts the ones that died or stopped answering. It:
 1. renders the nginx config into a runtime directory (ATOM_RUNTIME_DIR, or a new
    temporary one): pid file, temp paths and logs included, nothing under /etc;
 2. starts ATOM_WORKERS servers (``python server.py --port P``, P from
-   ATOM_INNER_START_PORT) with the current interpreter, any count, each in its own
-   session so a terminal's Ctrl-C reaches only the launcher; their output is prefixed
-   with their port;
+   ATOM_INNER_START_PORT, and ATOM_HOST=127.0.0.1 in their environment: a ``server.py``
+   written for ``linker_atom`` knows ``--port`` only) with the current interpreter, any
+   count, each in its own session so a terminal's Ctrl-C reaches only the launcher; their
+   output is prefixed with their port;
 3. starts nginx on ATOM_PORT once the workers answer their health route;
 4. registers the atom with Serving (META), once for the whole container, when the
    public ready route answers, and keeps the heartbeats going (``control/serving.py``);
@@ -119,8 +120,8 @@ class Worker:
     def start(self, output: BinaryIO) -> None:
         """Start the server process."""
         self.process = subprocess.Popen(
-            [*self.command, "--port", str(self.port), "--host", "127.0.0.1"],
-            env=self.env,
+            [*self.command, "--port", str(self.port)],
+            env={**self.env, "ATOM_HOST": "127.0.0.1"},  # linker_atom's server.py: --port only
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
             start_new_session=True,
@@ -402,7 +403,8 @@ def nginx_run(
 ) -> int:
     """Run nginx and ATOM_WORKERS servers until SIGTERM/SIGINT; return the exit status.
 
-    ``server_script`` is the script each worker runs with ``--port P --host 127.0.0.1``.
+    ``server_script`` is the script each worker runs with ``--port P`` (and ATOM_HOST set to
+    127.0.0.1). ``nginx_run()`` without arguments is ``linker_atom``'s call.
     """
     try:
         settings = settings or get_settings()

@@ -8,6 +8,8 @@
   tokens and passwords redacted and long values cut.
 
 It blocks: in an ``async`` route call it through ``starlette.concurrency.run_in_threadpool``.
+``request(url, method, **kwargs)``, ``get`` and ``post`` are ``linker_atom``'s calls: the
+keyword arguments are those of ``requests``; they use one shared client.
 """
 
 import logging
@@ -172,6 +174,11 @@ class HttpClient:
 def default_client() -> HttpClient:
     """A shared client with the default settings, created on first use."""
     return HttpClient()
+
+
+def request(url: str, method: str, **kwargs: Any) -> requests.Response:
+    """``method`` to ``url`` with the shared client (``linker_atom``'s argument order)."""
+    return default_client().request(method, url, **kwargs)
 
 
 def get(url: str, **kwargs: Any) -> requests.Response:

@@ -9,9 +9,10 @@ from ..base import UdfAPIRoute
 from ..dependencies import Store
 from ..schema.response import ErrorEnvelope, PingResponse, ReadyResponse, envelope_response
 
-__all__ = ["PING_PATH", "READY_PATH", "ping", "ready", "router"]
+__all__ = ["PING_PATH", "READY_PATH", "healthcheck_route", "ping", "ready", "router"]
 
 router = UdfAPIRoute(tags=["health"], quiet=True)
+healthcheck_route = router  # linker_atom's name
 
 
 @router.get(PING_PATH, response_model=PingResponse, summary="Liveness")

@@ -43,3 +43,11 @@ class VideoPayload(BaseModel):
     max_frames: int | None = Field(
         None, ge=1, le=1000000, description="stop after this many detected frames"
     )
+
+
+class MmapReadBody(BaseModel):
+    """``linker_atom``'s body naming bytes of a file: ``path``, ``position``, ``size``."""
+
+    path: str = Field(default="")
+    position: int = Field(default=0)
+    size: int = Field(default=0)
