@@ -5,7 +5,7 @@ from collections.abc import Mapping, Sequence
 from fastapi import APIRouter, FastAPI
 from fastapi.datastructures import Default
 
-from .. import __version__, jobs
+from .. import __version__, about, jobs
 from ..config import Settings, get_settings
 from ..config.logger import configure_logging
 from ..control.metrics import Metrics, MetricsMiddleware
@@ -20,6 +20,12 @@ from .middleware.http import install_error_handling
 from .model_store import ModelLoader, ModelStore
 from .routing import collect_model_loaders, include_flat, install_routers, listed_routers
 from .schema.response import ORJSONResponse
+
+
+def openapi_version() -> str:
+    """The atom's version with the template release of its runtime as semver build metadata:
+    ``0.1.0+atom-template.0.2.0``."""
+    return f"{__version__}+atom-template.{about.TEMPLATE_VERSION}"
 
 
 def get_app(
@@ -41,7 +47,7 @@ def get_app(
     app = FastAPI(
         title=settings.atom_title,
         description=settings.atom_desc,
-        version=__version__,
+        version=openapi_version(),
         # Default(...) keeps FastAPI's direct Pydantic serialization for typed routes;
         # dicts and error envelopes are rendered by orjson.
         default_response_class=Default(ORJSONResponse),
@@ -58,7 +64,8 @@ def get_app(
     app.state.image_loader = ImageLoader(settings.image_limits())
     set_default_loader(app.state.image_loader)  # lib.load_image.load_image uses it
     app.state.jobs = jobs.JOBS if periodic_jobs is None else periodic_jobs
-    app.state.metrics = Metrics() if settings.metrics_switch else None
+    template = {"version": about.TEMPLATE_VERSION, "commit": about.TEMPLATE_COMMIT}
+    app.state.metrics = Metrics(template) if settings.metrics_switch else None
     install_error_handling(app, settings.atom_max_body_bytes)
     install_routers(app, routers, settings)
     if app.state.metrics is not None:
