@@ -21,9 +21,10 @@ DEFAULT_ANSWERS = {
     "api_prefix": "/d2atom",
     "port": "8000",
     "workers": "1",
+    "ci": "gitlab",
 }
 # The lanes (markers of pyproject.toml); each is also slow, so `make check` leaves it out.
-LANES = ("nginx", "container", "soak", "fuzz", "docs_render", "demo", "fresh_machine")
+LANES = ("nginx", "container", "soak", "fuzz", "docs_render", "demo", "fresh_machine", "upgrade")
 # Unrendered template syntax that must never reach a generated file.
 LEFTOVER_RE = re.compile(r"\{\{\s*cookiecutter|\{%|\{#|cookiecutter\.\w")
 TEXT_SUFFIXES = {".py", ".md", ".toml", ".txt", ".cfg", ".ini", ".yml", ".yaml", ".example", ""}
