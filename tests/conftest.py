@@ -25,8 +25,9 @@ DEFAULT_ANSWERS = {
 }
 # The lanes (markers of pyproject.toml); each is also slow, so `make check` leaves it out.
 LANES = ("nginx", "container", "soak", "fuzz", "docs_render", "demo", "fresh_machine", "upgrade")
-# Unrendered template syntax that must never reach a generated file.
-LEFTOVER_RE = re.compile(r"\{\{\s*cookiecutter|\{%|\{#|cookiecutter\.\w")
+# Unrendered template syntax that must never reach a generated file (an atom may name the
+# template's cookiecutter.json).
+LEFTOVER_RE = re.compile(r"\{\{\s*cookiecutter|\{%|\{#|cookiecutter\.(?!json\b)\w")
 TEXT_SUFFIXES = {".py", ".md", ".toml", ".txt", ".cfg", ".ini", ".yml", ".yaml", ".example", ""}
 
 

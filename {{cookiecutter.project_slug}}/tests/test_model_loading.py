@@ -78,7 +78,10 @@ def disk_state() -> tuple[set[tuple[str, str]], set[str]]:
         except OSError:  # the descriptor of the listing itself, already closed
             continue
         device = target.startswith("/dev/") and not target.startswith("/dev/shm/")
-        if target.startswith("/") and not target.startswith(("/memfd:", "/proc/")) and not device:
+        # The log writer thread opens atom.log and its lock on its first write, at any moment.
+        log = os.path.basename(target).startswith("atom.log")
+        on_disk = target.startswith("/") and not target.startswith(("/memfd:", "/proc/"))
+        if on_disk and not device and not log:
             held.add(target)
     return entries, held
 
