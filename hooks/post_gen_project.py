@@ -62,7 +62,7 @@ def remove_unchosen(project: Path, answers: dict) -> list[str]:
     return removed
 
 
-def git_output(folder: Path, *args: str) -> str | None:
+def git_output(folder: Path, *args: str, strip: bool = True) -> str | None:
     """git's answer in ``folder``, or None when git fails there (not a checkout, no git)."""
     try:
         result = subprocess.run(
@@ -75,7 +75,9 @@ def git_output(folder: Path, *args: str) -> str | None:
         )
     except (OSError, subprocess.TimeoutExpired):
         return None
-    return result.stdout.strip() if result.returncode == 0 else None
+    if result.returncode != 0:
+        return None
+    return result.stdout.strip() if strip else result.stdout
 
 
 def template_folder(repo_dir: str) -> Path | None:
@@ -108,12 +110,19 @@ def unknown_commit(template: str, why: str) -> dict:
     return {"template": template, "commit": None, "checkout": None, "directory": None, "note": note}
 
 
-def changed_sources(folder: Path) -> list[str]:
-    """Uncommitted changes in the template checkout to files that reach atoms."""
-    status = git_output(folder, "status", "--porcelain", "--", ".") or ""
+def changed_sources(folder: Path, directory: str) -> list[str]:
+    """Uncommitted changes in the template checkout to files that reach atoms (paths from
+    the template's folder, ``directory`` inside its repository)."""
+    entries = iter(
+        (git_output(folder, "status", "--porcelain", "-z", strip=False) or "").split("\0")
+    )
     changed = []
-    for line in status.splitlines():
-        path = line[3:].split(" -> ")[-1].strip('"')
+    for entry in entries:
+        if entry[:1] in ("R", "C"):
+            next(entries, None)  # a rename's or copy's source path follows
+        path = entry[3:]
+        if directory:
+            path = path.removeprefix(directory + "/") if path.startswith(directory + "/") else ""
         first = path.split("/", 1)[0]
         if first in ATOM_SOURCES or first.startswith("{"):
             changed.append(path)
@@ -132,6 +141,8 @@ def provenance(answers: dict) -> dict:
             "note": None,
         }
     repo_dir = str(answers.get("_repo_dir") or "")
+    if shutil.which("git") is None:
+        return unknown_commit(repo_dir, "git is not installed here")
     folder = template_folder(repo_dir)
     if folder is None:
         return unknown_commit(repo_dir, f"the template's folder ({repo_dir!r}) was not found")
@@ -142,7 +153,7 @@ def provenance(answers: dict) -> dict:
     given = str(answers.get("_template") or "")
     source = git_output(folder, "remote", "get-url", "origin") if URL_RE.match(given) else None
     directory = folder.relative_to(Path(top).resolve()).as_posix()
-    changed = changed_sources(folder)
+    changed = changed_sources(folder, "" if directory == "." else directory)
     note = None
     if changed:
         shown = ", ".join(changed[:3]) + (", ..." if len(changed) > 3 else "")

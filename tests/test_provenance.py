@@ -121,6 +121,27 @@ def test_uncommitted_changes_are_noted(hook: ModuleType, tmp_path: Path) -> None
     )
 
 
+def test_a_template_in_a_subfolder(hook: ModuleType, tmp_path: Path) -> None:
+    """A template in a folder of its repository: recorded as cruft's ``directory``, and its
+    uncommitted changes (not the repository's other files) noted."""
+    repo = tmp_path / "repo"
+    template = repo / "templates" / "atom"
+    (template / "hooks").mkdir(parents=True)
+    (template / "hooks" / "post_gen_project.py").write_text("")
+    (template / "cookiecutter.json").write_text("{}\n")
+    (repo / "README.md").write_text("the repository\n")
+    git(repo, "init", "--quiet")
+    git(repo, "add", "--all")
+    git(repo, "commit", "--quiet", "-m", "templates")
+    (repo / "README.md").write_text("edited\n")  # outside the template: not noted
+    answers = {"_repo_dir": str(template), "_template": str(template)}
+    origin = hook.provenance(answers)
+    assert (origin["template"], origin["directory"]) == (str(repo.resolve()), "templates/atom")
+    assert origin["note"] is None
+    (template / "hooks" / "post_gen_project.py").write_text("# edited\n")
+    assert "(hooks/post_gen_project.py)" in hook.provenance(answers)["note"]
+
+
 def test_a_url_records_the_clones_origin(hook: ModuleType, tmp_path: Path) -> None:
     """gh:org/atom-template: cookiecutter's clone is recorded by its origin URL."""
     clone = fake_template(tmp_path / "cookiecutters" / "atom-template")
