@@ -621,7 +621,8 @@ def upgrade(project: Path, ref: str | None) -> int:
             say(f"upgrade: current: nothing to bring from {target[:12]}")
             return EXIT_OK
         if template.is_ancestor(target, recorded):
-            raise UpgradeError(f"{ref} is older than the atom's template: upgrades go forward only")
+            target_name = ref or "the default branch"
+            raise UpgradeError(f"{target_name} is older than the atom's template: no going back")
         old = template.render(recorded, state, folder / "old", state.get("checkout"))
         new = template.render(target, state, folder / "new", ref or template.tag_at(target))
         try:
