@@ -21,6 +21,7 @@ DEFAULT_ANSWERS = {
     "api_prefix": "/d2atom",
     "port": "8000",
     "workers": "1",
+    "ci": "gitlab",
 }
 # The lanes (markers of pyproject.toml); each is also slow, so `make check` leaves it out.
 LANES = (
@@ -32,9 +33,11 @@ LANES = (
     "demo",
     "fresh_machine",
     "migration",
+    "upgrade",
 )
-# Unrendered template syntax that must never reach a generated file.
-LEFTOVER_RE = re.compile(r"\{\{\s*cookiecutter|\{%|\{#|cookiecutter\.\w")
+# Unrendered template syntax that must never reach a generated file (an atom may name the
+# template's cookiecutter.json).
+LEFTOVER_RE = re.compile(r"\{\{\s*cookiecutter|\{%|\{#|cookiecutter\.(?!json\b)\w")
 TEXT_SUFFIXES = {".py", ".md", ".toml", ".txt", ".cfg", ".ini", ".yml", ".yaml", ".example", ""}
 
 

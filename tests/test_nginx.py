@@ -274,6 +274,14 @@ def test_one_scrape_sums_the_workers(atom: AtomLauncher) -> None:
         if sample.name == "atom_ready"
     ]
     assert ready == [1.0]
+    template = [
+        (sample.labels, sample.value)
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+        if sample.name == "atom_template_info"
+    ]
+    assert len(template) == 1 and template[0][1] == 1.0  # one sample, not one per worker
+    assert set(template[0][0]) == {"version", "commit"}
 
 
 def test_json_is_gzipped(atom: AtomLauncher) -> None:

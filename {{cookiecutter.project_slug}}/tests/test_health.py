@@ -7,6 +7,7 @@ from collections.abc import Callable
 
 from fastapi.testclient import TestClient
 
+from {{ cookiecutter.package_name }} import about
 from {{ cookiecutter.package_name }}.api.app import get_app
 from {{ cookiecutter.package_name }}.config import Settings
 
@@ -22,12 +23,13 @@ def test_ping(client: TestClient, prefix: str) -> None:
 
 
 def test_ready_after_loading(client: TestClient, prefix: str) -> None:
-    """Ready is 200 and lists each model of the atom once loaded."""
+    """Ready is 200 and lists each model of the atom once loaded, and the template release."""
     response = client.get(f"{prefix}/v1/health/ready")
     assert response.status_code == 200
     models = dict.fromkeys(model_names(), "ready")
     assert "face" in models
-    assert response.json() == {"is_ready": True, "models": models}
+    template = {"version": about.TEMPLATE_VERSION, "commit": about.TEMPLATE_COMMIT}
+    assert response.json() == {"is_ready": True, "models": models, "template": template}
 
 
 def test_ready_is_503_while_loading(settings: Settings, photo_b64: str) -> None:

@@ -6,7 +6,7 @@ from typing import Any
 from fastapi import APIRouter, FastAPI
 from fastapi.datastructures import Default
 
-from .. import __version__, jobs
+from .. import __version__, about, jobs
 from ..config import Settings, resolve_settings
 from ..config.logger import configure_logging
 from ..control.metrics import Metrics, MetricsMiddleware
@@ -22,6 +22,12 @@ from .model_store import ModelLoader, ModelStore
 from .routing import collect_model_loaders, include_flat, install_routers, listed_routers
 from .schema.response import ORJSONResponse
 from .v2.routes import install_v2
+
+
+def openapi_version() -> str:
+    """The atom's version with the template release of its runtime as semver build metadata:
+    ``0.1.0+atom-template.0.2.0``."""
+    return f"{__version__}+atom-template.{about.TEMPLATE_VERSION}"
 
 
 def get_app(
@@ -47,7 +53,7 @@ def get_app(
     app = FastAPI(
         title=settings.atom_title,
         description=settings.atom_desc,
-        version=__version__,
+        version=openapi_version(),
         # Default(...) keeps FastAPI's direct Pydantic serialization for typed routes;
         # dicts and error envelopes are rendered by orjson.
         default_response_class=Default(ORJSONResponse),
@@ -64,7 +70,8 @@ def get_app(
     app.state.image_loader = ImageLoader(settings.image_limits())
     set_default_loader(app.state.image_loader)  # lib.load_image.load_image uses it
     app.state.jobs = jobs.JOBS if periodic_jobs is None else periodic_jobs
-    app.state.metrics = Metrics() if settings.metrics_switch else None
+    template = {"version": about.TEMPLATE_VERSION, "commit": about.TEMPLATE_COMMIT}
+    app.state.metrics = Metrics(template) if settings.metrics_switch else None
     install_error_handling(app, settings.atom_max_body_bytes)
     install_routers(app, routers, settings)
     if settings.v2_switch:

@@ -9,6 +9,7 @@ them. A lone ``server.py`` keeps them in memory.
 import os
 import re
 import time
+from collections.abc import Mapping
 from typing import Any
 
 from prometheus_client import (
@@ -71,10 +72,23 @@ class ServingMetrics:
 
 
 class Metrics:
-    """The atom's metrics, in a registry of their own (one per app, so tests can build many)."""
+    """The atom's metrics, in a registry of their own (one per app, so tests can build many).
 
-    def __init__(self) -> None:
+    ``template`` labels ``atom_template_info`` (always 1) with the atom-template release of
+    the runtime, its ``version`` and ``commit``: an operator sees which atoms run an old one.
+    """
+
+    def __init__(self, template: Mapping[str, str] | None = None) -> None:
         self.registry = registry = CollectorRegistry(auto_describe=True)
+        template = template or {}
+        self.template_info = Gauge(
+            "atom_template_info",
+            "The atom-template release of the runtime, in its labels (always 1)",
+            ["version", "commit"],
+            multiprocess_mode="livemax",
+            registry=registry,
+        )
+        self.template_info.labels(template.get("version", ""), template.get("commit", "")).set(1)
         self.requests = Counter(
             "atom_requests",
             "HTTP requests served",

@@ -75,11 +75,19 @@ class PingResponse(BaseModel):
     is_alive: bool = True
 
 
+class TemplateInfo(BaseModel):
+    """The atom-template release of the atom's runtime (``about.py``; make upgrade moves it)."""
+
+    version: str
+    commit: str = Field(description="the template's git commit; empty when not recorded")
+
+
 class ReadyResponse(BaseModel):
-    """Readiness: every model is loaded."""
+    """Readiness: every model is loaded; and the template release the runtime comes from."""
 
     is_ready: bool
     models: dict[str, str]
+    template: TemplateInfo
 
 
 class DetectObject(BaseModel):
