@@ -82,6 +82,7 @@ def test_bad_boolean_names_the_variable(monkeypatch: pytest.MonkeyPatch, value: 
         ("LOG_LEVEL", "LOUD"),
         ("ATOM_API_PREFIX", "/d2atom/"),
         ("ATOM_API_PREFIX", "d2atom"),
+        ("ATOM_API_PREFIX", "/d2atom\n"),
         ("ATOM_MAX_BODY_BYTES", "12"),
     ],
 )

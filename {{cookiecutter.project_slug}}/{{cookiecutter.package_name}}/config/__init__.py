@@ -24,7 +24,7 @@ from ..images.limits import ImageLimits
 TRUE_WORDS = frozenset({"true", "1", "yes", "on"})
 FALSE_WORDS = frozenset({"false", "0", "no", "off"})
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
-PREFIX_RE = re.compile(r"^(/[A-Za-z0-9._~-]+)+$")
+PREFIX_RE = re.compile(r"(/[A-Za-z0-9._~-]+)+")  # fullmatch: "$" lets a final "\n" in
 # Fields whose values are not repeated in error messages (long, or secret).
 SECRET_FIELDS = frozenset({"meta", "atom_model_key"})
 
@@ -55,7 +55,7 @@ def parse_log_level(value: Any) -> str:
 
 def check_prefix(value: str) -> str:
     """Accept "" or /segment[/segment] without a trailing slash."""
-    if value and not PREFIX_RE.match(value):
+    if value and not PREFIX_RE.fullmatch(value):
         raise ValueError("must be empty or look like /segment[/segment] (no trailing slash)")
     return value
 
