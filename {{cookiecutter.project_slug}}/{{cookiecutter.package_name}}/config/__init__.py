@@ -132,6 +132,9 @@ class Settings(BaseSettings):
     # Image inputs (images/, DESIGN.md section 6); the defaults are ImageLimits's.
     image_max_bytes: int = Field(0, ge=0)  # 0: ATOM_MAX_BODY_BYTES
     image_max_pixels: int = Field(ImageLimits.max_pixels, ge=1)
+    image_max_decoded_bytes: int = Field(ImageLimits.max_decoded_bytes, ge=1)
+    image_worker_decoded_bytes: int = Field(ImageLimits.worker_decoded_bytes, ge=1)
+    image_max_decodes: int = Field(ImageLimits.max_decodes, ge=1, le=64)
     image_url_timeout: float = Field(ImageLimits.url_timeout, gt=0, le=600)
     image_url_retries: int = Field(ImageLimits.url_retries, ge=0, le=10)
     image_url_schemes: Annotated[StrList, AfterValidator(check_url_schemes)] = (
@@ -171,7 +174,11 @@ class Settings(BaseSettings):
         """The limits of the image pipeline (IMAGE_*; bytes default to ATOM_MAX_BODY_BYTES)."""
         return ImageLimits(
             max_bytes=self.image_max_bytes or self.atom_max_body_bytes,
+            max_request_bytes=self.atom_max_body_bytes,
             max_pixels=self.image_max_pixels,
+            max_decoded_bytes=self.image_max_decoded_bytes,
+            worker_decoded_bytes=self.image_worker_decoded_bytes,
+            max_decodes=self.image_max_decodes,
             url_timeout=self.image_url_timeout,
             url_retries=self.image_url_retries,
             url_schemes=self.image_url_schemes,

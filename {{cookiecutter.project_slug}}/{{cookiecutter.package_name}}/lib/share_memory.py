@@ -6,14 +6,14 @@ the producer's side (``SharedFrame``, ``publish_frame``, ``write_mmap_frame``,
 """
 
 from ..client.shm import Reply, SharedFrame, ShmClient, publish_frame, write_mmap_frame
-from ..images.frames import MmapReader, ShmMapper, open_frame, parse_shm_descriptor
+from ..images.frames import MmapReader, ShmReader, open_frame, parse_shm_descriptor
 
 __all__ = [
     "MmapReader",
     "Reply",
     "SharedFrame",
     "ShmClient",
-    "ShmMapper",
+    "ShmReader",
     "open_frame",
     "parse_shm_descriptor",
     "publish_frame",
