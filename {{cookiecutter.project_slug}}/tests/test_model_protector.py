@@ -162,6 +162,17 @@ def test_tampering_fails_with_its_own_error(
         protector.decrypt_into(io.BytesIO(change(sealed)), io.BytesIO())
 
 
+def test_a_failed_decryption_leaves_no_partial_file(
+    protector: ModelProtector, sealed: bytes, tmp_path: Path
+) -> None:
+    """decrypt_into a path removes what it wrote when a later chunk fails authentication."""
+    source, target = tmp_path / "sealed", tmp_path / "opened"
+    source.write_bytes(flip(sealed, chunk_span(sealed, 2)[0] + 20))  # chunks 0 and 1 are good
+    with pytest.raises(errors.ChunkTamperedError):
+        protector.decrypt_into(source, target, "face")
+    assert not target.exists()
+
+
 def test_wrong_key(sealed: bytes, key: bytes) -> None:
     """Another key fails with WrongKeyError, naming where that key came from, not the key."""
     other = ModelProtector(ModelProtector.generate_key(), source="key file /run/other")
