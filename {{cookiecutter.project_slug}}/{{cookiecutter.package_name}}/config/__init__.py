@@ -157,6 +157,9 @@ class Settings(BaseSettings):
     atom_runtime_dir: str = ""
     atom_grace_period: float = Field(30.0, ge=0, le=3600)
     atom_proxy_read_timeout: float = Field(300.0, ge=1, le=86400)
+    atom_client_timeout: float = Field(30.0, ge=1, le=3600)
+    atom_connections_per_client: int = Field(64, ge=0)
+    atom_metrics_port: int = Field(0, ge=0, le=65535)
     atom_worker_start_timeout: float = Field(120.0, ge=1, le=3600)
     nginx_bin: str = ""
     atom_supervised: Bool = False  # set by nginx_run for its workers
