@@ -14,7 +14,15 @@ from functools import cached_property, lru_cache
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, BeforeValidator, Field, SecretStr, ValidationError
+from pydantic import (
+    AfterValidator,
+    BeforeValidator,
+    Field,
+    SecretStr,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+)
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from .. import about
@@ -167,6 +175,14 @@ class Settings(BaseSettings):
     serving_heartbeat_interval: float = Field(2.0, gt=0, le=3600)
     serving_retry_max: float = Field(30.0, ge=1, le=3600)
     serving_timeout: float = Field(3.0, gt=0, le=60)
+
+    @field_validator("atom_metrics_port")
+    @classmethod
+    def _metrics_port_is_another(cls, value: int, info: ValidationInfo) -> int:
+        """The metrics port, when set, is not the public port."""
+        if value and value == info.data.get("atom_port"):
+            raise ValueError("must differ from ATOM_PORT (0 serves metrics on ATOM_PORT)")
+        return value
 
     @cached_property
     def serving(self) -> ServingMeta:
