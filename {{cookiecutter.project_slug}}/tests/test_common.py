@@ -14,6 +14,7 @@ from {{ cookiecutter.package_name }}.lib.common import (
     summarize,
 )
 
+
 def test_summarize() -> None:
     """Long strings cut, bytes and arrays summarised, secrets redacted, containers trimmed."""
     value = {

@@ -20,9 +20,9 @@ import numpy as np
 import pytest
 from fastapi.testclient import TestClient
 
+from {{ cookiecutter.package_name }}.client.shm import SharedFrame, write_mmap_frame
 from {{ cookiecutter.package_name }}.config import Settings
 from {{ cookiecutter.package_name }}.images.fetch import BLOCKED_MSG
-from {{ cookiecutter.package_name }}.client.shm import SharedFrame, write_mmap_frame
 
 from .conftest import PHOTO, make_app, wait_ready
 from .stub_http import Stub, serve_stub

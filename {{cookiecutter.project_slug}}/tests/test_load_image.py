@@ -16,12 +16,12 @@ import cv2
 import numpy as np
 import pytest
 
+from {{ cookiecutter.package_name }}.client.shm import SharedFrame, write_mmap_frame
 from {{ cookiecutter.package_name }}.config import Settings
-from {{ cookiecutter.package_name }}.lib.exception import VqlError
 from {{ cookiecutter.package_name }}.images.fetch import AddressPolicy
 from {{ cookiecutter.package_name }}.images.header import read_header
-from {{ cookiecutter.package_name }}.client.shm import SharedFrame, write_mmap_frame
 from {{ cookiecutter.package_name }}.images.loader import ImageLoader
+from {{ cookiecutter.package_name }}.lib.exception import VqlError
 from {{ cookiecutter.package_name }}.lib.load_image import load_image
 
 from .conftest import PHOTO

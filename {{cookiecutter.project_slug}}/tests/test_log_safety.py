@@ -9,14 +9,18 @@ from fastapi.testclient import TestClient
 
 from {{ cookiecutter.package_name }}.config import Settings
 from {{ cookiecutter.package_name }}.control.logs import make_formatter
-from {{ cookiecutter.package_name }}.lib.common import escape_for_log, redact_url_secrets, summarize
+from {{ cookiecutter.package_name }}.lib.common import (
+    escape_for_log,
+    redact_url_secrets,
+    summarize,
+)
 from {{ cookiecutter.package_name }}.lib.requests import redact_url
 
 from .conftest import make_app, read_log, wait_ready
 
 # A line as the atom writes it: date, time, level, pid, [request id], logger: message.
 LINE_START_RE = re.compile(r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d{3} [A-Z]+ \d+ \[")
-FORGED = "2026-01-01 00:00:00.000 INFO 1 [forged] {{ cookiecutter.package_name }}.api.base: forged"
+FORGED = "2026-01-01 00:00:00.000 INFO 1 [forged] atom.api.base: admin logged in"
 # Credentials and signature parameters of URLs that callers put in their bodies.
 SECRETS = ("usecret1", "psecret2", "asecret3", "ssecret4", "gsecret5", "ksecret6", "tsecret7")
 SIGNED_URL = (

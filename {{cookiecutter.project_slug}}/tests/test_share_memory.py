@@ -20,8 +20,6 @@ import pytest
 import uvicorn
 
 from {{ cookiecutter.package_name }}.api.interface import detect
-from {{ cookiecutter.package_name }}.config import Settings
-from {{ cookiecutter.package_name }}.lib.exception import VqlError
 from {{ cookiecutter.package_name }}.client.shm import (
     SHM_PREFIX,
     SharedFrame,
@@ -29,7 +27,14 @@ from {{ cookiecutter.package_name }}.client.shm import (
     publish_frame,
     write_mmap_frame,
 )
-from {{ cookiecutter.package_name }}.images.frames import SHM_DIR, MmapReader, ShmReader, open_frame
+from {{ cookiecutter.package_name }}.config import Settings
+from {{ cookiecutter.package_name }}.images.frames import (
+    SHM_DIR,
+    MmapReader,
+    ShmReader,
+    open_frame,
+)
+from {{ cookiecutter.package_name }}.lib.exception import VqlError
 
 from .conftest import PHOTO, make_app
 
