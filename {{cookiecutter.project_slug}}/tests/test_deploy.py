@@ -132,7 +132,8 @@ def test_workers_user_only_as_root(tmp_path: Path) -> None:
 def test_a_folder_the_workers_cannot_pass_is_named() -> None:
     """A runtime directory inside a private folder is reported, naming that folder."""
     stranger = WorkerUser("stranger", "strangers", os.getuid() + 4242, os.getgid() + 4242)
-    base = Path(tempfile.mkdtemp())  # in /tmp: pytest's folders are private themselves
+    # Under /tmp itself: pytest's folders, and TMPDIR under the template's tests, are private.
+    base = Path(tempfile.mkdtemp(dir="/tmp"))
     try:
         private = base / "private"
         runtime = private / "run"

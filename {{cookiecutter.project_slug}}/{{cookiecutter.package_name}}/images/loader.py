@@ -291,7 +291,7 @@ class ImageLoader:
         except VqlError as exc:
             raise _named(index, exc) from None
 
-    def _submit(self, kind: str, threads: int, fn: Callable[..., Any], *args: Any) -> Future:
+    def _submit(self, kind: str, threads: int, fn: Callable[..., Any], *args: Any) -> Future[Any]:
         """Run ``fn(*args)`` in the loader's pool of ``kind``, in a copy of this context
         (its log lines keep the request id)."""
         with self._pools_lock:
@@ -302,7 +302,7 @@ class ImageLoader:
         return pool.submit(contextvars.copy_context().run, fn, *args)
 
 
-def _results(futures: list[Future]) -> list[Any]:
+def _results(futures: list[Future[Any]]) -> list[Any]:
     """The results in order; on the first failure the others are cancelled, it is raised."""
     try:
         return [future.result() for future in futures]
