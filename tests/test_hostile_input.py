@@ -15,6 +15,7 @@ import os
 import pwd
 import re
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -99,6 +100,20 @@ def envelope(body: bytes) -> dict:
     value = json.loads(body)
     assert set(value) == {"code", "msg", "data"}, value
     return value
+
+
+def wait_dead(pid: int, timeout: float = 5) -> None:
+    """Wait until a process that is not our child is gone (or a zombie)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+        except OSError:
+            return
+        if state == "Z":
+            return
+        time.sleep(0.01)
+    raise AssertionError(f"process {pid} still runs")
 
 
 def process_uid(pid: int) -> int:
@@ -509,6 +524,39 @@ def test_bodies_reach_the_workers_whoever_starts_the_launcher(
         for folder in (runtime, logs, copy.parent if copy else None):
             if folder is not None:
                 shutil.rmtree(folder, ignore_errors=True)
+
+
+def test_nginx_500_502_and_504_are_the_envelope(
+    default_atom: Path, tmp_path: Path, runtime_dir: Path
+) -> None:
+    """Temp files that cannot be written (500), no worker to connect to (502) and a worker
+    that does not answer in time (504): nginx's replies are the envelope too."""
+    env = {
+        "LOG_ROOT": str(tmp_path / "logs"),
+        "ATOM_RUNTIME_DIR": str(runtime_dir),
+        "ATOM_PROXY_READ_TIMEOUT": "1",
+    }
+    body = json.dumps({"data": ["A" * 100_000], "src_type": "base64"}).encode()
+    head = f"POST {PREFIX}/detect HTTP/1.1\r\nHost: a\r\nContent-Length: {len(body)}\r\n\r\n"
+    with AtomLauncher(default_atom, workers=1, env=env) as launcher:
+        (pid,) = launcher.worker_pids().values()
+        temp = runtime_dir / "client_body"
+        temp.chmod(0)  # the body (above 16 KiB) cannot go to a temporary file
+        try:
+            status, _, reply = raw_exchange(launcher.port, head.encode() + body)
+        finally:
+            temp.chmod(0o700)
+        assert (status, envelope(reply)["code"]) == (500, 500)
+        os.kill(pid, signal.SIGSTOP)
+        try:
+            status, _, reply = raw_exchange(launcher.port, ping_request())
+        finally:
+            os.kill(pid, signal.SIGCONT)
+        assert (status, envelope(reply)["code"]) == (504, 504)
+        os.kill(pid, signal.SIGKILL)
+        wait_dead(pid)
+        status, _, reply = raw_exchange(launcher.port, ping_request())  # before the restart
+        assert (status, envelope(reply)["code"]) == (502, 502)
 
 
 class PingLauncher(AtomLauncher):
