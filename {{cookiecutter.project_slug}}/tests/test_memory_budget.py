@@ -96,7 +96,7 @@ def test_a_full_worker_waits_then_answers_503() -> None:
     started = time.monotonic()
     with pytest.raises(VqlError) as error:
         loader.load("base64", [item])
-    assert 0.3 <= time.monotonic() - started < 1.0
+    assert 0.3 <= time.monotonic() - started < 3.0  # the wait, then one gc.collect()
     assert (error.value.code, error.value.status) == (511, 503)
     assert "IMAGE_WORKER_DECODED_BYTES" in error.value.msg
     del held  # its share goes back when the array is freed
