@@ -2,6 +2,7 @@
 
 import os
 import re
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -96,6 +97,15 @@ def hook_scripts_in_pytest_tmp(tmp_path_factory: pytest.TempPathFactory) -> Iter
         yield
     finally:
         tempfile.tempdir = previous
+
+
+@pytest.fixture
+def runtime_dir() -> Iterator[Path]:
+    """An ATOM_RUNTIME_DIR that nginx's workers can reach when the launcher runs as root:
+    they run as nobody then, and pytest's own folders (tempfile's here) are private."""
+    folder = Path(tempfile.mkdtemp(prefix="atom-run-", dir="/tmp"))
+    yield folder
+    shutil.rmtree(folder, ignore_errors=True)
 
 
 @pytest.fixture(scope="session")

@@ -31,8 +31,8 @@ import orjson
 from fastapi import APIRouter, Request, Response
 from fastapi.routing import APIRoute
 
-from ..lib.common import SECRET_WORDS, format_long, ms_since, redact_headers
-from .middleware.http import scope_header
+from ..lib.common import SECRET_WORDS, escape_for_log, format_long, ms_since, redact_headers
+from .middleware.http import path_for_log, scope_header
 from .schema.response import ERROR_RESPONSES
 from .streaming import stream_route
 
@@ -41,8 +41,8 @@ logger = logging.getLogger(__name__)
 Handler = Callable[[Request], Coroutine[Any, Any, Response]]
 BODY_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 PROFILE_TOP = 25
-# A JSON body this short, on one line and without a secret-looking key, is logged as sent:
-# summarising it would change nothing but cost more than the rest of the log line.
+# A JSON body this short, on one line, without a secret-looking word or a URL's userinfo,
+# is logged as sent: summarising it would change nothing but cost more than the log line.
 SHORT_JSON_BYTES = 256
 CONTROL_RE = re.compile(rb"[\x00-\x1f\x7f]")
 
@@ -59,12 +59,13 @@ def describe_body(body: bytes, content_type: str) -> str:
         if len(body) <= SHORT_JSON_BYTES and _plain(body):
             return body.decode()
         return format_long(value)
-    return f"<{len(body)} bytes, {content_type or 'no content-type'}>"
+    return f"<{len(body)} bytes, {escape_for_log(content_type) or 'no content-type'}>"
 
 
 def _plain(body: bytes) -> bool:
-    """On one line and without a secret-looking word (substring tests: regexes cost more)."""
-    if CONTROL_RE.search(body):
+    """On one line, without a secret-looking word or an ``@`` (substring tests: regexes
+    cost more); anything else is summarised, which redacts."""
+    if CONTROL_RE.search(body) or b"@" in body:
         return False
     lowered = body.lower()
     return not any(word in lowered for word in SECRET_WORDS)
@@ -89,7 +90,8 @@ class _Profiler:
             cls.busy = False
             out = io.StringIO()
             pstats.Stats(profiler, stream=out).sort_stats("cumulative").print_stats(PROFILE_TOP)
-            logger.info("profile of %s %s:\n%s", request.method, request.url.path, out.getvalue())
+            method, path = request.method, path_for_log(request.scope)
+            logger.info("profile of %s %s:\n%s", method, path, out.getvalue())
 
 
 class LoggedRoute(APIRoute):
@@ -134,13 +136,13 @@ class QuietRoute(LoggedRoute):
 async def _describe_call(request: Request) -> str:
     """Method, path, client, query and body summary of a call (its arrival logged at DEBUG)."""
     scope = request.scope
-    client = "{}:{}".format(*scope["client"]) if scope.get("client") else "-"
+    client = escape_for_log("{}:{}".format(*scope["client"])) if scope.get("client") else "-"
     query = format_long(redact_headers(request.query_params)) if scope["query_string"] else "{}"
     body = "-"
     if scope["method"] in BODY_METHODS:
         content_type = scope_header(scope, b"content-type") or b""  # cheaper than .headers
         body = describe_body(await request.body(), content_type.decode("latin-1"))
-    call = f"{scope['method']} {scope['path']} client={client} query={query} body={body}"
+    call = f"{scope['method']} {path_for_log(scope)} client={client} query={query} body={body}"
     if logger.isEnabledFor(logging.DEBUG):
         logger.debug("arrived: %s headers=%s", call, format_long(redact_headers(request.headers)))
     return call

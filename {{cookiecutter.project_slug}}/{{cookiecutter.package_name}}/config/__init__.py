@@ -17,7 +17,15 @@ from functools import cached_property, lru_cache
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, BeforeValidator, Field, SecretStr, ValidationError
+from pydantic import (
+    AfterValidator,
+    BeforeValidator,
+    Field,
+    SecretStr,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+)
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from .. import about
@@ -29,7 +37,7 @@ from .legacy import LoggerConfig, ServingConfig, SkyWalkingConfig, legacy_overri
 TRUE_WORDS = frozenset({"true", "1", "yes", "on"})
 FALSE_WORDS = frozenset({"false", "0", "no", "off"})
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
-PREFIX_RE = re.compile(r"^(/[A-Za-z0-9._~-]+)+$")
+PREFIX_RE = re.compile(r"(/[A-Za-z0-9._~-]+)+")  # fullmatch: "$" lets a final "\n" in
 # Fields whose values are not repeated in error messages (long, or secret).
 SECRET_FIELDS = frozenset({"meta", "atom_model_key"})
 
@@ -60,7 +68,7 @@ def parse_log_level(value: Any) -> str:
 
 def check_prefix(value: str) -> str:
     """Accept "" or /segment[/segment] without a trailing slash."""
-    if value and not PREFIX_RE.match(value):
+    if value and not PREFIX_RE.fullmatch(value):
         raise ValueError("must be empty or look like /segment[/segment] (no trailing slash)")
     return value
 
@@ -137,6 +145,9 @@ class Settings(BaseSettings):
     # Image inputs (images/, DESIGN.md section 6); the defaults are ImageLimits's.
     image_max_bytes: int = Field(0, ge=0)  # 0: ATOM_MAX_BODY_BYTES
     image_max_pixels: int = Field(ImageLimits.max_pixels, ge=1)
+    image_max_decoded_bytes: int = Field(ImageLimits.max_decoded_bytes, ge=1)
+    image_worker_decoded_bytes: int = Field(ImageLimits.worker_decoded_bytes, ge=1)
+    image_max_decodes: int = Field(ImageLimits.max_decodes, ge=1, le=64)
     image_url_timeout: float = Field(ImageLimits.url_timeout, gt=0, le=600)
     image_url_retries: int = Field(ImageLimits.url_retries, ge=0, le=10)
     image_url_schemes: Annotated[StrList, AfterValidator(check_url_schemes)] = (
@@ -159,6 +170,9 @@ class Settings(BaseSettings):
     atom_runtime_dir: str = ""
     atom_grace_period: float = Field(30.0, ge=0, le=3600)
     atom_proxy_read_timeout: float = Field(300.0, ge=1, le=86400)
+    atom_client_timeout: float = Field(30.0, ge=1, le=3600)
+    atom_connections_per_client: int = Field(64, ge=0)
+    atom_metrics_port: int = Field(0, ge=0, le=65535)
     atom_worker_start_timeout: float = Field(120.0, ge=1, le=3600)
     nginx_bin: str = ""
     atom_supervised: Bool = False  # set by nginx_run for its workers
@@ -171,6 +185,14 @@ class Settings(BaseSettings):
     atom_stream_keepalive: float = Field(15.0, gt=0, le=3600)
     v2_switch: Bool = True
 
+    @field_validator("atom_metrics_port")
+    @classmethod
+    def _metrics_port_is_another(cls, value: int, info: ValidationInfo) -> int:
+        """The metrics port, when set, is not the public port."""
+        if value and value == info.data.get("atom_port"):
+            raise ValueError("must differ from ATOM_PORT (0 serves metrics on ATOM_PORT)")
+        return value
+
     @cached_property
     def serving(self) -> ServingMeta:
         """META, parsed."""
@@ -180,7 +202,11 @@ class Settings(BaseSettings):
         """The limits of the image pipeline (IMAGE_*; bytes default to ATOM_MAX_BODY_BYTES)."""
         return ImageLimits(
             max_bytes=self.image_max_bytes or self.atom_max_body_bytes,
+            max_request_bytes=self.atom_max_body_bytes,
             max_pixels=self.image_max_pixels,
+            max_decoded_bytes=self.image_max_decoded_bytes,
+            worker_decoded_bytes=self.image_worker_decoded_bytes,
+            max_decodes=self.image_max_decodes,
             url_timeout=self.image_url_timeout,
             url_retries=self.image_url_retries,
             url_schemes=self.image_url_schemes,

@@ -15,6 +15,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+from ..lib.common import LOG_UNSAFE_RE, escape_for_log
 from .log_handlers import ConsoleHandler, SharedRotatingFileHandler, register_fork_hooks
 
 # The id of the request being served ("-" outside a request). Set by the request-context
@@ -28,6 +29,15 @@ LOG_FORMAT = (
 TRACED_LOG_FORMAT = LOG_FORMAT.replace("[%(request_id)s]", "[%(request_id)s tid=%(trace_id)s]")
 DATE_FORMAT = "%Y-%m-%d %H:%M:%S"
 _OWNED = "_atom_handler"  # marks the handlers configure_logging installed
+CONTINUATION = "\n  "  # how the second and later lines of one record start
+
+
+def one_record(text: str) -> str:
+    """A formatted record that cannot pass for several: control characters escaped, and
+    each line after the first (a traceback, a multi-line message) indented."""
+    if LOG_UNSAFE_RE.search(text) is None:
+        return text
+    return CONTINUATION.join(escape_for_log(line) for line in text.split("\n"))
 
 
 def _no_trace() -> str:
@@ -49,7 +59,11 @@ class RequestIdFilter(logging.Filter):
 
 class LineFormatter(logging.Formatter):
     """The line format, made once per record for every handler that shares this formatter,
-    with the date text made once per second (both show in the cost of a logged call)."""
+    with the date text made once per second (both show in the cost of a logged call).
+
+    No record can forge another: control characters are escaped and continuation lines
+    indented (``one_record``), so every line that starts at column 0 starts a record.
+    """
 
     def __init__(self, fmt: str, datefmt: str) -> None:
         super().__init__(fmt, datefmt)
@@ -67,7 +81,7 @@ class LineFormatter(logging.Formatter):
         cached = record.__dict__.get("_atom_line")
         if cached is not None and cached[0] is self:
             return cached[1]
-        text = super().format(record)
+        text = one_record(super().format(record))
         record._atom_line = (self, text)
         return text
 

@@ -36,6 +36,7 @@ from .fileformat import read_exact
 logger = logging.getLogger(__name__)
 
 MASKED_BYTES = {b"HL": 10240, b"LH": -1}  # -1: the whole payload is masked
+MAX_EXPANSION = 20  # a compressed payload's files may add up to 20 times its size
 HEAD = struct.Struct(">2sHBQ")
 
 
@@ -83,6 +84,7 @@ class Payload:
         masked = MASKED_BYTES[header.mark.encode("ascii")]
         self._masked = header.payload_size if masked < 0 else masked
         self._position = 0
+        self.max_extracted = header.payload_size * MAX_EXPANSION
 
     def read(self, size: int | None = -1) -> bytes:
         """Up to ``size`` unmasked bytes of the payload."""
@@ -132,14 +134,15 @@ def tar_errors(name: str) -> Iterator[None]:
 def read_linker(path: Path | str, key: int, customer_id: str) -> dict[str, bytes]:
     """The files of a ``.linker`` model, in memory: {relative path: content}."""
     with open(path, "rb") as f, tar_errors(str(path)):
-        return read_members(as_stream(open_payload(f, str(path), key, customer_id)))
+        payload = open_payload(f, str(path), key, customer_id)
+        return read_members(as_stream(payload), payload.max_extracted)
 
 
 def extract_linker(path: Path | str, key: int, customer_id: str, target: Path | str) -> list[Path]:
     """Extract a ``.linker`` model under ``target``; return the files written."""
     with open(path, "rb") as f, tar_errors(str(path)):
-        payload = as_stream(open_payload(f, str(path), key, customer_id))
-        return extract_members(payload, Path(target))
+        payload = open_payload(f, str(path), key, customer_id)
+        return extract_members(as_stream(payload), Path(target), payload.max_extracted)
 
 
 def inspect_linker(path: Path | str) -> LinkerHeader:

@@ -335,13 +335,21 @@ cdef class ModelProtector:
     def decrypt_into(self, src, dst, model_id=None, *, progress=None):
         """Decrypt into ``dst`` (path or writable binary file), one chunk of memory at a time.
 
-        Returns the number of plaintext bytes written.
+        Returns the number of plaintext bytes written. On failure, a ``dst`` path is removed.
         """
         name = name_of(src)
         with reading(src) as f:
             header, aead = self._open(f, name, model_id)
-            with writing(dst) as out:
-                return _decrypt_chunks(aead, header, f, out, progress, name)
+            try:
+                with writing(dst) as out:
+                    return _decrypt_chunks(aead, header, f, out, progress, name)
+            except BaseException:
+                if isinstance(dst, (str, bytes, os.PathLike)):
+                    try:
+                        os.unlink(dst)  # no partial plaintext left behind
+                    except OSError:  # never created: the original error says why
+                        pass
+                raise
 
     def decrypt_to_memory_file(self, src, model_id=None, *, progress=None):
         """Decrypt into an anonymous in-memory file whose ``path`` a library can open.

@@ -5,7 +5,8 @@ are queued by their handlers and handled in one loop, which also pings the worke
 restarts the ones that died or stopped answering. It:
 
 1. renders the nginx config into a runtime directory (ATOM_RUNTIME_DIR, or a new
-   temporary one): pid file, temp paths and logs included, nothing under /etc;
+   temporary one): pid file, temp paths and logs included, nothing under /etc; started
+   as root, nginx's workers run as ``nobody``, who gets its temporary folders there;
 2. starts ATOM_WORKERS servers (``python server.py --port P``, P from
    ATOM_INNER_START_PORT, and ATOM_HOST=127.0.0.1 in their environment: a ``server.py``
    written for ``linker_atom`` knows ``--port`` only) with the current interpreter, any
@@ -43,9 +44,9 @@ from typing import IO, Any, BinaryIO
 from ..config import Settings, SettingsError, get_settings
 from ..config.logger import configure_logging
 from ..control.backoff import delay
-from ..control.health import PING_PATH, answers_ok
+from ..control.health import METRICS_PATH, PING_PATH, answers_ok
 from ..control.runtime_dir import METRICS_DIR_ENV, RUNTIME_DIR_ENV, RuntimeDir
-from .nginx import nginx_config, write_config
+from .nginx import RuntimeDirError, WorkerUser, nginx_config, worker_user, write_config
 
 logger = logging.getLogger(__name__)
 
@@ -218,7 +219,8 @@ class Launcher:
     def run(self, nginx_bin: str) -> int:
         """Start everything, supervise until a stop signal, stop everything; the exit status."""
         self.install_signal_handlers()
-        config = write_config(self.layout, self._config())
+        user = worker_user()
+        config = write_config(self.layout, self._config(user), user)
         self._prepare_metrics()
         try:
             for worker in self.workers:
@@ -232,14 +234,20 @@ class Launcher:
             self.shutdown(1)
             raise
 
-    def _config(self) -> str:
+    def _config(self, user: WorkerUser | None) -> str:
         settings = self.settings
+        metrics = settings.atom_api_prefix + METRICS_PATH if settings.metrics_switch else None
         return nginx_config(
             runtime=self.layout,
             listen_port=settings.atom_port,
             worker_ports=[worker.port for worker in self.workers],
             max_body_bytes=settings.atom_max_body_bytes,
             read_timeout=settings.atom_proxy_read_timeout,
+            client_timeout=settings.atom_client_timeout,
+            connections_per_client=settings.atom_connections_per_client,
+            metrics_path=metrics,
+            metrics_port=settings.atom_metrics_port,
+            user=user,
         )
 
     def _prepare_metrics(self) -> None:
@@ -421,4 +429,8 @@ def nginx_run(
     if not script.is_file():
         sys.stderr.write(f"error: server script {script} not found\n")
         return EXIT_BAD_SETTINGS
-    return Launcher(settings, script).run(nginx_bin)
+    try:
+        return Launcher(settings, script).run(nginx_bin)
+    except RuntimeDirError as exc:
+        sys.stderr.write(f"error: {exc}\n")
+        return EXIT_BAD_SETTINGS

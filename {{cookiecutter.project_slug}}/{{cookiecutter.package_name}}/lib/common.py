@@ -20,9 +20,11 @@ import orjson
 
 logger = logging.getLogger(__name__)
 
-# Keys whose values are secrets: headers, JSON fields, query parameters.
+# Keys whose values are secrets: headers, JSON fields, query parameters (S3 and GCS
+# signatures and credentials, Azure's sig, API keys, OAuth tokens...).
 SECRET_KEY_RE = re.compile(
-    r"authorization|cookie|token|secret|passw(or)?d|api[-_]?key|credential|session|signature",
+    r"authorization|cookie|token|secret|passw(or)?d|pwd|api[-_]?key|credential|session"
+    r"|signature|(^|[-_.])(key|sig|auth)($|[-_.])",
     re.I,
 )
 REDACTED = "***"
@@ -33,13 +35,52 @@ SECRET_WORDS = (
     b"token",
     b"secret",
     b"passw",
-    b"apikey",
-    b"api_key",
-    b"api-key",
+    b"pwd",
+    b"key",
     b"credential",
     b"session",
-    b"signature",
+    b"sig",
+    b"auth",
 )
+# In any text: the userinfo of a URL (user:password@) and name=value pairs of a query.
+URL_USERINFO_RE = re.compile(r"(?i)\b([a-z][a-z0-9+.-]{0,15}://)[^/?#\s@\"'<>]*@")
+PARAM_RE = re.compile(r"(^|[?&;\s])([^=&#?/:;\s\"'<>]{1,64})=([^&#\s\"'<>]*)")
+# What could end a log line, fake another or drive a terminal: C0 and C1 controls, DEL,
+# the Unicode line and paragraph separators.
+LOG_UNSAFE_RE = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029]")
+LOG_ESCAPES = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}
+
+
+def escape_for_log(text: str) -> str:
+    """``text`` on one line: control characters written as escapes (``\\n``, ``\\x1b``...)."""
+    if LOG_UNSAFE_RE.search(text) is None:
+        return text
+    return LOG_UNSAFE_RE.sub(_escape_char, text)
+
+
+def _escape_char(match: re.Match[str]) -> str:
+    char = match[0]
+    code = ord(char)
+    return LOG_ESCAPES.get(char) or (f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}")
+
+
+def redact_url_secrets(text: str) -> str:
+    """``text`` with URL credentials (``user:pass@``) and secret-looking parameters hidden.
+
+    Parameters are hidden by name (``SECRET_KEY_RE``: ``sig``, ``key``, ``access_token``,
+    ``X-Amz-Signature``...), wherever they are in the text; the rest is kept.
+    """
+    if "@" not in text and "=" not in text:
+        return text
+    if "@" in text:
+        text = URL_USERINFO_RE.sub(rf"\1{REDACTED}@", text)
+    if "=" in text:
+        text = PARAM_RE.sub(_hide_param, text)
+    return text
+
+
+def _hide_param(match: re.Match[str]) -> str:
+    return f"{match[1]}{match[2]}={REDACTED}" if _is_secret(match[2]) else match[0]
 
 
 def ms_since(started: float) -> float:
@@ -61,7 +102,7 @@ def _summarize(value: Any, max_chars: int, max_items: int, depth: int) -> Any:
     if kind in _SCALARS:
         return value
     if kind is str:
-        return value if len(value) <= max_chars else _cut(value, max_chars)
+        return redact_url_secrets(value if len(value) <= max_chars else _cut(value, max_chars))
     if kind is dict:
         return _summarize_mapping(value, max_chars, max_items, depth)
     if kind is list:

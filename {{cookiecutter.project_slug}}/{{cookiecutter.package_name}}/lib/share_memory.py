@@ -7,7 +7,7 @@ the producer's side (``SharedFrame``, ``publish_frame``, ``write_mmap_frame``,
 ``MmapManager(path).read(position, size)`` is ``linker_atom``'s raw read. Each call makes
 its own object: the original's was a process-wide singleton whose ``path`` the last
 caller set, so two threads reading two files could read each other's. The file must be
-under IMAGE_MMAP_ROOTS (``/dev/shm`` by default) and the bytes inside it, as for ``mmap``
+under IMAGE_MMAP_ROOTS (none by default: set it to read any file) and the bytes inside it, as for ``mmap``
 items. ``CacheManager`` and ``FileManager`` are its small expiring cache.
 """
 
@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..client.shm import Reply, SharedFrame, ShmClient, publish_frame, write_mmap_frame
-from ..images.frames import MmapReader, ShmMapper, check_bytes, open_frame, parse_shm_descriptor
+from ..images.frames import MmapReader, ShmReader, check_bytes, open_frame, parse_shm_descriptor
 from ..images.loader import default_loader
 from ..images.local_files import open_under_roots, pread_into
 from .exception import VqlError
@@ -33,7 +33,7 @@ __all__ = [
     "Reply",
     "SharedFrame",
     "ShmClient",
-    "ShmMapper",
+    "ShmReader",
     "open_frame",
     "parse_shm_descriptor",
     "publish_frame",
