@@ -270,21 +270,24 @@ def live_atom(settings: Settings) -> Iterator[str]:
 def test_shm_client_sends_frames(live_atom: str) -> None:
     """ShmClient sends frames through shared memory, reuses its blocks, and frees them."""
     photo = cv2.imread(str(PHOTO))
-    before = our_blocks()
+    seen: set[str] = set()
     with ShmClient(live_atom) as client:
         reply = client.send([photo])
         assert reply.status == 200
         assert [len(faces) for faces in reply.body["objects"]] == [1]
-        first = our_blocks() - before
+        first = client.block_names
+        assert len(first) == 1 and (SHM_DIR / first[0]).exists()
         assert client.send([photo], threshold=1.0).body["objects"] == [[]]
-        assert our_blocks() - before == first  # same size: same block
+        assert client.block_names == first  # same size: same block
         small = np.zeros((32, 32, 3), np.uint8)
         assert client.send([small, photo]).body["objects"][0] == []
-        assert len(our_blocks() - before) == 2
+        assert len(client.block_names) == 2
+        seen.update(first, client.block_names)
         reply = client.post({"data": [], "src_type": "stream"})
         assert (reply.status, reply.body["objects"]) == (200, [])
         assert client.post({"data": [], "src_type": "ftp"}).status == 422
-    assert our_blocks() - before == set()
+    assert client.block_names == []
+    assert not any((SHM_DIR / name).exists() for name in seen)  # every block unlinked
 
 
 @pytest.mark.parametrize("readme", ["README.md", "README.zh-CN.md"])

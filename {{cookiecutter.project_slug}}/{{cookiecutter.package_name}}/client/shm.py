@@ -246,6 +246,12 @@ class ShmClient:
             self._frames.append(shared)
         return shared
 
+    @property
+    def block_names(self) -> list[str]:
+        """The names of the shared-memory blocks the client holds now, one per frame slot."""
+        with self._lock:
+            return [shared.name for shared in self._frames]
+
     def close(self) -> None:
         """Free every block and the HTTP connection."""
         with self._lock:

@@ -7,8 +7,8 @@ the producer's side (``SharedFrame``, ``publish_frame``, ``write_mmap_frame``,
 ``MmapManager(path).read(position, size)`` is ``linker_atom``'s raw read. Each call makes
 its own object: the original's was a process-wide singleton whose ``path`` the last
 caller set, so two threads reading two files could read each other's. The file must be
-under IMAGE_MMAP_ROOTS (none by default: set it to read any file) and the bytes inside it, as for ``mmap``
-items. ``CacheManager`` and ``FileManager`` are its small expiring cache.
+under IMAGE_MMAP_ROOTS (none by default: set it first) and the bytes inside it, as for
+``mmap`` items. ``CacheManager`` and ``FileManager`` are its small expiring cache.
 """
 
 import mmap
