@@ -22,8 +22,10 @@ def add_route_module(project: Path, package: str) -> None:
     interface = project / package / "api" / "interface"
     source = (interface / "detect.py").read_text(encoding="utf-8")
     copy = source.replace('MODEL_NAME = "face"', 'MODEL_NAME = "eyes"')
-    copy = copy.replace('"/detect"', '"/eyes"').replace('summary="Detect faces"', 'summary="Eyes"')
+    copy = copy.replace('ROUTE_PATH = "/detect"', 'ROUTE_PATH = "/eyes"')
+    copy = copy.replace('summary="Detect faces"', 'summary="Eyes"')
     assert copy.count('"eyes"') == 1 and copy.count('"/eyes"') == 1, "detect.py changed shape"
+    assert '"/detect' not in copy  # every path of the module comes from ROUTE_PATH
     (interface / "eyes.py").write_text(copy, encoding="utf-8")
     route = project / package / "api" / "route.py"
     text = route.read_text(encoding="utf-8")

@@ -71,7 +71,9 @@ def atom_videos(project: Path) -> ModuleType:
 
 
 @pytest.fixture
-def gated(default_atom: Path, tmp_path: Path) -> Iterator[tuple[AtomLauncher, Path, Path]]:
+def gated(
+    default_atom: Path, tmp_path: Path, runtime_dir: Path
+) -> Iterator[tuple[AtomLauncher, Path, Path]]:
     """nginx_run.py with 2 gated workers; the video folder holds faces.avi."""
     nginx_binary()
     (default_atom / "gated_server.py").write_text(GATED_SERVER)
@@ -86,7 +88,7 @@ def gated(default_atom: Path, tmp_path: Path) -> Iterator[tuple[AtomLauncher, Pa
         server="gated_server.py",
         env={
             "LOG_ROOT": str(tmp_path / "logs"),
-            "ATOM_RUNTIME_DIR": str(tmp_path / "run"),
+            "ATOM_RUNTIME_DIR": str(runtime_dir),  # reachable by nginx's workers as root
             "IMAGE_LOCAL_ROOTS": str(videos),
             "STREAM_GATE": str(gate),
             "STREAM_DONE": str(done),

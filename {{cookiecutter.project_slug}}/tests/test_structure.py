@@ -134,6 +134,20 @@ def test_listing_a_router_registers_its_routes_and_models(settings: Settings) ->
     assert calls == [settings.atom_title]
 
 
+def test_two_route_modules_on_one_path_stop_the_start(settings: Settings) -> None:
+    """Two listed routers serving one path and method are a conflict, not a replacement."""
+    from {{ cookiecutter.package_name }}.api.routing import RouteConflictError
+
+    first, second = plates_router([]), UdfAPIRoute()
+    second.get("/plates")(lambda: {"other": True})
+    app = get_app(settings, routers=[first, second], model_loaders={})
+    with (
+        pytest.raises(RouteConflictError, match=r"two route modules of api/route.py"),
+        TestClient(app),
+    ):
+        pass
+
+
 def test_the_listed_modules_declare_the_demo_model() -> None:
     """The atom's own list declares the face model through detect's router."""
     assert "face" in collect_model_loaders(listed_routers(ROUTE_MODULES))

@@ -81,4 +81,5 @@ def get_app(
         include_flat(app, metrics_route.router, settings.atom_api_prefix)
     if settings.docs_switch:
         install_docs(app)
+    app.state.atom_routes = {id(route) for route in app.router.routes}  # before any service's
     return app

@@ -120,8 +120,11 @@ def replace_shadowed_routes(app: FastAPI) -> list[str]:
     (the demo ``detect``) would silently shadow the service's. The earlier route is
     removed when it is one of the app's own (not inside a router a service included) and
     the later one serves all of its methods; otherwise ``RouteConflictError`` stops the
-    start with both names. Returns the replacements made, as logged.
+    start with both names. Two routes that ``get_app`` itself added (two route modules of
+    ``api/route.py`` on one path) are a conflict too: neither was "added later". Returns
+    the replacements made, as logged.
     """
+    own: set[int] = getattr(app.state, "atom_routes", set())  # ids of what get_app added
     seen: dict[tuple[str | None, str], RouteContext] = {}
     doomed: dict[int, tuple[BaseRoute, str]] = {}
     for context in iter_route_contexts(app.router.routes):
@@ -133,6 +136,11 @@ def replace_shadowed_routes(app: FastAPI) -> list[str]:
                 continue
             later, first = _describe(context), _describe(earlier)
             where = f"{method} {context.path}"
+            if {id(earlier.route), id(context.route)} <= own:
+                raise RouteConflictError(
+                    f"{where} is served by {first} and by {later}, two route modules of "
+                    "api/route.py: give one of them another path"
+                )
             if not any(route is earlier.route for route in app.router.routes):
                 raise RouteConflictError(
                     f"{where} is served by {first} and by {later}, both in included "

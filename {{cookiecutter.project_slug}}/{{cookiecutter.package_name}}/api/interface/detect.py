@@ -46,6 +46,7 @@ from ..streaming import Event
 from ..v2.signature import detector_signature
 
 MODEL_NAME = "face"
+ROUTE_PATH = "/detect"  # under ATOM_API_PREFIX; the video route is ROUTE_PATH + "/stream"
 DEFAULT_THRESHOLD = 0.5
 CASCADE_FILE = "haarcascade_frontalface_default.xml"  # in cv2.data.haarcascades
 MODEL_FILE = f"{MODEL_NAME}.enc"  # the cascade, encrypted with the model key (make model)
@@ -112,7 +113,7 @@ router.v2_signature(MODEL_NAME, detector_signature(threshold=DEFAULT_THRESHOLD))
 
 
 @router.post(
-    "/detect",
+    ROUTE_PATH,
     response_model=DetectResponse,
     responses={
         400: {"model": ErrorEnvelope, "description": "an image cannot be used"},
@@ -138,7 +139,7 @@ def detect(
 
 
 @router.stream(
-    "/detect/stream",
+    f"{ROUTE_PATH}/stream",
     events={"frame": FrameEvent, "summary": StreamSummary},
     responses={
         400: {"model": ErrorEnvelope, "description": "the video cannot be used"},
