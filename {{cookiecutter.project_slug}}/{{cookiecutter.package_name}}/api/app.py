@@ -18,7 +18,14 @@ from .interface.docs import install_docs
 from .middleware.event import lifespan
 from .middleware.http import install_error_handling
 from .model_store import ModelLoader, ModelStore
-from .routing import collect_model_loaders, include_flat, install_routers, listed_routers
+from .batching import Batching
+from .routing import (
+    collect_batching,
+    collect_model_loaders,
+    include_flat,
+    install_routers,
+    listed_routers,
+)
 from .schema.response import ORJSONResponse
 
 
@@ -27,6 +34,7 @@ def get_app(
     *,
     routers: Sequence[APIRouter] | None = None,
     model_loaders: Mapping[str, ModelLoader] | None = None,
+    batching: Mapping[str, Batching] | None = None,
     periodic_jobs: list[Job] | None = None,
 ) -> FastAPI:
     """Build the app: logging, routes, error envelope, request ids, metrics, docs, lifespan.
@@ -34,6 +42,7 @@ def get_app(
     ``settings`` defaults to the process's (environment and ``.env``), ``routers`` to
     those of ``route.ROUTE_MODULES`` and ``periodic_jobs`` to ``jobs.JOBS``. The models
     are those the routers declare; tests pass ``model_loaders`` to load fakes instead.
+    ``batching`` defaults to what the routers declare, with ATOM_BATCH's overrides.
     """
     settings = settings or get_settings()
     configure_logging(settings)
@@ -52,13 +61,20 @@ def get_app(
     )
     if model_loaders is None:
         model_loaders = collect_model_loaders(routers)
+    if batching is None:
+        batching = collect_batching(routers, settings)
     app.state.settings = settings
-    app.state.models = ModelStore(model_loaders)
+    app.state.metrics = Metrics() if settings.metrics_switch else None
+    app.state.models = ModelStore(
+        model_loaders,
+        batching,
+        batch_timeout=settings.atom_batch_timeout,
+        observer=app.state.metrics.batches if app.state.metrics is not None else None,
+    )
     app.state.model_ids = AssignedModelIds(settings.model_id_list)
     app.state.image_loader = ImageLoader(settings.image_limits())
     set_default_loader(app.state.image_loader)  # lib.load_image.load_image uses it
     app.state.jobs = jobs.JOBS if periodic_jobs is None else periodic_jobs
-    app.state.metrics = Metrics() if settings.metrics_switch else None
     install_error_handling(app, settings.atom_max_body_bytes)
     install_routers(app, routers, settings)
     if app.state.metrics is not None:

@@ -32,6 +32,7 @@ from fastapi import APIRouter, Request, Response
 from fastapi.routing import APIRoute
 
 from ..lib.common import SECRET_WORDS, format_long, ms_since, redact_headers
+from .batching import Batching
 from .middleware.http import scope_header
 from .schema.response import ERROR_RESPONSES
 
@@ -168,18 +169,25 @@ class UdfAPIRoute(APIRouter):
         kwargs.setdefault("responses", ERROR_RESPONSES)
         super().__init__(*args, **kwargs)
         self.model_loaders: dict[str, ModelLoader] = {}
+        self.batching: dict[str, Batching] = {}
 
-    def model_loader(self, name: str) -> Callable[[ModelLoader], ModelLoader]:
+    def model_loader(
+        self, name: str, *, batch: Batching | None = None
+    ) -> Callable[[ModelLoader], ModelLoader]:
         """Register ``function(settings) -> model`` as the loader of the model ``name``.
 
         The atom calls it once at start, in a background thread; routes get the model
-        with ``Annotated[..., Model(name)]`` (``api/dependencies.py``).
+        with ``Annotated[..., Model(name)]`` (``api/dependencies.py``). With ``batch``,
+        the model's ``predict_batch`` gets the items of concurrent requests together
+        (``api/batching.py``).
         """
 
         def register(loader: ModelLoader) -> ModelLoader:
             if name in self.model_loaders:
                 raise ValueError(f"model {name!r} already has a loader on this router")
             self.model_loaders[name] = loader
+            if batch is not None:
+                self.batching[name] = batch
             return loader
 
         return register

@@ -14,7 +14,14 @@ from functools import cached_property, lru_cache
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, BeforeValidator, Field, SecretStr, ValidationError
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    Field,
+    SecretStr,
+    ValidationError,
+)
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from .. import about
@@ -93,10 +100,27 @@ Port = Annotated[int, Field(ge=1, le=65535)]
 StrList = Annotated[tuple[str, ...], NoDecode, BeforeValidator(parse_list)]
 
 
-class Settings(BaseSettings):
-    """One field per environment variable (the variable is the field name in capitals)."""
+class BatchOverride(BaseModel):
+    """Batching of one model set by the environment (``ATOM_BATCH__<MODEL>__<FIELD>``)."""
 
-    model_config = SettingsConfigDict(env_file=".env", env_file_encoding="utf-8", extra="ignore")
+    model_config = {"extra": "forbid"}
+
+    max_size: int | None = Field(None, ge=1)
+    max_wait_ms: float | None = Field(None, ge=0, le=10000)
+    queue_size: int | None = Field(None, ge=1)
+    timeout: float | None = Field(None, gt=0, le=3600)
+
+
+class Settings(BaseSettings):
+    """One field per environment variable (the variable is the field name in capitals).
+
+    ``ATOM_BATCH`` is read from variables named ``ATOM_BATCH__<MODEL>__<FIELD>`` (or from
+    JSON in ``ATOM_BATCH`` itself).
+    """
+
+    model_config = SettingsConfigDict(
+        env_file=".env", env_file_encoding="utf-8", extra="ignore", env_nested_delimiter="__"
+    )
 
     # Server and routes.
     atom_workers: int = Field(about.WORKERS, ge=1)
@@ -109,6 +133,11 @@ class Settings(BaseSettings):
     atom_max_body_bytes: int = Field(ImageLimits.max_bytes, ge=1024)
     docs_switch: Bool = True
     profiling: Bool = False
+
+    # Dynamic batching (api/batching.py): per-model overrides of the code's Batching, and
+    # the longest a request waits for its batch's results.
+    atom_batch: dict[str, BatchOverride] = {}
+    atom_batch_timeout: float = Field(30.0, gt=0, le=3600)
 
     # Logging.
     log_level: LogLevel = "INFO"
@@ -205,6 +234,8 @@ def describe_errors(exc: ValidationError) -> str:
     parts = []
     for error in exc.errors(include_url=False):
         field = str(error["loc"][0]) if error["loc"] else "settings"
+        if field == "atom_batch":  # named as it is set: ATOM_BATCH__FACE__MAX_SIZE
+            field = "__".join(str(part) for part in error["loc"])
         message = error["msg"].removeprefix("Value error, ")
         if message.startswith(field.upper()):  # the message names the variable itself
             parts.append(message)

@@ -9,6 +9,7 @@ them. A lone ``server.py`` keeps them in memory.
 import os
 import re
 import time
+from collections.abc import Sequence
 from typing import Any
 
 from prometheus_client import (
@@ -24,6 +25,8 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from .runtime_dir import METRICS_DIR_ENV
 
 BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
+BATCH_SIZES = (1, 2, 4, 8, 16, 32, 64, 128, 256)
+WAIT_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
 UNMATCHED = "<unmatched>"  # requests that matched no route share one label value
 
 
@@ -70,6 +73,48 @@ class ServingMetrics:
             self.registered.set(1 if event == "registered" else 0)
 
 
+class BatchMetrics:
+    """What the batchers report (``api/batching.py``), labelled by model.
+
+    ``atom_batch_queue_depth`` (items waiting, summed over the workers) is the one an
+    autoscaler can scale on: it grows when the atom cannot keep up.
+    """
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.size = Histogram(
+            "atom_batch_size",
+            "Items per call of a model's batch method",
+            ["model"],
+            buckets=BATCH_SIZES,
+            registry=registry,
+        )
+        self.wait = Histogram(
+            "atom_batch_wait_seconds",
+            "Time a request waited in the queue before its batch started",
+            ["model"],
+            buckets=WAIT_BUCKETS,
+            registry=registry,
+        )
+        self.depth = Gauge(
+            "atom_batch_queue_depth",
+            "Items waiting for a batch",
+            ["model"],
+            multiprocess_mode="livesum",
+            registry=registry,
+        )
+
+    def batch_ran(self, model: str, size: int, waits: Sequence[float]) -> None:
+        """One batch started: its size, and how long each of its requests waited."""
+        self.size.labels(model).observe(size)
+        wait = self.wait.labels(model)
+        for seconds in waits:
+            wait.observe(seconds)
+
+    def queue_depth(self, model: str, depth: int) -> None:
+        """Items waiting now."""
+        self.depth.labels(model).set(depth)
+
+
 class Metrics:
     """The atom's metrics, in a registry of their own (one per app, so tests can build many)."""
 
@@ -108,6 +153,7 @@ class Metrics:
             registry=registry,
         )
         self.serving = ServingMetrics(registry)
+        self.batches = BatchMetrics(registry)
 
     def render(self) -> bytes:
         """The exposition text: every process's values in multiprocess mode, ours otherwise."""

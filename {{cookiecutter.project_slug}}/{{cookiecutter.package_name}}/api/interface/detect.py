@@ -26,6 +26,7 @@ from ...config import Settings
 from ...dependency.keys import load_protector, model_path
 from ...lib.common import ms_since
 from ..base import UdfAPIRoute
+from ..batching import Batching
 from ..dependencies import Images, Model, ModelIds
 from ..schema.payload import DetectPayload
 from ..schema.response import DetectObject, DetectResponse, ErrorEnvelope
@@ -83,7 +84,9 @@ class FaceDetector:
         return [self.predict(image, threshold) for image in images]
 
 
-@router.model_loader(MODEL_NAME)
+# Concurrent requests share calls of predict_batch (api/batching.py; ATOM_BATCH__FACE__*
+# variables override these numbers, ATOM_BATCH__FACE__MAX_SIZE=1 turns it off).
+@router.model_loader(MODEL_NAME, batch=Batching(max_size=16, max_wait_ms=5))
 def load_model(settings: Settings) -> FaceDetector:
     """Decrypt the model into memory and build it, once at start (in a background thread)."""
     protector = load_protector(settings)
