@@ -12,8 +12,8 @@ import pytest
 import uvicorn
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
-from pydantic import BaseModel
 from prometheus_client.parser import text_string_to_metric_families
+from pydantic import BaseModel
 
 from {{ cookiecutter.package_name }}.api.app import get_app
 from {{ cookiecutter.package_name }}.api.base import UdfAPIRoute
@@ -202,7 +202,7 @@ def test_a_full_queue_answers_503_at_once(build, prefix) -> None:
 def test_no_request_waits_past_its_deadline(build, prefix, make_settings) -> None:
     """With ATOM_BATCH_TIMEOUT=0.3 and a model that takes 3 s, the reply is a 503 at 0.3 s."""
     settings = make_settings(atom_batch_timeout=0.3)
-    client, model = build(Gated(delay=3.0), Batching(max_size=4), settings)
+    client, _ = build(Gated(delay=3.0), Batching(max_size=4), settings)
     started = time.monotonic()
     reply = post(client, prefix, [1])
     took = time.monotonic() - started
@@ -214,7 +214,7 @@ def test_no_request_waits_past_its_deadline(build, prefix, make_settings) -> Non
 
 def test_a_lone_request_does_not_wait_for_a_batch(build, prefix) -> None:
     """With nobody else on the way, a batch starts at once, whatever max_wait_ms says."""
-    client, model = build(Gated(), Batching(max_size=16, max_wait_ms=3000))
+    client, _ = build(Gated(), Batching(max_size=16, max_wait_ms=3000))
     post(client, prefix, [1])  # warm-up
     started = time.monotonic()
     assert post(client, prefix, [2]).json()["out"] == [20]
@@ -223,7 +223,7 @@ def test_a_lone_request_does_not_wait_for_a_batch(build, prefix) -> None:
 
 def test_a_batch_waits_for_requests_on_their_way(build, prefix) -> None:
     """A request that got the model but has not submitted yet holds the batch (max_wait_ms)."""
-    client, model = build(Gated(), Batching(max_size=16, max_wait_ms=3000))
+    client, _ = build(Gated(), Batching(max_size=16, max_wait_ms=3000))
     batcher = batcher_of(client)
     batcher.announce()  # a request on its way
     started = time.monotonic()

@@ -12,13 +12,13 @@ from ..control.metrics import Metrics, MetricsMiddleware
 from ..control.scheduler import Job
 from ..images.loader import ImageLoader, set_default_loader
 from . import route
+from .batching import Batching
 from .dependencies import AssignedModelIds
 from .interface import metrics as metrics_route
 from .interface.docs import install_docs
 from .middleware.event import lifespan
 from .middleware.http import install_error_handling
 from .model_store import ModelLoader, ModelStore
-from .batching import Batching
 from .routing import (
     collect_batching,
     collect_model_loaders,

@@ -292,7 +292,7 @@ class Batcher:
         first = batch[0]
         try:
             results = self._call_in_chunks(items, first.args, first.kwargs)
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001 - whatever the model raises goes to its caller
             if len(batch) == 1:
                 first.settle(error=exc)
                 return
