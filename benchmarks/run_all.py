@@ -26,6 +26,7 @@ BENCHMARKS = (
     ("choices", "bench_choices.py", "Runtime choices against their alternatives"),
     ("boot", "bench_boot.py", "Cold start, import, bake time and footprint"),
     ("memory", "bench_memory.py", "Memory after 10,000 requests"),
+    ("batching", "bench_batching.py", "Dynamic batching: a model bound by reading its weights"),
     ("workers", "bench_workers.py", "Throughput of a CPU-bound detect with several workers"),
     ("images", "bench_images.py", "Image inputs: base64, mmap and shared memory"),
     ("protector", "bench_protector.py", "Model decryption"),
@@ -43,6 +44,7 @@ PACKAGES = (
     "numpy",
     "cryptography",
     "Cython",
+    "onnxruntime",
 )
 TIMEOUT = 1800  # seconds, per script
 METHOD = """\
