@@ -11,16 +11,15 @@ as a user writes one: a router with its model loader, batching declared next to 
 import os
 from typing import Annotated
 
+import server
 from fastapi import FastAPI
 from mlp_model import Mlp
-from pydantic import BaseModel, Field
-
-import server
 from my_atom.api import route, routing
 from my_atom.api.app import get_app
 from my_atom.api.base import UdfAPIRoute
 from my_atom.api.batching import Batching
 from my_atom.api.dependencies import Model
+from pydantic import BaseModel, Field
 
 
 class MlpPayload(BaseModel):

@@ -21,7 +21,6 @@ WIDTH, LAYERS = 2048, 4
 
 def build(path: Path, seed: int = 0) -> Path:
     """Write the ONNX model to ``path`` (about 64 MiB)."""
-    import onnx
     from onnx import TensorProto, helper, numpy_helper
 
     rng = np.random.default_rng(seed)
