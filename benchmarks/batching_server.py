@@ -19,6 +19,7 @@ from my_atom.api.app import get_app
 from my_atom.api.base import UdfAPIRoute
 from my_atom.api.batching import Batching
 from my_atom.api.dependencies import Model
+from my_atom.config import Settings
 from pydantic import BaseModel, Field
 
 
@@ -39,9 +40,9 @@ router = UdfAPIRoute(tags=["mlp"])
 
 
 @router.model_loader("mlp", batch=Batching(max_size=16, max_wait_ms=5))
-def load_mlp(settings: object) -> Mlp:
-    """The MLP, on one thread per worker."""
-    return Mlp(os.environ["MLP_MODEL"], threads=int(os.environ.get("MLP_THREADS", "1")))
+def load_mlp(settings: Settings) -> Mlp:
+    """The MLP, with the server's thread budget (ATOM_THREADS)."""
+    return Mlp(os.environ["MLP_MODEL"], threads=settings.thread_budget)
 
 
 @router.post("/mlp")
@@ -50,7 +51,7 @@ def mlp(payload: MlpPayload, model: Annotated[Mlp, Model("mlp")]) -> MlpResponse
     return MlpResponse(outputs=model.predict_batch(payload.data))
 
 
-def factory(settings: object) -> FastAPI:
+def factory(settings: Settings) -> FastAPI:
     """The atom's app plus the MLP route."""
     return get_app(settings, routers=[*routing.listed_routers(route.ROUTE_MODULES), router])
 

@@ -106,7 +106,7 @@ def main() -> int:
         alone = model_alone(model_path)
         script = workdir / "mlp.lua"
         script.write_text(POST_SCRIPT.format(body=BODY))
-        env = {"LOG_ROOT": str(workdir / "logs"), "MLP_MODEL": str(model_path)}
+        env = {"LOG_ROOT": str(workdir / "logs"), "MLP_MODEL": str(model_path), "ATOM_THREADS": "1"}
         variants = {
             "batched": env,
             "unbatched": {**env, "ATOM_BATCH__MLP__MAX_SIZE": "1"},

@@ -25,6 +25,7 @@ from pydantic import (
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from .. import about
+from ..control import threads
 from ..control.meta import ServingMeta, parse_meta
 from ..images.limits import ImageLimits
 
@@ -138,6 +139,8 @@ class Settings(BaseSettings):
     # the longest a request waits for its batch's results.
     atom_batch: dict[str, BatchOverride] = {}
     atom_batch_timeout: float = Field(30.0, gt=0, le=3600)
+    # Threads of OpenCV, OpenMP/BLAS and ONNX Runtime per server; 0: cores / ATOM_WORKERS.
+    atom_threads: int = Field(0, ge=0, le=1024)
 
     # Logging.
     log_level: LogLevel = "INFO"
@@ -210,6 +213,14 @@ class Settings(BaseSettings):
             local_roots=self.image_local_roots,
             mmap_roots=self.image_mmap_roots,
         )
+
+    @cached_property
+    def thread_budget(self) -> int:
+        """Threads per server process for the numeric libraries (``control/threads.py``):
+        ATOM_THREADS, or the cores available to the container divided by ATOM_WORKERS."""
+        if self.atom_threads:
+            return self.atom_threads
+        return threads.per_worker(threads.available_cores(), self.atom_workers)
 
     @property
     def model_id_list(self) -> list[str]:

@@ -10,6 +10,7 @@ from fastapi import FastAPI
 from ...config import Settings
 from ...config.serving import serving_agent
 from ...config.skywalking import start_agent
+from ...control import threads
 from ...control.metrics import Metrics
 from ...control.scheduler import AtomScheduler
 from ...lib.common import run_in_daemon_thread
@@ -38,11 +39,13 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     Under nginx_run the launcher registers with Serving; a lone server.py does it here.
     """
     settings, store, metrics = app.state.settings, app.state.models, app.state.metrics
+    threads.apply(settings.thread_budget)
     logger.info(
-        "starting %s (prefix %r, models %s)",
+        "starting %s (prefix %r, models %s, %d thread(s) for the numeric libraries)",
         settings.atom_title,
         settings.atom_api_prefix,
         ", ".join(store.loaders) or "none",
+        settings.thread_budget,
     )
     stop_tracing = start_agent(settings)
     scheduler = AtomScheduler(app.state.jobs, settings.atom_runtime_dir)
