@@ -9,9 +9,11 @@ cascade). Set-ups, in alternating rounds (medians):
   (cores / workers, ``control/threads.py``) and nginx's ``least_conn``;
 - ``uvicorn --workers N`` on the same app factory, as uvicorn runs it.
 
-Targets: N workers reach at least 0.8 x N times the one-core unit (scaling efficiency),
-and nginx_run with N workers is at least as fast as `uvicorn --workers N` at an equal or
-lower p50. wrk runs on the same machine: the table says how much of the cores it took.
+Each set-up is loaded with N connections (one request per core) and with 8 (a queue at
+every worker). Targets: N workers reach at least 0.8 x N times the one-core unit (scaling
+efficiency), and nginx_run with N workers is at least as fast as `uvicorn --workers N` at
+an equal or lower p50. wrk runs on the same machine: the table says how much of the cores
+it took.
 
     .venv/bin/python benchmarks/bench_workers.py [--seconds 10] [--rounds 3] [--connections 8]
 """
@@ -40,6 +42,7 @@ file:close()
 wrk.headers["Content-Type"] = "application/json"
 """
 EFFICIENCY_TARGET = 0.8
+WRK_TIMEOUT = 30  # seconds: a slow reply is counted in the latencies, not dropped
 UNIT = "server.py on one core"
 
 
@@ -73,15 +76,19 @@ def wrk_cpu() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
-def measure(server: AtomServer, script: Path, seconds: int, connections: int) -> dict:
-    """Start the set-up, warm it up, load it, stop it; wrk's share of the cores too."""
+def measure(server: AtomServer, script: Path, seconds: int, loads: tuple[int, ...]) -> dict:
+    """Start the set-up, warm it up, load it at each concurrency, stop it; wrk's share of
+    the cores too."""
+    rows = {}
     with server:
         url = server.url("/detect")
-        wrk(url, 3, connections, script, threads=1)  # warm-up: models, connections, caches
-        before = wrk_cpu()
-        row = wrk(url, seconds, connections, script, threads=1)
-        row["wrk_cores"] = (wrk_cpu() - before) / seconds
-    return row
+        wrk(url, 3, max(loads), script, threads=1)  # warm-up: models, connections, caches
+        for connections in loads:
+            before = wrk_cpu()
+            row = wrk(url, seconds, connections, script, threads=1, timeout=WRK_TIMEOUT)
+            row["wrk_cores"] = (wrk_cpu() - before) / seconds
+            rows[connections] = row
+    return rows
 
 
 def setups(project: Path, env: dict[str, str], cores: int) -> dict[str, object]:
@@ -115,28 +122,39 @@ def main() -> int:
         script.write_text(WRK_SCRIPT.format(body=body))
         env = {"LOG_ROOT": str(workdir / "logs"), "LOG_LEVEL": "WARNING"}
         factories = setups(project, env, cores)
+        loads = (cores, args.connections)
         runs: dict[str, list[dict]] = {name: [] for name in factories}
         for round_ in range(args.rounds):
             names = list(factories) if round_ % 2 == 0 else list(reversed(factories))
             for name in names:
-                runs[name].append(
-                    measure(factories[name](), script, args.seconds, args.connections)
-                )
+                runs[name].append(measure(factories[name](), script, args.seconds, loads))
                 time.sleep(1)
-    print_table(runs, cores, args)
+    for connections in loads:
+        print_table(
+            {name: [r[connections] for r in rows] for name, rows in runs.items()},
+            cores,
+            connections,
+            args,
+        )
+    print(
+        "wrk's cores: CPU time wrk used per second of its run (it shares the machine's"
+        f" {cores} cores with the set-up)"
+    )
     return 0
 
 
-def print_table(runs: dict[str, list[dict]], cores: int, args: argparse.Namespace) -> None:
+def print_table(
+    runs: dict[str, list[dict]], cores: int, connections: int, args: argparse.Namespace
+) -> None:
     """One row per set-up, with the targets."""
     print(
-        f"detect on a 512x512 photo, wrk 1 thread and {args.connections} connections,"
+        f"detect on a 512x512 photo, wrk 1 thread and **{connections} connections**,"
         f" {args.seconds} s per run, {args.rounds} alternating rounds (medians); {cores} cores,"
         " shared by the servers, nginx and wrk"
     )
     print()
     print(
-        "| set-up | requests/s | p50 ms | p99 ms | non-2xx | wrk's cores"
+        "| set-up | requests/s | p50 ms | p99 ms | non-2xx / timeouts | wrk's cores"
         " | vs one worker on one core | target |"
     )
     print("|---|---|---|---|---|---|---|---|")
@@ -162,14 +180,11 @@ def print_table(runs: dict[str, list[dict]], cores: int, args: argparse.Namespac
             target = f"nginx_run {faster:.2f}x its req/s, p50 {'<=' if p50_ok else '>'}: {met}"
         print(
             f"| {name} | {med(name, 'rps'):.1f} | {med(name, 'p50'):.0f} | {med(name, 'p99'):.0f}"
-            f" | {med(name, 'errors'):.0f} | {med(name, 'wrk_cores'):.2f} | {ratio:.2f}x"
+            f" | {med(name, 'errors'):.0f} / {med(name, 'socket_errors'):.0f}"
+            f" | {med(name, 'wrk_cores'):.2f} | {ratio:.2f}x"
             f" | {target} |"
         )
     print()
-    print(
-        "wrk's cores: CPU time wrk used per second of its run (it shares the machine's"
-        f" {cores} cores with the set-up)"
-    )
 
 
 if __name__ == "__main__":
