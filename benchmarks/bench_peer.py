@@ -17,8 +17,11 @@ rounds; medians, and the median of each round's ratio.
 
 import argparse
 import base64
+import contextlib
 import json
+import os
 import shutil
+import signal
 import statistics
 import subprocess
 import sys
@@ -88,7 +91,23 @@ class LitServe(AtomServer):
         self.kind = kind
 
     def command(self) -> list[str]:
-        return [self.python, "litserve_server.py", self.kind, "--port", str(self.port)]
+        # Its own session: LitServe's API server and inference worker are processes of
+        # their own, stopped with the group.
+        setsid = shutil.which("setsid")
+        assert setsid, "setsid is missing (Debian: util-linux)"
+        return [setsid, self.python, "litserve_server.py", self.kind, "--port", str(self.port)]
+
+    def stop(self, timeout: float = 10) -> int:
+        """SIGTERM to the whole group, SIGKILL to what is left of it after ``timeout``."""
+        if self.process is not None:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.process.pid, signal.SIGTERM)
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                self.process.wait(timeout)
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.process.pid, signal.SIGKILL)
+            self.process.wait(5)
+        return 0
 
     def url(self, path: str) -> str:
         if path == "/v1/health/ready":
