@@ -4,11 +4,12 @@
 VENV := .venv
 PY := $(VENV)/bin/python
 
-.PHONY: help setup demo test soak bench lint clean
+.PHONY: help setup demo check test soak bench lint clean
 
 help:
 	@echo "make demo   bake the default atom, start it, detect faces in a photo, stop it"
-	@echo "make test   run every test of the template (sets everything up first)"
+	@echo "make check  the quick gate while working: lint, hooks, one bake and its unit tests"
+	@echo "make test   run every test of the template, every lane (sets everything up first)"
 	@echo "make soak   20,000 detect calls through nginx and 2 workers: no failure, no leak"
 	@echo "make bench  run every benchmark (benchmarks/), write BENCHMARKS.md"
 	@echo "make lint   ruff on the hooks, scripts and tests of the template"
@@ -19,6 +20,10 @@ setup:
 
 demo: setup
 	$(PY) scripts/demo.py
+
+# Lint, then every test not marked slow (pyproject.toml): under 2 minutes.
+check: lint
+	$(PY) -m pytest -m "not slow" tests
 
 test: setup
 	$(PY) -m pytest tests

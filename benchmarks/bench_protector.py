@@ -1,12 +1,16 @@
-"""Decryption throughput of the model protector against bare AES-GCM and a plain read.
+"""Decryption throughput of the model protector, and each of its speed tricks with and without.
 
-Prints one table. On the same random data, in the same run, alternating: reading the
-plaintext file (warm page cache), bare AES-GCM from ``cryptography`` (one call over the
-whole ciphertext, already in memory), and the atom's compiled ``ModelProtector`` reading
-its chunked file (to bytes, to an in-memory file, streamed). Target: ``decrypt`` at least
-0.9x bare AES-GCM.
+Prints two tables. On the same random data, in the same run, alternating (the order
+rotates from one round to the next): reading the plaintext file (warm page cache), bare
+AES-GCM from ``cryptography`` (one call over the whole ciphertext, already in memory), and
+the atom's compiled ``ModelProtector`` reading its chunked file (to bytes, to an
+in-memory file, streamed; and encrypting). Then the same paths with one speed trick of
+``model_protector.pyx`` switched off (the benchmark removes its name from the module's
+``_SPEED_TRICKS``): "with / without" is the median over the rounds of the time without
+divided by the time with, so above 1 the trick pays. Target: ``decrypt`` at least 0.9x
+bare AES-GCM.
 
-    .venv/bin/python benchmarks/bench_protector.py [--size-mib 256] [--runs 7]
+    .venv/bin/python benchmarks/bench_protector.py [--size-mib 256] [--runs 15]
 """
 
 import argparse
@@ -18,7 +22,7 @@ import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
@@ -30,6 +34,13 @@ MIB = 1 << 20
 TARGET = 0.9
 
 
+class Case(NamedTuple):
+    """One measured function, with the speed tricks it runs without."""
+
+    function: Callable[[], Any]
+    without: frozenset[str] = frozenset()
+
+
 def load_protector(project: Path) -> Any:
     """The compiled protector module of a baked atom."""
     sys.path.insert(0, str(project))
@@ -38,9 +49,9 @@ def load_protector(project: Path) -> Any:
     return module
 
 
-def cases(workdir: Path, module: Any, size: int) -> tuple[dict[str, Callable[[], Any]], bytes]:
-    """Name -> a function doing one full decryption (or read) of ``size`` bytes; and the
-    bare ciphertext of the same data."""
+def cases(workdir: Path, module: Any, size: int) -> tuple[dict[str, Case], dict[str, str]]:
+    """Name -> a case doing one full decryption (or read, or encryption) of ``size`` bytes;
+    and, for each case without a trick, the name of the same path with every trick."""
     plain = workdir / "model.bin"
     plain.write_bytes(os.urandom(size))
     key = module.ModelProtector.generate_key()
@@ -49,7 +60,11 @@ def cases(workdir: Path, module: Any, size: int) -> tuple[dict[str, Callable[[],
     protector.encrypt(plain, sealed, "bench")
     nonce = os.urandom(12)
     bare = AESGCM(key)
-    ciphertext = bare.encrypt(nonce, plain.read_bytes(), None)
+    (workdir / "bare.enc").write_bytes(bare.encrypt(nonce, plain.read_bytes(), None))
+    ciphertext = (workdir / "bare.enc").read_bytes()
+
+    def to_bytes() -> None:
+        protector.decrypt(sealed, "bench")
 
     def to_memory_file() -> None:
         protector.decrypt_to_memory_file(sealed, "bench").close()
@@ -58,45 +73,61 @@ def cases(workdir: Path, module: Any, size: int) -> tuple[dict[str, Callable[[],
         with open(os.devnull, "wb") as sink:
             protector.decrypt_into(sealed, sink, "bench")
 
-    return {
-        "read the plaintext file": plain.read_bytes,
-        "bare AES-GCM, one call, in memory": lambda: bare.decrypt(nonce, ciphertext, None),
-        "bare AES-GCM, read file + one call": lambda: bare.decrypt(
-            nonce, (workdir / "bare.enc").read_bytes(), None
+    def encrypt() -> None:
+        with open(os.devnull, "wb") as sink:
+            protector.encrypt(plain, sink, "bench")
+
+    found = {
+        "read the plaintext file": Case(plain.read_bytes),
+        "bare AES-GCM, one call, in memory": Case(lambda: bare.decrypt(nonce, ciphertext, None)),
+        "bare AES-GCM, read file + one call": Case(
+            lambda: bare.decrypt(nonce, (workdir / "bare.enc").read_bytes(), None)
         ),
-        "ModelProtector.decrypt -> bytes": lambda: protector.decrypt(sealed, "bench"),
-        "ModelProtector -> memory file (memfd)": to_memory_file,
-        "ModelProtector.decrypt_into, streamed": streamed,
-    }, ciphertext
+        "ModelProtector.decrypt -> bytes": Case(to_bytes),
+        "ModelProtector -> memory file (memfd)": Case(to_memory_file),
+        "ModelProtector.decrypt_into, streamed": Case(streamed),
+        "ModelProtector.encrypt, file to /dev/null": Case(encrypt),
+    }
+    reference = {}  # a case without a trick -> the same path with every trick
+    for name in [name for name in found if name.startswith("ModelProtector")]:
+        for trick in sorted(module._SPEED_TRICKS):
+            label = f"{name}, without {trick}"
+            found[label] = Case(found[name].function, frozenset([trick]))
+            reference[label] = name
+    return found, reference
 
 
-def measure(functions: dict[str, Callable[[], Any]], runs: int) -> dict[str, list[float]]:
-    """Seconds per call of each function, the functions alternating within each run."""
-    seconds: dict[str, list[float]] = {name: [] for name in functions}
-    for _ in range(runs):
-        for name, function in functions.items():
+def measure(module: Any, found: dict[str, Case], runs: int) -> dict[str, list[float]]:
+    """Seconds per call of each case, the cases alternating within each run (the first
+    one moving on by one from run to run)."""
+    tricks = frozenset(module._SPEED_TRICKS)
+    seconds: dict[str, list[float]] = {name: [] for name in found}
+    names = list(found)
+    for run in range(runs):
+        for name in names[run % len(names) :] + names[: run % len(names)]:
+            case = found[name]
+            module._SPEED_TRICKS.clear()
+            module._SPEED_TRICKS.update(tricks - case.without)
             started = time.perf_counter()
-            function()
+            case.function()
             seconds[name].append(time.perf_counter() - started)
+    module._SPEED_TRICKS.update(tricks)
     return seconds
 
 
 def main() -> int:
-    """Bake an atom (compiling its protector), measure, print the table."""
+    """Bake an atom (compiling its protector), measure, print the tables."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--size-mib", type=int, default=256)
-    parser.add_argument("--runs", type=int, default=7)
+    parser.add_argument("--runs", type=int, default=15)
     args = parser.parse_args()
     size = args.size_mib * MIB
     with tempfile.TemporaryDirectory() as tmp:
         workdir = Path(tmp)
         module = load_protector(bake(workdir / "bake"))
-        functions, ciphertext = cases(workdir, module, size)
-        (workdir / "bare.enc").write_bytes(ciphertext)
-        del ciphertext
-        for function in functions.values():  # warm up: page cache, allocator, imports
-            function()
-        seconds = measure(functions, args.runs)
+        found, reference = cases(workdir, module, size)
+        measure(module, found, 1)  # warm up: page cache, allocator, imports
+        seconds = measure(module, found, args.runs)
     median = {name: statistics.median(values) for name, values in seconds.items()}
     bare = median["bare AES-GCM, one call, in memory"]
     read = median["read the plaintext file"]
@@ -106,10 +137,23 @@ def main() -> int:
     print("| decryption | MiB/s | vs bare AES-GCM | vs reading the plaintext |")
     print("|---|---|---|---|")
     for name, value in median.items():
-        print(f"| {name} | {size / MIB / value:.0f} | {bare / value:.2f}x | {read / value:.2f}x |")
+        if name not in reference:
+            mibs = size / MIB / value
+            print(f"| {name} | {mibs:.0f} | {bare / value:.2f}x | {read / value:.2f}x |")
+    print()
+    print("| speed trick switched off | MiB/s with | MiB/s without | with / without |")
+    print("|---|---|---|---|")
+    for label, name in reference.items():
+        ratio = statistics.median(
+            without / with_ for without, with_ in zip(seconds[label], seconds[name], strict=True)
+        )
+        with_mibs, without_mibs = size / MIB / median[name], size / MIB / median[label]
+        print(f"| {label} | {with_mibs:.0f} | {without_mibs:.0f} | {ratio:.2f}x |")
     ratio = bare / median["ModelProtector.decrypt -> bytes"]
     verdict = "met" if ratio >= TARGET else "MISSED"
     print()
+    print("with / without: the median over the runs of the time without the trick divided")
+    print("by the time with it (above 1.00x the trick pays)")
     print(f"target: ModelProtector.decrypt >= {TARGET}x bare AES-GCM: {ratio:.2f}x, {verdict}")
     return 0
 

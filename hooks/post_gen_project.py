@@ -1,15 +1,19 @@
-"""Finish the generated atom: its own model key, the compiled protector, the demo model.
+"""Finish the generated atom: its own model key, then the compiled protector and the demo
+model when cookiecutter's Python can make them.
 
-Runs in the new project's folder with the Python that runs cookiecutter. Nothing here
-fails the generation: when a tool is missing (Cython, a C compiler, OpenCV...), the hook
-says what to install and which make target finishes the job later. The answers come in
-as JSON (``tojson``), so quotes or backslashes in them cannot break this file.
+Runs in the new project's folder with the Python that runs cookiecutter, which may have no
+Cython, no OpenCV, or an OpenCV without the Haar cascades. Nothing here fails the
+generation: `make run` and `make test` in the project set up whatever the hook could not
+(a virtual environment with the pinned packages, the protector, the demo model), so the
+hook says what it skipped, why, and that those two commands finish the job. The answers
+come in as JSON (``tojson``), so quotes or backslashes in them cannot break this file.
 """
 
 import base64
 import importlib.util
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -20,10 +24,9 @@ KEY_FILE = Path("secrets", "model.key")
 MODEL_FILE = Path("models", "face.enc")
 MODEL_ID = "face"
 CASCADE = "haarcascade_frontalface_default.xml"
-# Modules the protector's build needs -> the pip package that provides each.
-BUILD_MODULES = {"Cython": "Cython", "setuptools": "setuptools"}
-# Modules the demo model's encryption needs -> the pip package that provides each.
-MODEL_MODULES = {"cryptography": "cryptography", "cv2": "opencv-python-headless"}
+# The protector's in-place build, declared once in the project's setup.py.
+BUILD_COMMAND = ("setup.py", "--quiet", "build_ext", "--inplace")
+BUILD_MODULES = ("Cython", "setuptools")
 TIMEOUT = 600
 
 
@@ -39,11 +42,9 @@ def write_key(project: Path) -> Path:
     return path
 
 
-def missing_modules(modules: dict[str, str]) -> list[str]:
-    """The pip packages whose module this Python cannot import."""
-    return [
-        package for module, package in modules.items() if importlib.util.find_spec(module) is None
-    ]
+def missing_modules(modules: tuple[str, ...]) -> list[str]:
+    """The modules this Python cannot import."""
+    return [module for module in modules if importlib.util.find_spec(module) is None]
 
 
 def c_compiler() -> str | None:
@@ -58,15 +59,15 @@ def python_headers() -> bool:
 
 
 def build_problems() -> list[str]:
-    """What the protector's build lacks here, each said as what to install."""
+    """Why the protector cannot be compiled with this Python here (empty: it can)."""
     problems = []
     missing = missing_modules(BUILD_MODULES)
     if missing:
-        problems.append(f"pip install {' '.join(missing)}")
+        problems.append(f"cookiecutter's Python ({sys.executable}) has no {' or '.join(missing)}")
     if c_compiler() is None:
-        problems.append("a C compiler (Debian/Ubuntu: apt-get install gcc)")
+        problems.append("there is no C compiler (Debian/Ubuntu: apt-get install gcc)")
     if not python_headers():
-        problems.append("the Python headers (Debian/Ubuntu: apt-get install python3-dev)")
+        problems.append("there are no Python headers (Debian/Ubuntu: apt-get install python3-dev)")
     return problems
 
 
@@ -89,13 +90,44 @@ def run_python(project: Path, *args: str) -> str | None:
     return lines[-1] if lines else f"exit status {result.returncode}"
 
 
+def opencv_folders() -> list[Path]:
+    """Where this Python's ``cv2`` package is, found without importing it (empty: none)."""
+    spec = importlib.util.find_spec("cv2")
+    return [Path(location) for location in (spec and spec.submodule_search_locations) or []]
+
+
+def opencv_version(folder: Path) -> str:
+    """The version an OpenCV wheel records in cv2/version.py ("?" when unknown)."""
+    try:
+        text = (folder / "version.py").read_text(encoding="utf-8")
+    except OSError:
+        return "?"
+    match = re.search(r"""opencv_version\s*=\s*["']([^"']+)""", text)
+    return match.group(1) if match else "?"
+
+
 def find_cascade() -> Path | None:
     """OpenCV's frontal-face cascade, found without importing OpenCV (None if absent)."""
-    spec = importlib.util.find_spec("cv2")
-    for location in (spec and spec.submodule_search_locations) or []:
-        path = Path(location, "data", CASCADE)
+    for folder in opencv_folders():
+        path = folder / "data" / CASCADE
         if path.is_file():
             return path
+    return None
+
+
+def cascade_problem() -> str | None:
+    """Why the demo model's source, OpenCV's face cascade, is not here (None: it is)."""
+    folders = opencv_folders()
+    if not folders:
+        return f"cookiecutter's Python ({sys.executable}) has no OpenCV"
+    if find_cascade() is None:
+        version = opencv_version(folders[0])
+        return (
+            f"the OpenCV next to cookiecutter ({version}) has no Haar cascades: "
+            "OpenCV 5 wheels no longer ship them (the atom pins 4.x)"
+        )
+    if missing_modules(("cryptography",)):
+        return f"cookiecutter's Python ({sys.executable}) has no cryptography"
     return None
 
 
@@ -107,25 +139,20 @@ def encrypt_demo_model(project: Path, package: str, cascade: Path) -> str | None
 
 
 def finish(project: Path, package: str) -> list[str]:
-    """Build the protector and encrypt the demo model; return what is left to do, and why."""
+    """Build the protector and encrypt the demo model; return what was skipped, and why."""
     problems = build_problems()
     if problems:
-        return [
-            f"the model protector was not compiled: it needs {'; '.join(problems)}",
-            "then run in the project: make protector model",
-        ]
+        return [f"the model protector was not compiled here: {'; '.join(problems)}"]
     sys.stderr.write("post-gen: compiling the model protector (Cython, about 10 s)\n")
-    failure = run_python(project, "build_protector.py")
+    failure = run_python(project, *BUILD_COMMAND)
     if failure:
-        return [f"the model protector did not compile: {failure}", "then: make protector model"]
-    missing = missing_modules(MODEL_MODULES)
-    cascade = find_cascade()
-    if missing or cascade is None:
-        packages = " ".join(missing) or "opencv-python-headless"
-        return [f"the demo model was not encrypted: pip install {packages}", "then: make model"]
-    failure = encrypt_demo_model(project, package, cascade)
+        return [f"the model protector did not compile here: {failure}"]
+    problem = cascade_problem()
+    if problem:
+        return [f"the demo model was not encrypted here: {problem}"]
+    failure = encrypt_demo_model(project, package, find_cascade() or Path(CASCADE))
     if failure:
-        return [f"the demo model was not encrypted: {failure}", "then: make model"]
+        return [f"the demo model was not encrypted here: {failure}"]
     return []
 
 
@@ -133,15 +160,19 @@ def main() -> int:
     """Create the key, build the protector, encrypt the demo model; say what is left to do."""
     answers = json.loads(r"""{{ cookiecutter | tojson }}""")
     project = Path.cwd()
+    todo = []
     try:
         write_key(project)
     except OSError as exc:
-        sys.stderr.write(f"post-gen: the model key was not created ({exc}): run make key\n")
-    todo = finish(project, answers["package_name"])
+        todo.append(f"the model key was not created here ({exc})")
+    todo += finish(project, answers["package_name"])
     for line in todo:
         sys.stderr.write(f"post-gen: {line}\n")
     if todo:
-        sys.stderr.write("post-gen: (make PYTHON=/path/to/python ... when python3 is not it)\n")
+        sys.stderr.write(
+            f"post-gen: `cd {project.name}`, then `make run` or `make test` set up the rest "
+            "(a .venv with the pinned packages, the protector, the key, the demo model)\n"
+        )
     return 0
 
 

@@ -22,6 +22,8 @@ DEFAULT_ANSWERS = {
     "port": "8000",
     "workers": "1",
 }
+# The lanes (markers of pyproject.toml); each is also slow, so `make check` leaves it out.
+LANES = ("nginx", "container", "soak", "fuzz", "docs_render", "demo", "fresh_machine")
 # Unrendered template syntax that must never reach a generated file.
 LEFTOVER_RE = re.compile(r"\{\{\s*cookiecutter|\{%|\{#|cookiecutter\.\w")
 TEXT_SUFFIXES = {".py", ".md", ".toml", ".txt", ".cfg", ".ini", ".yml", ".yaml", ".example", ""}
@@ -61,6 +63,13 @@ def leftovers(project: Path) -> list[str]:
             if LEFTOVER_RE.search(line):
                 found.append(f"{path.relative_to(project)}:{number}: {line.strip()}")
     return found
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """A test of a lane is slow too: `pytest -m "not slow"` (make check) leaves it out."""
+    for item in items:
+        if any(item.get_closest_marker(lane) for lane in LANES):
+            item.add_marker(pytest.mark.slow)
 
 
 @pytest.fixture(scope="session", autouse=True)

@@ -12,6 +12,8 @@ import pytest
 
 from scripts.atomctl import AtomServer, http, log_lines, rss_kib
 
+pytestmark = pytest.mark.slow
+
 
 @pytest.fixture(scope="module")
 def server(default_atom: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[AtomServer]:

@@ -4,11 +4,17 @@ No registry serves base images here, so the lane makes its own: a minimal Debian
 with python3 (debootstrap), imported into podman. The test-only plumbing lives here, not
 in the Dockerfile: a containers.conf (runc, ulimits), chroot isolation, host networking,
 and this machine's CA bundle plus a pip.conf mounted into the build for pip.
+
+The image runs twice: the README's way (its `docker run` line, with `--user` a uid that
+owns a mode 600 key file, like `--user "$(id -u)"` does for whoever runs it) and with the
+image's default user reading a secret mounted read-only on a read-only root.
 """
 
 import base64
 import json
 import os
+import re
+import shlex
 import shutil
 import subprocess
 import sys
@@ -20,8 +26,12 @@ import pytest
 
 from scripts.atomctl import free_port, free_port_range, http
 
+pytestmark = pytest.mark.container
+
 BASE_IMAGE = "localhost/atom-test-base:bookworm"
 IMAGE = "localhost/my-atom:test"
+README_UID = 12345  # a uid with no passwd entry in the image, as platforms assign them
+DEFAULT_UID = 10001
 CA_BUNDLE = "/etc/ssl/certs/ca-certificates.crt"
 CONTAINERS_CONF = """[containers]
 default_ulimits = ["nofile=20000:20000", "nproc=4096:4096"]
@@ -92,10 +102,20 @@ def base_image(podman_env: dict[str, str], tmp_path_factory: pytest.TempPathFact
 
 
 @pytest.fixture(scope="module")
+def build_context(default_atom: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The default atom, with its model file private to its owner (mode 600), as a build
+    context: the image must be readable by any user whatever the modes of the checkout."""
+    context = tmp_path_factory.mktemp("context") / default_atom.name
+    shutil.copytree(default_atom, context, ignore=shutil.ignore_patterns("*.log"))
+    (context / "models" / "face.enc").chmod(0o600)
+    return context
+
+
+@pytest.fixture(scope="module")
 def image(
     base_image: str,
     podman_env: dict[str, str],
-    default_atom: Path,
+    build_context: Path,
     tmp_path_factory: pytest.TempPathFactory,
 ) -> str:
     """The baked atom's image, built with `podman build` from its own Dockerfile."""
@@ -113,7 +133,7 @@ def image(
         f"--build-arg=BASE_IMAGE={base_image}",
         "--tag",
         IMAGE,
-        str(default_atom),
+        str(build_context),
         timeout=1500,
     )
     assert result.returncode == 0, result.stdout[-5000:] + result.stderr[-5000:]
@@ -121,53 +141,94 @@ def image(
     return IMAGE
 
 
-@pytest.fixture(scope="module")
+def readme_docker_run(project: Path) -> list[str]:
+    """The `docker run` line of the generated README's "Build the image" section, split."""
+    readme = (project / "README.md").read_text(encoding="utf-8")
+    section = readme.split("## Build the image", 1)[1]
+    (line,) = re.findall(r"^docker run .*$", section, re.M)
+    return shlex.split(line)
+
+
+def give_key_to(uid: int, key: Path, env: dict[str, str]) -> None:
+    """Make ``uid`` (as the containers see it) the owner of ``key``, mode 600."""
+    key.chmod(0o600)
+    if os.geteuid() == 0:
+        os.chown(key, uid, uid)
+        return
+    # Rootless podman: container uids map to the user's subordinate uids.
+    chown = podman(env, "unshare", "chown", f"{uid}:{uid}", str(key), timeout=60)
+    assert chown.returncode == 0, chown.stderr
+
+
+def readme_run_args(project: Path, checkout: Path, image: str, port: int) -> list[str]:
+    """The README's `docker run` as podman arguments: its --user and key volume as written
+    (with $(id -u) the key owner's uid and $PWD the checkout), its -p replaced by this
+    lane's host network, its image by the one built here."""
+    words = readme_docker_run(project)
+    assert words[:2] == ["docker", "run"] and words[-1] == "my-atom", words
+    options = dict(zip(words[2:-1:2], words[3:-1:2], strict=True))
+    assert set(options) == {"-p", "--user", "-v"}, words
+    assert options["-p"] == "8000:8000"
+    assert options["--user"] == "$(id -u)"
+    volume = options["-v"].replace("$PWD", str(checkout))
+    assert volume == f"{checkout}/secrets/model.key:/run/secrets/atom_model_key:ro"
+    return [f"--env=ATOM_PORT={port}", f"--user={README_UID}", f"--volume={volume}", image]
+
+
+@pytest.fixture(scope="module", params=["readme", "default-user"])
 def container(
+    request: pytest.FixtureRequest,
     image: str,
     podman_env: dict[str, str],
     default_atom: Path,
     tmp_path_factory: pytest.TempPathFactory,
 ) -> Iterator[dict]:
-    """The image running (read-only root, key mounted as a secret), removed afterwards."""
+    """The image running, removed afterwards: the README's way (a uid owning a private key
+    file), or as the image's user reading a secret, read-only, with 2 workers."""
     port, inner = free_port(), free_port_range(2)
-    name = f"atom-test-{port}"
-    args = [
-        "run",
-        "--detach",
-        f"--name={name}",
-        "--network=host",
-        "--read-only",
-        "--tmpfs=/tmp",
-        "--tmpfs=/app/logs",
-        f"--env=ATOM_PORT={port}",
-        f"--env=ATOM_INNER_START_PORT={inner}",
-        "--env=ATOM_WORKERS=2",
-    ]
-    # The project's key is private to its owner (mode 600); the container's user (uid
-    # 10001) reads a copy, as it would read a Kubernetes Secret mounted with fsGroup.
-    key = tmp_path_factory.mktemp("secret") / "model.key"
+    name = f"atom-test-{request.param}-{port}"
+    args = ["run", "--detach", f"--name={name}", "--network=host"]
+    args.append(f"--env=ATOM_INNER_START_PORT={inner}")
+    checkout = tmp_path_factory.mktemp(request.param)
+    key = checkout / "secrets" / "model.key"
+    key.parent.mkdir()
     shutil.copy(default_atom / "secrets" / "model.key", key)
-    key.chmod(0o444)
-    args.append(f"--volume={key}:/run/secrets/atom_model_key:ro")
-    result = podman(podman_env, *args, image)
+    if request.param == "readme":
+        give_key_to(README_UID, key, podman_env)
+        args += readme_run_args(default_atom, checkout, image, port)
+        uid = README_UID
+    else:
+        # Readable by the image's user, as a Kubernetes Secret mounted with fsGroup is.
+        key.chmod(0o444)
+        args += ["--read-only", "--tmpfs=/tmp", "--tmpfs=/app/logs", "--env=ATOM_WORKERS=2"]
+        args += [f"--env=ATOM_PORT={port}", f"--volume={key}:/run/secrets/atom_model_key:ro"]
+        args.append(image)
+        uid = DEFAULT_UID
+    result = podman(podman_env, *args)
     assert result.returncode == 0, result.stderr
     try:
-        yield {"name": name, "base": f"http://127.0.0.1:{port}", "env": podman_env}
+        yield {"name": name, "base": f"http://127.0.0.1:{port}", "env": podman_env, "uid": uid}
     finally:
         podman(podman_env, "rm", "--force", "--time=2", name, timeout=60)
 
 
-def wait_ready(base: str, timeout: float = 120) -> float:
+def wait_ready(container: dict, timeout: float = 120) -> float:
     """Seconds until the ready route answers 200 through the container's nginx."""
     started = time.monotonic()
     while time.monotonic() - started < timeout:
         try:
-            if http("GET", f"{base}/d2atom/v1/health/ready", timeout=2)[0] == 200:
+            if http("GET", f"{container['base']}/d2atom/v1/health/ready", timeout=2)[0] == 200:
                 return time.monotonic() - started
         except OSError:
             pass
         time.sleep(0.5)
-    raise AssertionError("the container did not become ready")
+    logs = podman(container["env"], "logs", container["name"], timeout=60)
+    raise AssertionError(f"the container did not become ready:\n{logs.stdout[-4000:]}")
+
+
+def in_container(container: dict, script: str) -> subprocess.CompletedProcess:
+    """Run a shell script in the running container (as its user)."""
+    return podman(container["env"], "exec", container["name"], "sh", "-c", script, timeout=60)
 
 
 def test_hadolint_reports_nothing_above_info(default_atom: Path) -> None:
@@ -187,7 +248,7 @@ def test_hadolint_reports_nothing_above_info(default_atom: Path) -> None:
 
 def test_container_serves_detect(container: dict, default_atom: Path) -> None:
     """The container becomes ready and detects the face in the photograph."""
-    wait_ready(container["base"])
+    wait_ready(container)
     photo = default_atom / "tests" / "data" / "astronaut.jpg"
     body = {"data": [base64.b64encode(photo.read_bytes()).decode()], "src_type": "base64"}
     status, _, reply = http("POST", f"{container['base']}/d2atom/detect", body)
@@ -197,45 +258,56 @@ def test_container_serves_detect(container: dict, default_atom: Path) -> None:
 
 def test_healthcheck_passes(container: dict) -> None:
     """The image's HEALTHCHECK command succeeds once the atom is ready."""
-    wait_ready(container["base"])
+    wait_ready(container)
     result = podman(container["env"], "healthcheck", "run", container["name"], timeout=60)
     assert result.returncode == 0, result.stdout + result.stderr
 
 
+def test_runs_as_its_uid_in_group_0_and_writes_its_log(container: dict) -> None:
+    """The processes run as the uid given (no passwd entry needed), group 0; the log is written."""
+    wait_ready(container)
+    found = in_container(container, "id -u; id -g; test -s /app/logs/atom/atom.log && echo log")
+    assert found.returncode == 0, found.stderr
+    assert found.stdout.split() == [str(container["uid"]), "0", "log"]
+
+
 def test_image_holds_no_sources_tests_or_key(container: dict, default_atom: Path) -> None:
-    """No .pyx, .c, tests or key file in the image; it runs as a non-root user."""
-    found = podman(
-        container["env"],
-        "exec",
-        container["name"],
-        "sh",
-        "-c",
-        "find /app -name '*.pyx' -o -name '*.c' -o -name 'tests' -o -name 'secrets'"
-        " -o -name '*.key'; id -u",
-        timeout=60,
+    """No .pyx, .c, tests or key file in the image; the package is the wheel's, compiled."""
+    wait_ready(container)
+    located = in_container(container, "python -c 'import my_atom, os; print(my_atom.__path__[0])'")
+    assert located.returncode == 0, located.stderr
+    package = located.stdout.strip()
+    assert package.startswith("/opt/venv/lib/") and package.endswith("/site-packages/my_atom")
+    found = in_container(
+        container,
+        f"find /app {package} -name '*.pyx' -o -name '*.c' -o -name 'tests' -o -name 'secrets'"
+        " -o -name '*.key' -o -name '*.egg-info'",
     )
     assert found.returncode == 0, found.stderr
-    assert found.stdout.split() == ["10001"]
+    assert found.stdout.split() == []
     secret = (default_atom / "secrets" / "model.key").read_text().strip()
     grep = podman(
         container["env"], "exec", container["name"], "grep", "-rlF", secret, "/app", "/opt"
     )
     assert grep.returncode == 1  # grep: no match anywhere
     assert grep.stdout == ""
-    protector = podman(
-        container["env"],
-        "exec",
-        container["name"],
-        "sh",
-        "-c",
-        "ls /app/my_atom/dependency/ | grep -c '^model_protector.*\\.so$'",
+    protector = in_container(
+        container, f"ls {package}/dependency/ | grep -c '^model_protector.*\\.so$'"
     )
     assert protector.stdout.strip() == "1"
 
 
+def test_every_file_is_readable_by_all(container: dict) -> None:
+    """Any uid reads the app, the models and the venv (the build context had a 600 file)."""
+    script = "find /app /opt/venv -path /app/logs -prune -o ! -perm -o+r -print | head"
+    found = in_container(container, script)
+    assert found.returncode == 0, found.stderr
+    assert found.stdout == ""
+
+
 def test_podman_stop_is_clean(container: dict) -> None:
     """`podman stop` ends the container within 10 s with status 0."""
-    wait_ready(container["base"])
+    wait_ready(container)
     started = time.monotonic()
     result = podman(container["env"], "stop", "--time=10", container["name"], timeout=60)
     elapsed = time.monotonic() - started

@@ -3,6 +3,8 @@
 import re
 import subprocess
 
+import pytest
+
 from scripts.atomctl import TEMPLATE
 
 
@@ -15,6 +17,7 @@ def test_readme_starts_with_the_two_commands() -> None:
     assert commands == ["make demo", "make test"]
 
 
+@pytest.mark.demo
 def test_make_demo_finds_a_face() -> None:
     """`make demo` bakes, starts, detects, prints at least one face box and stops."""
     result = subprocess.run(

@@ -9,6 +9,8 @@ import pytest
 
 from scripts.atomctl import AtomServer
 
+pytestmark = pytest.mark.docs_render
+
 CHROMIUM_FLAGS = [
     "--headless",
     "--no-sandbox",

@@ -25,7 +25,11 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
+
 from scripts.atomctl import AtomServer, http
+
+pytestmark = pytest.mark.fuzz
 
 MAX_EXAMPLES = 1000  # per operation and phase: about a minute of fuzzing on 2 cores
 FUZZ_TIMEOUT = 240

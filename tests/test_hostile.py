@@ -11,6 +11,8 @@ from scripts.atomctl import bake
 
 from .conftest import leftovers, run
 
+pytestmark = pytest.mark.slow
+
 HOSTILE = {
     "quotes-and-markup": {"project_name": 'He said "hi" & it\'s <b>bold</b>'},
     "backslashes": {"project_name": "C:\\atoms\\new\\", "project_description": "a \\N{x} \\u1234"},

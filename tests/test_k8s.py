@@ -10,6 +10,8 @@ from scripts.atomctl import bake
 
 from .conftest import run
 
+pytestmark = pytest.mark.slow
+
 COMBINATIONS = {
     "default": {},
     "dotted-slug": {"project_slug": "Atom.V2_x", "package_name": "atom_v2", "port": "8080"},
@@ -56,3 +58,14 @@ def test_probes_ports_and_grace(manifests: tuple) -> None:
     mounts = {mount["mountPath"] for mount in container["volumeMounts"]}
     assert "/run/secrets/atom_model_key" in mounts
     assert deployment["metadata"]["name"].replace("-", "").isalnum()
+
+
+def test_the_autoscaler_owns_the_replicas(manifests: tuple) -> None:
+    """The Deployment sets no replicas: the HorizontalPodAutoscaler that targets it does."""
+    folder, _ = manifests
+    deployment = yaml.safe_load((folder / "deployment.yaml").read_text())
+    hpa = yaml.safe_load((folder / "hpa.yaml").read_text())
+    assert "replicas" not in deployment["spec"]
+    target = hpa["spec"]["scaleTargetRef"]
+    assert (target["kind"], target["name"]) == ("Deployment", deployment["metadata"]["name"])
+    assert 1 <= hpa["spec"]["minReplicas"] < hpa["spec"]["maxReplicas"]

@@ -21,6 +21,8 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from scripts.atomctl import AtomLauncher, http, log_lines
 
+pytestmark = pytest.mark.nginx
+
 SLOW_SERVER = '''"""server.py plus a slow route, for the drain test."""
 
 import asyncio

@@ -1,6 +1,8 @@
-"""The post-gen hook: the project's key, the compiled protector, the demo model, never a failure."""
+"""The post-gen hook: the project's key, the protector and demo model when it can, the real
+reason when it cannot, and never a failure; then the atom's make setup and make model."""
 
 import base64
+import importlib.machinery
 import importlib.util
 import json
 import os
@@ -56,47 +58,78 @@ def test_tools_found_here(hook: ModuleType) -> None:
     assert hook.build_problems() == []
     cascade = hook.find_cascade()
     assert cascade is not None and cascade.name == hook.CASCADE and cascade.is_file()
+    assert hook.cascade_problem() is None
 
 
 def test_missing_cython_is_named(hook: ModuleType, monkeypatch: pytest.MonkeyPatch) -> None:
-    """A Python without Cython gets 'pip install Cython'."""
+    """A Python without Cython is named as the reason, with its path."""
     monkeypatch.setitem(sys.modules, "Cython", None)  # import Cython now fails
     assert hook.missing_modules(hook.BUILD_MODULES) == ["Cython"]
-    assert hook.build_problems() == ["pip install Cython"]
+    assert hook.build_problems() == [f"cookiecutter's Python ({sys.executable}) has no Cython"]
 
 
 def test_missing_compiler_is_named(hook: ModuleType, monkeypatch: pytest.MonkeyPatch) -> None:
     """No C compiler (CC points nowhere) is said with the package to install."""
     monkeypatch.setenv("CC", "/nonexistent/cc")
     assert hook.c_compiler() is None
-    assert hook.build_problems() == ["a C compiler (Debian/Ubuntu: apt-get install gcc)"]
+    assert hook.build_problems() == ["there is no C compiler (Debian/Ubuntu: apt-get install gcc)"]
 
 
-def test_main_without_cython_succeeds_and_says_what_to_do(
+def fake_opencv(monkeypatch: pytest.MonkeyPatch, folder: Path) -> None:
+    """Make ``cv2`` resolve to ``folder`` (as find_spec sees it) without importing anything."""
+    spec = importlib.machinery.ModuleSpec("cv2", None, is_package=True)
+    spec.submodule_search_locations = [str(folder)]
+    module = ModuleType("cv2")
+    module.__spec__ = spec
+    monkeypatch.setitem(sys.modules, "cv2", module)
+
+
+def test_opencv_5_without_cascades_is_named(
+    hook: ModuleType, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """An OpenCV whose wheel has no Haar cascades is named as such, with its version."""
+    (tmp_path / "version.py").write_text('opencv_version = "5.0.0.20"\ncontrib = False\n')
+    fake_opencv(monkeypatch, tmp_path)
+    assert hook.find_cascade() is None
+    assert hook.cascade_problem() == (
+        "the OpenCV next to cookiecutter (5.0.0.20) has no Haar cascades: "
+        "OpenCV 5 wheels no longer ship them (the atom pins 4.x)"
+    )
+
+
+def test_missing_opencv_is_named(hook: ModuleType, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A Python without OpenCV is named as the reason the demo model was not made."""
+    monkeypatch.setitem(sys.modules, "cv2", None)
+    assert hook.cascade_problem() == f"cookiecutter's Python ({sys.executable}) has no OpenCV"
+
+
+def test_main_without_cython_succeeds_and_points_to_make(
     hook: ModuleType,
     monkeypatch: pytest.MonkeyPatch,
     tmp_path: Path,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    """Without Cython the hook still exits 0, makes the key, and prints what to install."""
+    """Without Cython the hook still exits 0, makes the key, and points to make run/test."""
     monkeypatch.setitem(sys.modules, "Cython", None)
-    monkeypatch.chdir(tmp_path)
+    project = tmp_path / "my-atom"
+    project.mkdir()
+    monkeypatch.chdir(project)
     assert hook.main() == 0
-    err = capsys.readouterr().err
-    assert "post-gen: the model protector was not compiled: it needs pip install Cython" in err
-    assert "make protector model" in err
-    assert (tmp_path / "secrets" / "model.key").is_file()
-    assert not list(tmp_path.rglob("*.so"))
+    assert capsys.readouterr().err.splitlines() == [
+        "post-gen: the model protector was not compiled here: "
+        f"cookiecutter's Python ({sys.executable}) has no Cython",
+        "post-gen: `cd my-atom`, then `make run` or `make test` set up the rest "
+        "(a .venv with the pinned packages, the protector, the key, the demo model)",
+    ]
+    assert (project / "secrets" / "model.key").is_file()
+    assert not list(project.rglob("*.so"))
 
 
 def test_failed_build_is_reported_not_raised(hook: ModuleType, tmp_path: Path) -> None:
-    """A build command that fails gives its last error line, and the make target to run."""
-    (tmp_path / "build_protector.py").write_text("raise SystemExit('gcc: fatal error: boom')\n")
+    """A build that fails gives its last error line, not an exception."""
+    (tmp_path / "setup.py").write_text("raise SystemExit('gcc: fatal error: boom')\n")
     todo = hook.finish(tmp_path, "my_atom")
-    assert todo == [
-        "the model protector did not compile: gcc: fatal error: boom",
-        "then: make protector model",
-    ]
+    assert todo == ["the model protector did not compile here: gcc: fatal error: boom"]
 
 
 def test_answers_are_read_as_json() -> None:
@@ -107,28 +140,49 @@ def test_answers_are_read_as_json() -> None:
     assert json.loads(eval(literal)) == hostile  # the literal the hook evaluates
 
 
+def decrypt_head(project: Path, model: str, model_id: str) -> str:
+    """The first bytes of an encrypted model of the project, decrypted with its key."""
+    check = (
+        "import sys; from my_atom.dependency.model_protector import ModelProtector as P; "
+        "p = P.from_key_file('secrets/model.key'); "
+        "print(p.decrypt(sys.argv[1], sys.argv[2])[:5].decode())"
+    )
+    opened = subprocess.run(
+        [sys.executable, "-c", check, model, model_id],
+        cwd=project,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert opened.returncode == 0, opened.stderr
+    return opened.stdout.strip()
+
+
 def test_generation_without_a_compiler_then_make(tmp_path: Path) -> None:
-    """cookiecutter succeeds without a C compiler; `make protector model` finishes later."""
+    """cookiecutter succeeds without a C compiler; `make setup` and `make model` finish later."""
     env = {**os.environ, "CC": "/nonexistent/cc"}
     command = [sys.executable, "-m", "cookiecutter", "--no-input", "-o", str(tmp_path)]
     result = run([*command, str(TEMPLATE)], cwd=tmp_path, timeout=300, env=env)
     assert result.returncode == 0, result.stderr
-    assert "it needs a C compiler (Debian/Ubuntu: apt-get install gcc)" in result.stderr
-    assert "make protector model" in result.stderr
+    assert "there is no C compiler (Debian/Ubuntu: apt-get install gcc)" in result.stderr
+    assert "then `make run` or `make test` set up the rest" in result.stderr
     project = tmp_path / "my-atom"
     ext_suffix = sysconfig.get_config_var("EXT_SUFFIX")
     module = project / "my_atom" / "dependency" / f"model_protector{ext_suffix}"
     assert not module.exists() and not (project / "models" / "face.enc").exists()
     assert (project / "secrets" / "model.key").is_file()
-    make = run(["make", "protector", "model", f"PYTHON={sys.executable}"], cwd=project)
+    python = f"PYTHON={sys.executable}"  # this venv already holds the pinned packages
+    broken = run(["make", "setup", python], cwd=project, env=env)
+    assert broken.returncode != 0
+    assert "[setup] error: no C compiler (/nonexistent/cc)" in broken.stderr
+    assert "sudo apt-get install gcc" in broken.stderr
+    make = run(["make", "setup", python], cwd=project)
     assert make.returncode == 0, make.stdout + make.stderr
     assert module.is_file()
-    check = (
-        "from my_atom.dependency.model_protector import ModelProtector as P; "
-        "p = P.from_key_file('secrets/model.key'); "
-        "print(p.decrypt('models/face.enc', 'face')[:5].decode())"
-    )
-    opened = subprocess.run(
-        [sys.executable, "-c", check], cwd=project, capture_output=True, text=True, timeout=60
-    )
-    assert opened.stdout.strip() == "<?xml", opened.stderr
+    assert decrypt_head(project, "models/face.enc", "face") == "<?xml"
+    (tmp_path / "plain.bin").write_bytes(b"hello, model")
+    other = run(["make", "model", python, "NAME=other", f"SRC={tmp_path / 'plain.bin'}"], project)
+    assert other.returncode == 0, other.stdout + other.stderr
+    assert decrypt_head(project, "models/other.enc", "other") == "hello"
+    again = run(["make", "setup", python], cwd=project)
+    assert again.returncode == 0 and again.stderr == "", again.stderr  # nothing left to do

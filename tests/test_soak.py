@@ -19,6 +19,8 @@ import pytest
 from scripts.atomctl import AtomLauncher, http, rss_kib, small_face
 from tests.test_nginx import nginx_binary, process_group
 
+pytestmark = pytest.mark.soak
+
 SOAK_REQUESTS = int(os.environ.get("SOAK_REQUESTS", "2000"))
 CONCURRENCY = 32
 # The warm-up runs at 4x the concurrency: each worker then has more calls in flight than

@@ -5,6 +5,7 @@ import io
 import os
 import pickle
 import struct
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -95,12 +96,30 @@ def test_each_file_is_sealed_differently(protector: ModelProtector) -> None:
 
 
 # Tampering -------------------------------------------------------------------------------
+#
+# Each case damages a real protected file of five chunks (four full, the last partial) the
+# way an attacker or a bad copy would, and names the exact error class a reader must raise.
+# The construction that makes each fail is explained in model_protector.pyx.
+
+PLAINTEXT = 4 * CHUNK + 10  # five chunks: four full ones and a partial last one
+Reader = Callable[[ModelProtector, Path], object]
+READERS: dict[str, Reader] = {
+    "decrypt": lambda protector, path: protector.decrypt(path, "face"),
+    "decrypt_into": lambda protector, path: protector.decrypt_into(path, io.BytesIO(), "face"),
+    "memory file": lambda protector, path: protector.decrypt_to_memory_file(path, "face").close(),
+}
 
 
 @pytest.fixture
 def sealed(protector: ModelProtector) -> bytes:
-    """A protected file of four chunks (the last one partial)."""
-    return protector.encrypt_bytes(os.urandom(3 * CHUNK + 10), "face")
+    """A protected file of five chunks (the last one partial)."""
+    return protector.encrypt_bytes(os.urandom(PLAINTEXT), "face")
+
+
+@pytest.fixture
+def sibling(protector: ModelProtector) -> bytes:
+    """Another file with the key, model id, chunk size and size of ``sealed``."""
+    return protector.encrypt_bytes(os.urandom(PLAINTEXT), "face")
 
 
 def chunk_span(data: bytes, index: int) -> tuple[int, int]:
@@ -109,13 +128,25 @@ def chunk_span(data: bytes, index: int) -> tuple[int, int]:
     return start, min(start + CHUNK + FRAME, len(data))
 
 
+def chunk(data: bytes, index: int) -> bytes:
+    """The bytes of chunk ``index``, frame included."""
+    start, end = chunk_span(data, index)
+    return data[start:end]
+
+
+def put_chunk(data: bytes, index: int, new: bytes) -> bytes:
+    """The data with chunk ``index`` replaced by ``new``."""
+    start, end = chunk_span(data, index)
+    return data[:start] + new + data[end:]
+
+
 def flip(data: bytes, position: int) -> bytes:
     """The data with one bit changed."""
     return data[:position] + bytes([data[position] ^ 1]) + data[position + 1 :]
 
 
 def swap_chunks(data: bytes, first: int, second: int) -> bytes:
-    """The data with two full chunks exchanged."""
+    """The data with two chunks exchanged."""
     (a, b), (c, d) = chunk_span(data, first), chunk_span(data, second)
     return data[:a] + data[c:d] + data[b:c] + data[a:b] + data[d:]
 
@@ -126,49 +157,165 @@ def drop_chunk(data: bytes, index: int) -> bytes:
     return data[:start] + data[end:]
 
 
+def cut_after(data: bytes, index: int) -> bytes:
+    """The data cut at the end of chunk ``index``: every later chunk dropped."""
+    return data[: chunk_span(data, index)[1]]
+
+
+def set_frame(data: bytes, index: int, *, position: int | None = None, last: bool) -> bytes:
+    """The data with chunk ``index``'s frame rewritten: its index and last-chunk flag."""
+    start = chunk_span(data, index)[0]
+    old, size, _ = fileformat.FRAME.unpack_from(data, start)
+    frame = fileformat.FRAME.pack(old if position is None else position, size, int(last))
+    return data[:start] + frame + data[start + len(frame) :]
+
+
 def rename(data: bytes, old: str, new: str) -> bytes:
-    """The data with the model id in the header replaced (same length)."""
-    return data.replace(old.encode(), new.encode(), 1)
+    """The data with the model id in the header replaced (its length field too)."""
+    at = data.index(old.encode())
+    length = struct.pack(">H", len(new.encode()))
+    return data[: at - 2] + length + new.encode() + data[at + len(old.encode()) :]
 
 
 TAMPERING = [
-    ("flipped byte", lambda d: flip(d, chunk_span(d, 1)[0] + 20), errors.ChunkTamperedError),
-    ("flipped tag", lambda d: flip(d, len(d) - 1), errors.ChunkTamperedError),
-    ("swapped chunks", lambda d: swap_chunks(d, 1, 2), errors.ChunkOrderError),
-    ("dropped chunk", lambda d: drop_chunk(d, 1), errors.ChunkOrderError),
-    ("cut after a chunk", lambda d: d[: chunk_span(d, 2)[1]], errors.TruncatedError),
-    ("cut inside a chunk", lambda d: d[:-5], errors.TruncatedError),
-    ("cut inside the header", lambda d: d[:20], errors.TruncatedError),
-    ("renamed model id", lambda d: rename(d, "face", "fake"), errors.HeaderTamperedError),
-    ("changed chunk size", lambda d: flip(d, 13), errors.HeaderTamperedError),
-    ("data appended", lambda d: d + b"more", errors.TamperedError),
-    ("not a model", lambda d: b"<?xml version='1.0'?>" + d, errors.FormatError),
-    ("newer format", lambda d: d[:8] + struct.pack(">H", 9) + d[10:], errors.FormatError),
+    ("flipped byte", lambda d, s: flip(d, chunk_span(d, 1)[0] + 20), errors.ChunkTamperedError),
+    ("flipped tag", lambda d, s: flip(d, len(d) - 1), errors.ChunkTamperedError),
+    ("reordered chunks", lambda d, s: swap_chunks(d, 1, 2), errors.ChunkOrderError),
+    ("first and last exchanged", lambda d, s: swap_chunks(d, 0, 4), errors.ChunkOrderError),
+    (
+        "reordered, indexes rewritten",
+        lambda d, s: set_frame(
+            set_frame(swap_chunks(d, 1, 2), 1, position=1, last=False), 2, position=2, last=False
+        ),
+        errors.ChunkTamperedError,
+    ),
+    (
+        "chunk duplicated",
+        lambda d, s: put_chunk(d, 1, chunk(d, 1) + chunk(d, 1)),
+        errors.ChunkOrderError,
+    ),
+    (
+        "chunk copied over the next",
+        lambda d, s: put_chunk(d, 2, chunk(d, 1)),
+        errors.ChunkOrderError,
+    ),
+    ("middle chunk dropped", lambda d, s: drop_chunk(d, 1), errors.ChunkOrderError),
+    (
+        "chunk from another file, same key and place",
+        lambda d, s: put_chunk(d, 2, chunk(s, 2)),
+        errors.ChunkTamperedError,
+    ),
+    (
+        "last chunk from another file",
+        lambda d, s: put_chunk(d, 4, chunk(s, 4)),
+        errors.ChunkTamperedError,
+    ),
+    ("last chunk dropped", lambda d, s: cut_after(d, 3), errors.TruncatedError),
+    ("last three chunks dropped", lambda d, s: cut_after(d, 1), errors.TruncatedError),
+    (
+        "last chunk dropped, flag set on the new last",
+        lambda d, s: set_frame(cut_after(d, 3), 3, last=True),
+        errors.ChunkTamperedError,
+    ),
+    (
+        "last-chunk flag set on a middle chunk",
+        lambda d, s: set_frame(d, 1, last=True),
+        errors.ChunkTamperedError,
+    ),
+    (
+        "last-chunk flag cleared on the last chunk",
+        lambda d, s: set_frame(d, 4, last=False),
+        errors.ChunkTamperedError,
+    ),
+    (
+        "cut inside a chunk's frame",
+        lambda d, s: d[: chunk_span(d, 2)[0] + 5],
+        errors.TruncatedError,
+    ),
+    ("cut inside a chunk", lambda d, s: d[:-5], errors.TruncatedError),
+    ("cut inside the header", lambda d, s: d[:20], errors.TruncatedError),
+    ("renamed model id", lambda d, s: rename(d, "face", "fake"), errors.HeaderTamperedError),
+    ("longer model id", lambda d, s: rename(d, "face", "faces"), errors.HeaderTamperedError),
+    ("changed chunk size", lambda d, s: flip(d, 13), errors.HeaderTamperedError),
+    ("changed salt: reads as another key", lambda d, s: flip(d, 20), errors.WrongKeyError),
+    ("changed key check", lambda d, s: flip(d, 40), errors.WrongKeyError),
+    ("changed nonce prefix", lambda d, s: flip(d, 31), errors.HeaderTamperedError),
+    ("data appended", lambda d, s: d + b"more", errors.TamperedError),
+    ("not a model", lambda d, s: b"<?xml version='1.0'?>" + d, errors.FormatError),
+    ("newer format", lambda d, s: d[:8] + struct.pack(">H", 9) + d[10:], errors.FormatError),
 ]
 
 
+@pytest.fixture
+def damaged(request: pytest.FixtureRequest, sealed: bytes, sibling: bytes, tmp_path: Path) -> Path:
+    """A file holding ``sealed`` with the damage of the test's case."""
+    data = request.param(sealed, sibling)
+    assert data != sealed
+    path = tmp_path / "model.enc"
+    path.write_bytes(data)
+    return path
+
+
+@pytest.mark.parametrize("reader", READERS.values(), ids=READERS)
 @pytest.mark.parametrize(
-    ("change", "error"), [case[1:] for case in TAMPERING], ids=[case[0] for case in TAMPERING]
+    ("damaged", "error"),
+    [case[1:] for case in TAMPERING],
+    ids=[case[0] for case in TAMPERING],
+    indirect=["damaged"],
 )
 def test_tampering_fails_with_its_own_error(
-    protector: ModelProtector, key: bytes, sealed: bytes, change, error: type
+    protector: ModelProtector, key: bytes, damaged: Path, error: type, reader: Reader
 ) -> None:
-    """Each kind of damage raises its own exception class, with a message free of the key."""
+    """Each kind of damage to a file raises its own exception class, free of the key."""
     with pytest.raises(error) as raised:
-        protector.decrypt(io.BytesIO(change(sealed)), "face")
+        reader(protector, damaged)
     assert raised.type is error
     assert not any(form in str(raised.value) for form in secret_forms(key))
-    with pytest.raises(error):
-        protector.decrypt_into(io.BytesIO(change(sealed)), io.BytesIO())
 
 
-def test_wrong_key(sealed: bytes, key: bytes) -> None:
+def test_the_damaged_files_are_whole_otherwise(protector: ModelProtector, sealed: bytes) -> None:
+    """The untouched file and its sibling open: the failures above come from the damage."""
+    assert len(protector.decrypt(io.BytesIO(sealed), "face")) == PLAINTEXT
+    assert fileformat.read_header(io.BytesIO(sealed)).describe(len(sealed))["chunks"] == 5
+
+
+@pytest.mark.parametrize("reader", READERS.values(), ids=READERS)
+def test_a_file_cut_anywhere_is_truncated(
+    protector: ModelProtector, sealed: bytes, tmp_path: Path, reader: Reader
+) -> None:
+    """A file cut at any byte after its magic raises TruncatedError, never a vaguer error."""
+    path = tmp_path / "model.enc"
+    for size in range(len(fileformat.MAGIC), len(sealed)):
+        path.write_bytes(sealed[:size])
+        with pytest.raises(errors.TruncatedError):
+            reader(protector, path)
+
+
+def test_chunks_are_bound_to_their_header(
+    protector: ModelProtector, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With salt and nonce prefix repeated (a broken random source), a chunk of a file of
+    another model still fails: each chunk authenticates its own file's header tag."""
+    monkeypatch.setattr(os, "urandom", lambda size: bytes(range(size)))
+    data = bytes(range(200))
+    first = protector.encrypt_bytes(data, "face")
+    second = protector.encrypt_bytes(data, "plates")
+    assert chunk(first, 1)[:-16] == chunk(second, 1)[:-16]  # same key, nonce, frame and text
+    assert chunk(first, 1)[-16:] != chunk(second, 1)[-16:]  # another header: another tag
+    with pytest.raises(errors.ChunkTamperedError):
+        protector.decrypt(io.BytesIO(put_chunk(first, 1, chunk(second, 1))))
+
+
+def test_wrong_key(sealed: bytes, key: bytes, tmp_path: Path) -> None:
     """Another key fails with WrongKeyError, naming where that key came from, not the key."""
+    path = tmp_path / "model.enc"
+    path.write_bytes(sealed)
     other = ModelProtector(ModelProtector.generate_key(), source="key file /run/other")
-    with pytest.raises(errors.WrongKeyError) as raised:
-        other.decrypt(io.BytesIO(sealed))
-    assert "key file /run/other" in str(raised.value)
-    assert not any(form in str(raised.value) for form in secret_forms(key))
+    for reader in READERS.values():
+        with pytest.raises(errors.WrongKeyError) as raised:
+            reader(other, path)
+        assert "key file /run/other" in str(raised.value)
+        assert not any(form in str(raised.value) for form in secret_forms(key))
 
 
 def test_another_model_id_is_refused(protector: ModelProtector, sealed: bytes) -> None:
@@ -260,3 +407,24 @@ def test_memory_file_is_a_path_in_memory(protector: ModelProtector, sealed: byte
     assert memory.closed
     with pytest.raises(ValueError, match="closed"):
         memory.fileno()
+
+
+# The benchmark's switches ----------------------------------------------------------------
+
+
+@pytest.mark.parametrize("trick", sorted(model_protector._SPEED_TRICKS))
+def test_a_speed_trick_switched_off_changes_no_result(
+    key: bytes, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, trick: str
+) -> None:
+    """Without any one speed trick, as bench_protector.py measures it, results stay the same."""
+    monkeypatch.setattr(model_protector, "_SPEED_TRICKS", model_protector._SPEED_TRICKS - {trick})
+    protector = ModelProtector(key, chunk_size=CHUNK)
+    data = os.urandom(PLAINTEXT)
+    path = tmp_path / "model.enc"
+    protector.encrypt(io.BytesIO(data), path, "face")
+    assert protector.decrypt(path, "face") == data
+    with protector.decrypt_to_memory_file(path, "face") as memory:
+        assert memory.read() == data
+    path.write_bytes(path.read_bytes()[:-5])
+    with pytest.raises(errors.TruncatedError):
+        protector.decrypt(path, "face")

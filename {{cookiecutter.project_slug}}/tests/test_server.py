@@ -10,6 +10,8 @@ import pytest
 from .conftest import Server, free_port, get
 from .stubs import StubServing, running
 
+pytestmark = pytest.mark.slow  # real server.py processes
+
 
 def serving_env(serving: StubServing) -> dict[str, str]:
     """Variables that make the atom register with the stub, quickly."""

@@ -77,8 +77,8 @@ def extract_members(fileobj: BinaryIO, target: Path) -> list[Path]:
             copy_member(archive, member, destination)
             written.append(destination)
     except BaseException:
-        for path in written:
-            path.unlink(missing_ok=True)
+        for done in written:
+            done.unlink(missing_ok=True)
         raise
     return written
 

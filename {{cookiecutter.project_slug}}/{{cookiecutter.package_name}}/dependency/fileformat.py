@@ -1,14 +1,39 @@
 """The layout of a protected model file, and the text form of a model key.
 
-A protected file (all integers big-endian) is a header, then chunks::
+A protected file is a header, then one or more chunks: the STREAM construction over
+AES-256-GCM, whose security argument is in ``model_protector.pyx``. All integers are
+big-endian; ``|`` joins bytes. ``L`` is the model id's length, ``C`` the chunk size.
 
-    header  magic b"\\x89ATOMGCM" | format version u16 | chunk size u32 | salt 16 B |
-            nonce prefix 4 B | key check 16 B | model id length u16 | model id (UTF-8) |
-            header tag 16 B
-    chunk   index u64 | plaintext length u32 | flags u8 (1 = last) | ciphertext | tag 16 B
+Header (``68 + L`` bytes)::
 
-Every chunk but the last holds exactly ``chunk size`` plaintext bytes, so sizes follow
-from the file size. What the fields mean for security is in ``model_protector.pyx``.
+    offset  size  field
+    0       8     magic b"\\x89ATOMGCM"
+    8       2     format version: 1
+    10      4     chunk size C: plaintext bytes per chunk, 16 B to 64 MiB (default 1 MiB)
+    14      16    salt, random per file: HKDF-SHA256(model key, salt) gives the file's
+                  AES-256 key and the key check
+    30      4     nonce prefix, random per file
+    34      16    key check: tells a wrong key from a damaged file
+    50      2     L: 1 to 255
+    52      L     model id, UTF-8, printable
+    52 + L  16    header tag: AES-GCM under the file key, nonce ``prefix | 2**64 - 1``,
+                  empty plaintext, associated data = the 52 + L bytes above
+
+Chunk ``i`` (``i`` = 0, 1, ..., right after the header and after chunk ``i - 1``;
+``n + 29`` bytes)::
+
+    offset  size  field (the first 13 bytes are the chunk's frame)
+    0       8     index: i, the chunk counter
+    8       4     plaintext length n: C in every chunk but the last, 0 to C in the last
+    12      1     flags: 1 in the last chunk, 0 in the others (no other bit is used)
+    13      n     ciphertext: AES-256-GCM under the file key, nonce ``prefix | i``
+                  (4 + 8 bytes), associated data = header tag | frame
+    13 + n  16    the chunk's GCM tag
+
+The writer reads one chunk ahead to know which chunk is the last, so every file ends with
+a flagged chunk: a model of ``N`` bytes makes ``max(1, ceil(N / C))`` chunks (an empty
+model, one chunk with ``n = 0``), and the file is ``68 + L + N + 29 * chunks`` bytes.
+
 A model key is 32 random bytes, written in its file as base64 (44 characters) or hex
 (64 characters); spaces and newlines around it are ignored.
 """

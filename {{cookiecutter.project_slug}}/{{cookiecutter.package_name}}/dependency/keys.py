@@ -42,7 +42,7 @@ def protector_module() -> ModuleType:
             raise
         raise ProtectorNotBuiltError(
             f"{PROTECTOR_MODULE} is not compiled for this Python: run `make protector` "
-            "(python build_protector.py)"
+            "(or pip install -e .)"
         ) from None
 
 

@@ -14,7 +14,7 @@ import struct
 import tarfile
 from collections.abc import Iterator
 from pathlib import Path
-from typing import BinaryIO, NamedTuple
+from typing import BinaryIO, NamedTuple, cast
 
 from .archive import extract_members, read_members
 from .errors import FormatError, ModelIdMismatchError, ModelKeyError, TruncatedError, WrongKeyError
@@ -98,6 +98,11 @@ def open_payload(f: BinaryIO, name: str, key: int, customer_id: str) -> Payload:
     return Payload(f, name, header, key)
 
 
+def as_stream(payload: Payload) -> BinaryIO:
+    """The payload as the binary stream ``tarfile`` reads in stream mode (``read`` only)."""
+    return cast(BinaryIO, payload)
+
+
 @contextlib.contextmanager
 def tar_errors(name: str) -> Iterator[None]:
     """A payload that is no tar once unmasked means a wrong key byte (or a damaged file)."""
@@ -113,13 +118,14 @@ def tar_errors(name: str) -> Iterator[None]:
 def read_linker(path: Path | str, key: int, customer_id: str) -> dict[str, bytes]:
     """The files of a ``.linker`` model, in memory: {relative path: content}."""
     with open(path, "rb") as f, tar_errors(str(path)):
-        return read_members(open_payload(f, str(path), key, customer_id))
+        return read_members(as_stream(open_payload(f, str(path), key, customer_id)))
 
 
 def extract_linker(path: Path | str, key: int, customer_id: str, target: Path | str) -> list[Path]:
     """Extract a ``.linker`` model under ``target``; return the files written."""
     with open(path, "rb") as f, tar_errors(str(path)):
-        return extract_members(open_payload(f, str(path), key, customer_id), Path(target))
+        payload = as_stream(open_payload(f, str(path), key, customer_id))
+        return extract_members(payload, Path(target))
 
 
 def inspect_linker(path: Path | str) -> LinkerHeader:

@@ -30,6 +30,7 @@ Progress = Callable[[int], object]
 
 HEADER_INDEX: Final[int]
 HKDF_INFO: Final[bytes]
+_SPEED_TRICKS: set[str]  # the speed tricks in use; only the benchmark removes any
 
 @final
 class ModelProtector:

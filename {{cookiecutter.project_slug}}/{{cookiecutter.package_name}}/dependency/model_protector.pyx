@@ -1,20 +1,88 @@
 # cython: language_level=3, binding=True, embedsignature=True
-"""Encrypted model files: AES-256-GCM in authenticated chunks, through ``cryptography``.
+"""Encrypted model files: the STREAM construction over AES-256-GCM, through ``cryptography``.
 
-Compiled by ``python build_protector.py`` (``make protector``); the image ships the
-compiled module only. The cipher is ``cryptography``'s; this module holds the key and
-calls it. The file layout is in ``fileformat.py``.
+Compiled by the package's build (``setup.py``: ``make protector``, ``pip install -e .``,
+``pip wheel .``); the image ships the compiled module only. The cipher is
+``cryptography``'s AES-GCM: this module derives the file key and the nonces, seals and
+opens the chunks, and checks their order. The byte layout is in ``fileformat.py``; what
+follows is why it resists tampering.
 
-Each file gets a random salt; HKDF-SHA256 turns the 32-byte model key and the salt into
-the file's AES-256 key and a key check, so a wrong key is told apart from a damaged file.
-The header tag is AES-GCM's tag over the header (model id, chunk size, nonce material).
-Each chunk is sealed with the nonce ``nonce prefix | chunk index`` (64-bit) and also
-authenticates the header tag and its own frame (index, length, last-chunk flag): a
-changed byte, a renamed model id, chunks swapped, dropped or cut off each fail with their
-own error. Decryption holds one chunk at a time, whatever the size of the model.
+The construction is STREAM (Hoang, Reyhanitabar, Rogaway and Vizár, "Online
+Authenticated-Encryption and its Nonce-Reuse Misuse-Resistance", CRYPTO 2015): the
+plaintext is cut into chunks, and chunk ``i`` is sealed by a nonce-based AEAD under a
+nonce made of a per-file prefix and the counter ``i``, with the last chunk marked. A
+reader that opens chunk ``i`` with counter ``i`` accepts only the chunk written at that
+place, and knows whether the stream may end after it. (Google Tink's AES-GCM-HKDF
+streaming AEAD is built the same way.) Here:
+
+- **Per-file key.** The model key (32 random bytes) encrypts nothing itself. Each file
+  draws a random 16-byte salt; HKDF-SHA256 of the model key with that salt (info
+  ``HKDF_INFO``) gives 48 bytes: the file's AES-256 key and a 16-byte key check. Files
+  encrypted with the same model key thus have different file keys, so their nonces
+  never meet under one key (two salts collide with a chance of about 2^-65 even after
+  2^32 files).
+- **Nonces.** 12 bytes, GCM's own size: a random 4-byte nonce prefix, then a 64-bit
+  big-endian counter. Counter ``i`` seals chunk ``i``; the highest value (``HEADER_INDEX``)
+  is kept for the header, and no file reaches it.
+- **Header tag.** AES-GCM over an empty plaintext, with the header's bytes (version,
+  chunk size, salt, nonce prefix, key check, model id) as associated data: a MAC of the
+  header under the file key.
+- **Chunks.** Chunk ``i`` is AES-GCM of its plaintext under nonce ``prefix | i``, with as
+  associated data the header tag followed by the chunk's 13-byte frame: index ``i``,
+  plaintext length, flags. The flags are 1 on the last chunk and 0 on every other.
+  STREAM puts that last-chunk flag into the nonce; this format puts it into the
+  authenticated frame. Both bind it to the chunk's tag, and as the writer seals each
+  counter once, each nonce still serves once: the security argument is the same. The
+  index in the frame repeats the counter; it only lets the reader name a misplaced
+  chunk.
+
+What the reader (``_decrypt_chunks``) does with each kind of damage, and the error:
+
+- **Wrong key**: the key check derived from the salt differs: ``WrongKeyError``, before
+  any decryption. (It is an HKDF output: it tells nothing about the key.) A changed salt
+  or key check cannot be told from another key, and is reported as one.
+- **Header changed** (a renamed model id, another chunk size or nonce prefix): the header
+  tag fails: ``HeaderTamperedError``. A file cannot be renamed to serve as another model.
+- **A chunk's bytes changed**: its tag fails: ``ChunkTamperedError``.
+- **Chunks reordered, duplicated or a middle one dropped**: the chunk found at position
+  ``i`` was sealed with another counter, so its tag would fail. Its frame's index (in
+  the clear, but authenticated) is compared first, to name the problem:
+  ``ChunkOrderError``; an index rewritten to hide the move fails the tag instead.
+- **Cut at a chunk boundary** (the last chunks dropped): the chunk now at the end does
+  not carry the last-chunk bit, and the file ends: ``TruncatedError``. Setting the bit on
+  it changes its associated data: ``ChunkTamperedError``. Likewise a middle chunk with
+  the bit set (to end the model early) fails its tag.
+- **Cut inside a chunk or inside the header**: ``TruncatedError``. **Bytes after the last
+  chunk**: ``TamperedError``.
+- **A chunk taken from another file** encrypted with the same model key, at the same
+  position and chunk size: the other file's salt gave another file key, so the tag
+  fails: ``ChunkTamperedError``. Even two files that shared a salt and nonce prefix (a
+  broken random source) keep their chunks apart as long as their headers differ,
+  because each chunk authenticates its own file's header tag.
+
+Nothing of a chunk is released before its tag is checked. ``decrypt`` returns nothing
+and ``decrypt_to_memory_file`` closes its file when any chunk fails; ``decrypt_into`` may
+have written the chunks before the failure (the command line writes beside the target
+and renames only a complete file). Decryption holds one chunk at a time, whatever the
+size of the model.
+
+Limits: this deters copying of the image or of the model files, which are useless
+without the key. It is not DRM: the atom must hold the key to serve the model (a secret
+mounted into the container), and whoever controls the container or its host can read
+the key or the decrypted model in memory. The model id, the chunk size and the model's
+size are in the clear (authenticated, not hidden).
 
 ``ModelProtector.open_linker`` and ``extract_linker`` still read the legacy ``.linker``
 files of ``linker_atom`` (``linker.py``), so existing models keep loading.
+
+Speed: one trick, kept because ``benchmarks/bench_protector.py`` measures it paying
+(with and without, side by side; the numbers are in BENCHMARKS.md): ``reused_buffers``,
+one buffer per role (read, sealed, opened) for the whole file instead of new bytes per
+chunk. New 1 MiB objects at every chunk make glibc trim and grow its heap, so each chunk
+lands on fresh pages: with the trick, encryption runs about 4x and streamed decryption
+about 1.1x as fast. Filling the returned bytes object in place, its pages mapped ahead
+with ``madvise(MADV_POPULATE_WRITE)``, measured hardly faster than writing to
+``io.BytesIO`` (median 1.04x over eleven runs, 0.98x to 1.30x) and was removed.
 """
 
 import hmac
@@ -23,9 +91,6 @@ import os
 import struct
 
 cimport cython
-from cpython.buffer cimport PyBUF_WRITE
-from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize
-from cpython.memoryview cimport PyMemoryView_FromMemory
 
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
@@ -57,12 +122,12 @@ from .fileformat import (
     TAG_SIZE,
     Header,
     check_chunk_size,
-    chunk_count,
     key_from_text,
     key_to_text,
     name_of,
     pack_header,
     parse_header,
+    read_exact,
     read_header,
     read_key_file,
     reading,
@@ -74,27 +139,10 @@ from .memory_file import MemoryFile
 HEADER_INDEX = (1 << 64) - 1  # the header tag's nonce; chunk indexes stay below it
 HKDF_INFO = b"atom-model-protector v1: file key, key check"
 _INDEX = struct.Struct(">Q")
-PREFAULT_FROM = 1 << 20
 
-
-cdef extern from "<sys/mman.h>" nogil:
-    int madvise(void *addr, size_t length, int advice)
-
-cdef extern from "<unistd.h>" nogil:
-    int getpagesize()
-
-# Linux 5.14+ (a constant, as older C headers lack it); older kernels refuse it, harmlessly.
-cdef int MADV_POPULATE_WRITE = 23
-
-
-cdef void _prefault(char *start, Py_ssize_t size) noexcept nogil:
-    """Map a new buffer's pages in one system call rather than one page fault per page
-    (most of the time of a large decryption in memory goes to those faults)."""
-    cdef size_t page = getpagesize()
-    cdef size_t first = (<size_t>start + page - 1) & ~(page - 1)
-    cdef size_t last = (<size_t>start + <size_t>size) & ~(page - 1)
-    if last > first:
-        madvise(<void *>first, last - first, MADV_POPULATE_WRITE)
+# The speed tricks in use. Only benchmarks/bench_protector.py changes this set: it removes
+# a name to measure the code without that trick, next to the code with it.
+_SPEED_TRICKS = {"reused_buffers"}
 
 
 cdef Py_ssize_t _read_into(object f, object view) except -1:
@@ -116,75 +164,18 @@ cdef _write_all(object f, object view):
         done = size if written is None else done + written
 
 
+cdef object _read(object f, object buffer, Py_ssize_t size):
+    """Up to ``size`` bytes of ``f`` (fewer only at the end), read into ``buffer``, which
+    serves every chunk (without the ``reused_buffers`` trick: new bytes, as ``f.read``)."""
+    if "reused_buffers" not in _SPEED_TRICKS:
+        return read_exact(f, size)
+    view = buffer[:size]
+    return view[: _read_into(f, view)]
+
+
 cdef bytes _nonce(bytes prefix, unsigned long long index):
     """The 12-byte nonce of a chunk (or of the header, at HEADER_INDEX)."""
     return prefix + _INDEX.pack(index)
-
-
-# Where decrypted chunks go -------------------------------------------------------------
-
-cdef class _Sink:
-    """Where decrypted chunks go: ``reserve`` gives room for one, ``commit`` keeps it."""
-
-    cdef object reserve(self, Py_ssize_t size):
-        raise NotImplementedError
-
-    cdef commit(self, Py_ssize_t size):
-        raise NotImplementedError
-
-
-@cython.final
-cdef class _BytesSink(_Sink):
-    """A new bytes object of the exact plaintext size, filled in place: no final copy."""
-
-    cdef object out
-    cdef object view
-    cdef Py_ssize_t pos
-    cdef Py_ssize_t size
-
-    def __cinit__(self, Py_ssize_t size):
-        self.size = size
-        self.pos = 0
-        if size == 0:  # the empty bytes object is shared: never write into it
-            self.out = b""
-            self.view = memoryview(bytearray())
-        else:  # not shared until returned: filling it is how the C API builds bytes
-            self.out = PyBytes_FromStringAndSize(NULL, size)
-            if size >= PREFAULT_FROM:
-                _prefault(PyBytes_AS_STRING(self.out), size)
-            self.view = PyMemoryView_FromMemory(PyBytes_AS_STRING(self.out), size, PyBUF_WRITE)
-
-    cdef object reserve(self, Py_ssize_t size):
-        if self.pos + size > self.size:
-            raise TamperedError("the file holds more data than its size allows")
-        return self.view[self.pos : self.pos + size]
-
-    cdef commit(self, Py_ssize_t size):
-        self.pos += size
-
-    cdef object finish(self, str name):
-        self.view.release()
-        if self.pos != self.size:
-            raise TamperedError(f"{name}: the chunks do not add up to the file's size")
-        return self.out
-
-
-@cython.final
-cdef class _StreamSink(_Sink):
-    """A writable binary file, written one chunk at a time through a reused buffer."""
-
-    cdef object dst
-    cdef object view
-
-    def __cinit__(self, object dst, Py_ssize_t chunk_size):
-        self.dst = dst
-        self.view = memoryview(bytearray(chunk_size))
-
-    cdef object reserve(self, Py_ssize_t size):
-        return self.view[:size]
-
-    cdef commit(self, Py_ssize_t size):
-        _write_all(self.dst, self.view[:size])
 
 
 # The protector -------------------------------------------------------------------------
@@ -288,18 +279,9 @@ cdef class ModelProtector:
 
         With ``model_id``, a file holding another model is refused.
         """
-        cdef _BytesSink sink
-        name = name_of(src)
-        with reading(src) as f:
-            header, aead = self._open(f, name, model_id)
-            size = _remaining_plaintext(f, header)
-            if size < 0:  # not seekable: collect the chunks
-                out = io.BytesIO()
-                _decrypt_chunks(aead, header, f, _StreamSink(out, header.chunk_size), None, name)
-                return out.getvalue()
-            sink = _BytesSink(size)
-            _decrypt_chunks(aead, header, f, sink, None, name)
-            return sink.finish(name)
+        out = io.BytesIO()
+        self.decrypt_into(src, out, model_id)
+        return out.getvalue()  # the buffer itself, no copy (it is not shared)
 
     def decrypt_into(self, src, dst, model_id=None, *, progress=None):
         """Decrypt into ``dst`` (path or writable binary file), one chunk of memory at a time.
@@ -310,8 +292,7 @@ cdef class ModelProtector:
         with reading(src) as f:
             header, aead = self._open(f, name, model_id)
             with writing(dst) as out:
-                sink = _StreamSink(out, header.chunk_size)
-                return _decrypt_chunks(aead, header, f, sink, progress, name)
+                return _decrypt_chunks(aead, header, f, out, progress, name)
 
     def decrypt_to_memory_file(self, src, model_id=None, *, progress=None):
         """Decrypt into an anonymous in-memory file whose ``path`` a library can open.
@@ -380,54 +361,47 @@ cdef class ModelProtector:
 cdef _encrypt_chunks(object aead, object header, object fin, object fout, object progress):
     """Seal the plaintext chunk by chunk; one chunk is read ahead to flag the last one."""
     cdef Py_ssize_t chunk = header.chunk_size
-    cdef Py_ssize_t size, ahead
+    cdef Py_ssize_t size
     cdef unsigned long long index = 0, done = 0
-    current, following = bytearray(chunk), bytearray(chunk)
+    cdef bint reuse = "reused_buffers" in _SPEED_TRICKS
+    inputs = (memoryview(bytearray(chunk)), memoryview(bytearray(chunk)))  # used in turn
     sealed = memoryview(bytearray(chunk + TAG_SIZE))
-    size = _read_into(fin, memoryview(current))
+    current = _read(fin, inputs[0], chunk)
     while True:
-        ahead = _read_into(fin, memoryview(following)) if size == chunk else 0
-        frame = FRAME.pack(index, size, LAST if ahead == 0 else 0)
-        out = sealed[: size + TAG_SIZE]
-        aead.encrypt_into(
-            _nonce(header.nonce_prefix, index), memoryview(current)[:size], header.tag + frame, out
-        )
+        size = len(current)
+        following = _read(fin, inputs[(index + 1) & 1], chunk) if size == chunk else b""
+        frame = FRAME.pack(index, size, 0 if following else LAST)
+        nonce, aad = _nonce(header.nonce_prefix, index), header.tag + frame
         _write_all(fout, frame)
-        _write_all(fout, out)
+        if reuse:
+            aead.encrypt_into(nonce, current, aad, sealed[: size + TAG_SIZE])
+            _write_all(fout, sealed[: size + TAG_SIZE])
+        else:
+            _write_all(fout, aead.encrypt(nonce, current, aad))
         done += size
         if progress is not None:
             progress(done)
-        if ahead == 0:
+        if not following:
             return done
-        current, following = following, current
-        size = ahead
+        current = following
         index += 1
 
 
-cdef long long _remaining_plaintext(object f, object header) except? -2:
-    """Plaintext bytes after the header if the file is intact, or -1 if it is not seekable."""
-    try:
-        here = f.tell()
-        end = f.seek(0, os.SEEK_END)
-        f.seek(here)
-    except (OSError, ValueError, AttributeError):
-        return -1
-    return chunk_count(header, header.size + max(end - here, 0))[1]
-
-
 cdef object _decrypt_chunks(
-    object aead, object header, object f, _Sink sink, object progress, str name
+    object aead, object header, object f, object out, object progress, str name
 ):
-    """Check and open each chunk in order into ``sink``; return the plaintext size."""
+    """Check and open each chunk in order, writing it to ``out``; return the plaintext size."""
     cdef Py_ssize_t chunk = header.chunk_size, head = FRAME.size
     cdef Py_ssize_t size
     cdef unsigned long long index = 0, done = 0, offset = header.size
     cdef unsigned int flags
-    buffer = memoryview(bytearray(head + chunk + TAG_SIZE))
-    frame = buffer[:head]
+    cdef bint reuse = "reused_buffers" in _SPEED_TRICKS
+    frames, bodies = memoryview(bytearray(head)), memoryview(bytearray(chunk + TAG_SIZE))
+    opened = memoryview(bytearray(chunk))
     prefix, header_tag = header.nonce_prefix, header.tag
     while True:
-        if _read_into(f, frame) < head:
+        frame = _read(f, frames, head)
+        if len(frame) < head:
             raise TruncatedError(
                 f"{name}: the file ends after {index} chunk(s), before its last chunk"
             )
@@ -439,19 +413,21 @@ cdef object _decrypt_chunks(
             )
         if flags & ~LAST or size > chunk or (not flags & LAST and size != chunk):
             raise ChunkTamperedError(f"{name}: chunk {index} has an impossible frame")
-        body = buffer[head : head + size + TAG_SIZE]
-        if _read_into(f, body) < size + TAG_SIZE:
+        body = _read(f, bodies, size + TAG_SIZE)
+        if len(body) < size + TAG_SIZE:
             raise TruncatedError(f"{name}: the file ends inside chunk {index}")
+        nonce, aad = _nonce(prefix, index), header_tag + bytes(frame)
         try:
-            aead.decrypt_into(
-                _nonce(prefix, index), body, header_tag + frame.tobytes(), sink.reserve(size)
-            )
+            if reuse:
+                aead.decrypt_into(nonce, body, aad, opened[:size])
+                _write_all(out, opened[:size])
+            else:
+                _write_all(out, aead.decrypt(nonce, body, aad))
         except InvalidTag:
             raise ChunkTamperedError(
                 f"{name}: chunk {index} (at byte {offset}) failed authentication: "
                 "the file was modified or is corrupt"
             ) from None
-        sink.commit(size)
         done += size
         offset += head + size + TAG_SIZE
         index += 1
@@ -459,7 +435,7 @@ cdef object _decrypt_chunks(
             progress(done)
         if flags & LAST:
             break
-    if _read_into(f, frame[:1]):
+    if _read_into(f, frames[:1]):
         raise TamperedError(f"{name}: data follows the last chunk")
     return done
 
