@@ -8,7 +8,7 @@ from fastapi.datastructures import Default
 from .. import __version__, jobs
 from ..config import Settings, get_settings
 from ..config.logger import configure_logging
-from ..control.metrics import Metrics, MetricsMiddleware
+from ..control.metrics import Metrics
 from ..control.scheduler import Job
 from ..images.loader import ImageLoader, set_default_loader
 from . import route
@@ -75,10 +75,10 @@ def get_app(
     app.state.image_loader = ImageLoader(settings.image_limits())
     set_default_loader(app.state.image_loader)  # lib.load_image.load_image uses it
     app.state.jobs = jobs.JOBS if periodic_jobs is None else periodic_jobs
-    install_error_handling(app, settings.atom_max_body_bytes)
+    recorder = app.state.metrics.recorder if app.state.metrics is not None else None
+    install_error_handling(app, settings.atom_max_body_bytes, recorder)
     install_routers(app, routers, settings)
     if app.state.metrics is not None:
-        app.add_middleware(MetricsMiddleware, metrics=app.state.metrics)  # outermost
         include_flat(app, metrics_route.router, settings.atom_api_prefix)
     if settings.docs_switch:
         install_docs(app)

@@ -6,6 +6,8 @@ Under ``nginx_run`` every process writes its values to files in PROMETHEUS_MULTI
 them. A lone ``server.py`` keeps them in memory.
 """
 
+import bisect
+import math
 import os
 import re
 import time
@@ -20,14 +22,15 @@ from prometheus_client import (
     generate_latest,
     multiprocess,
 )
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from starlette.types import Scope
 
 from .runtime_dir import METRICS_DIR_ENV
 
 BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
 BATCH_SIZES = (1, 2, 4, 8, 16, 32, 64, 128, 256)
 WAIT_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
-UNMATCHED = "<unmatched>"  # requests that matched no route share one label value
+UNMATCHED = "<unmatched>"
+FLUSH_INTERVAL = 0.5  # seconds: the longest a busy worker keeps its request counts  # requests that matched no route share one label value
 
 
 def route_template(scope: Scope) -> str:
@@ -102,13 +105,13 @@ class BatchMetrics:
             multiprocess_mode="livesum",
             registry=registry,
         )
+        self._wait_bounds = (*WAIT_BUCKETS, math.inf)
 
     def batch_ran(self, model: str, size: int, waits: Sequence[float]) -> None:
         """One batch started: its size, and how long each of its requests waited."""
         self.size.labels(model).observe(size)
         wait = self.wait.labels(model)
-        for seconds in waits:
-            wait.observe(seconds)
+        add_observations(wait, sum(waits), bucket_counts(self._wait_bounds, waits))
 
     def queue_depth(self, model: str, depth: int) -> None:
         """Items waiting now."""
@@ -154,9 +157,11 @@ class Metrics:
         )
         self.serving = ServingMetrics(registry)
         self.batches = BatchMetrics(registry)
+        self.recorder = RequestRecorder(self)
 
     def render(self) -> bytes:
         """The exposition text: every process's values in multiprocess mode, ours otherwise."""
+        self.recorder.flush()
         if os.environ.get(METRICS_DIR_ENV):
             registry = CollectorRegistry()
             multiprocess.MultiProcessCollector(registry)
@@ -164,46 +169,90 @@ class Metrics:
         return generate_latest(self.registry)
 
 
-class MetricsMiddleware:
-    """Count, time and track every HTTP request by route template, method and status."""
+class RequestRecorder:
+    """Counts and times requests in the process, and writes them to the metrics in bulk.
 
-    def __init__(self, app: ASGIApp, metrics: Metrics) -> None:
-        self.app = app
+    prometheus_client takes a lock and, under nginx_run, writes to a memory-mapped file
+    for every ``inc`` and ``observe``: five writes per request for the count, the latency
+    and the in-flight gauge. The recorder adds them up in plain Python (the event loop's
+    thread is the only one that calls it) and writes the totals, one write per series,
+    when the process goes idle (nothing in flight), every ``interval`` seconds under load,
+    and before a scrape of this process: a scrape sees every request of an idle worker
+    and at most ``interval`` seconds less of a busy one.
+    """
+
+    def __init__(self, metrics: "Metrics", interval: float = FLUSH_INTERVAL) -> None:
         self.metrics = metrics
-        # (route, method, status) -> (counter, histogram) children: labels() costs a lookup
-        # under a lock each time; the set of keys is bounded by the routes and statuses.
+        self.interval = interval
+        self.in_flight = 0
+        self._bounds = (*BUCKETS, math.inf)
+        # (route, method, status) -> [count, seconds, per-bucket counts]
+        self._pending: dict[tuple[str, str, int], list] = {}
         self._children: dict[tuple[str, str, int], tuple[Any, Any]] = {}
+        self._flushed = time.monotonic()
+        self._gauge = -1
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        status = 500
+    def started(self) -> None:
+        """A request came in."""
+        self.in_flight += 1
 
-        async def send_with_status(message: Message) -> None:
-            nonlocal status
-            if message["type"] == "http.response.start":
-                status = message["status"]
-            await send(message)
+    def finished(self, route: str, method: str, status: int, seconds: float) -> None:
+        """A request was answered."""
+        self.in_flight -= 1
+        key = (route, method, status)
+        entry = self._pending.get(key)
+        if entry is None:
+            entry = self._pending[key] = [0, 0.0, [0] * len(self._bounds)]
+        entry[0] += 1
+        entry[1] += seconds
+        entry[2][bisect.bisect_left(self._bounds, seconds)] += 1
+        if self.in_flight == 0 or time.monotonic() - self._flushed >= self.interval:
+            self.flush()
 
-        metrics = self.metrics
-        metrics.in_flight.inc()
-        started = time.perf_counter()
-        try:
-            await self.app(scope, receive, send_with_status)
-        finally:
-            metrics.in_flight.dec()
-            key = (route_template(scope), scope["method"], status)
-            children = self._children.get(key)
-            if children is None:
-                route, method = key[0], key[1]
-                children = (
-                    metrics.requests.labels(route, method, str(status)),
-                    metrics.latency.labels(route, method),
-                )
-                self._children[key] = children
-            children[0].inc()
-            children[1].observe(time.perf_counter() - started)
+    def flush(self) -> None:
+        """Write what was counted since the last flush."""
+        self._flushed = time.monotonic()
+        pending, self._pending = self._pending, {}
+        for key, (count, seconds, buckets) in pending.items():
+            counter, latency = self._children_of(key)
+            counter.inc(count)
+            add_observations(latency, seconds, buckets)
+        if self._gauge != self.in_flight:
+            self._gauge = self.in_flight
+            self.metrics.in_flight.set(self.in_flight)
+
+    def _children_of(self, key: tuple[str, str, int]) -> tuple[Any, Any]:
+        children = self._children.get(key)
+        if children is None:  # bounded: routes x methods x statuses
+            route, method, status = key
+            children = (
+                self.metrics.requests.labels(route, method, str(status)),
+                self.metrics.latency.labels(route, method),
+            )
+            self._children[key] = children
+        return children
+
+
+def add_observations(histogram: Any, total: float, buckets: Sequence[int]) -> None:
+    """Add many observations to a histogram's child: its sum and each bucket's count in one
+    write each (``observe`` writes twice per value). ``buckets[i]`` counts the values in
+    bucket ``i`` alone (at most its bound, above the previous one), +Inf last.
+
+    This uses prometheus_client's per-bucket values (``_sum``, ``_buckets``), pinned in
+    requirements.txt; tests/test_metrics.py checks the scrape against the requests made.
+    """
+    histogram._sum.inc(total)
+    for value, count in zip(histogram._buckets, buckets, strict=True):
+        if count:
+            value.inc(count)
+
+
+def bucket_counts(bounds: Sequence[float], values: Sequence[float]) -> list[int]:
+    """How many of ``values`` fall in each bucket of ``bounds`` (the last one +Inf)."""
+    counts = [0] * len(bounds)
+    for value in values:
+        counts[bisect.bisect_left(bounds, value)] += 1
+    return counts
 
 
 def mark_process_dead(pid: int) -> None:

@@ -1,15 +1,18 @@
 """The request context and the error envelope (DESIGN.md section 5).
 
-``RequestContextMiddleware`` is a pure ASGI middleware placed around the whole app:
-it keeps or creates the request id (``X-Request-ID``) and exposes it to the logs,
-refuses bodies above the limit with 413, and turns any unhandled exception into a
-generic 500 whose traceback goes only to the log. The exception handlers render
-404, 405, 413, 422 and ``VqlError`` with the same envelope.
+``RequestContextMiddleware`` is the one middleware of the atom, pure ASGI, around the
+whole app: it keeps or creates the request id (``X-Request-ID``) and exposes it to the
+logs, refuses bodies above the limit with 413, counts and times each request for the
+metrics (``control/metrics.RequestRecorder``), and turns any unhandled exception into a
+generic 500 whose traceback goes only to the log. One middleware instead of one per
+concern: each layer costs a coroutine and a ``send`` wrapper per request. The exception
+handlers render 404, 405, 413, 422 and ``VqlError`` with the same envelope.
 """
 
 import logging
 import os
 import re
+import time
 from collections.abc import Awaitable, Callable
 from http import HTTPStatus
 from typing import Any, cast
@@ -20,6 +23,7 @@ from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from ...control.logs import request_id_ctx
+from ...control.metrics import RequestRecorder, route_template
 from ...lib.common import summarize
 from ...lib.exception import VqlError
 from ..schema.response import ORJSONResponse, envelope_response
@@ -49,31 +53,39 @@ def _content_length(scope: Scope) -> int | None:
 
 
 class RequestContextMiddleware:
-    """Request id, body limit and last-resort 500 for every HTTP request."""
+    """Request id, body limit, metrics and last-resort 500 for every HTTP request."""
 
-    def __init__(self, app: ASGIApp, max_body_bytes: int) -> None:
+    def __init__(
+        self, app: ASGIApp, max_body_bytes: int, recorder: RequestRecorder | None = None
+    ) -> None:
         self.app = app
         self.max_body_bytes = max_body_bytes
+        self.recorder = recorder
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        recorder = self.recorder
+        if recorder is not None:
+            recorder.started()
+        began = time.perf_counter()
         incoming = scope_header(scope, REQUEST_ID_HEADER)
         if incoming and REQUEST_ID_RE.match(incoming):
             request_id = incoming.decode()
         else:
             request_id = os.urandom(16).hex()  # 32 hex digits, like a uuid4's hex
         token = request_id_ctx.set(request_id)
+        id_header = (REQUEST_ID_HEADER, request_id.encode())
         started = False
+        status = 500
 
         async def send_with_id(message: Message) -> None:
-            nonlocal started
+            nonlocal started, status
             if message["type"] == "http.response.start":
                 started = True
-                headers = list(message.get("headers", ()))
-                headers.append((REQUEST_ID_HEADER, request_id.encode()))
-                message["headers"] = headers
+                status = message["status"]
+                message["headers"] = [*message.get("headers", ()), id_header]
             await send(message)
 
         try:
@@ -94,6 +106,9 @@ class RequestContextMiddleware:
             await self._reply(scope, send_with_id, envelope_response(500, 500, INTERNAL_MSG))
         finally:
             request_id_ctx.reset(token)
+            if recorder is not None:
+                seconds = time.perf_counter() - began
+                recorder.finished(route_template(scope), scope["method"], status, seconds)
 
     @staticmethod
     async def _reply(scope: Scope, send: Send, response: ORJSONResponse) -> None:
@@ -154,10 +169,13 @@ async def vql_error(request: Request, exc: VqlError) -> ORJSONResponse:
     return envelope_response(exc.status, exc.code, exc.msg, summarize(exc.data))
 
 
-def install_error_handling(app: FastAPI, max_body_bytes: int) -> None:
-    """Add the envelope handlers and the request-context middleware to an app."""
+def install_error_handling(
+    app: FastAPI, max_body_bytes: int, recorder: RequestRecorder | None = None
+) -> None:
+    """Add the envelope handlers and the request-context middleware to an app
+    (counting requests into ``recorder`` when metrics are on)."""
     # Starlette calls each handler with the exception class it is registered for.
     app.add_exception_handler(HTTPException, cast(ExceptionHandler, http_error))
     app.add_exception_handler(RequestValidationError, cast(ExceptionHandler, validation_error))
     app.add_exception_handler(VqlError, cast(ExceptionHandler, vql_error))
-    app.add_middleware(RequestContextMiddleware, max_body_bytes=max_body_bytes)
+    app.add_middleware(RequestContextMiddleware, max_body_bytes=max_body_bytes, recorder=recorder)
