@@ -86,9 +86,8 @@ def test_a_busy_process_writes_its_counts_at_least_every_interval() -> None:
     recorder = RequestRecorder(metrics, interval=3600)
 
     def count() -> float:
-        return metrics.registry.get_sample_value(
-            "atom_requests_total", {"route": "/r", "method": "GET", "status": "200"}
-        ) or 0.0
+        labels = {"route": "/r", "method": "GET", "status": "200"}
+        return metrics.registry.get_sample_value("atom_requests_total", labels) or 0.0
 
     recorder.started()
     recorder.started()

@@ -29,8 +29,8 @@ from .runtime_dir import METRICS_DIR_ENV
 BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
 BATCH_SIZES = (1, 2, 4, 8, 16, 32, 64, 128, 256)
 WAIT_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
-UNMATCHED = "<unmatched>"
-FLUSH_INTERVAL = 0.5  # seconds: the longest a busy worker keeps its request counts  # requests that matched no route share one label value
+UNMATCHED = "<unmatched>"  # requests that matched no route share one label value
+FLUSH_INTERVAL = 0.5  # seconds: the longest a busy worker keeps its request counts
 
 
 def route_template(scope: Scope) -> str:

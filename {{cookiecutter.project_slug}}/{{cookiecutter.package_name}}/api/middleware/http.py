@@ -46,6 +46,14 @@ def scope_header(scope: Scope, name: bytes) -> bytes | None:
     return None
 
 
+def _request_id(scope: Scope) -> str:
+    """The caller's X-Request-ID if it is short and plain, otherwise a new one."""
+    incoming = scope_header(scope, REQUEST_ID_HEADER)
+    if incoming and REQUEST_ID_RE.match(incoming):
+        return incoming.decode()
+    return os.urandom(16).hex()  # 32 hex digits, like a uuid4's hex
+
+
 def _content_length(scope: Scope) -> int | None:
     """The declared body length, or None when absent or unreadable."""
     value = scope_header(scope, b"content-length")
@@ -70,11 +78,7 @@ class RequestContextMiddleware:
         if recorder is not None:
             recorder.started()
         began = time.perf_counter()
-        incoming = scope_header(scope, REQUEST_ID_HEADER)
-        if incoming and REQUEST_ID_RE.match(incoming):
-            request_id = incoming.decode()
-        else:
-            request_id = os.urandom(16).hex()  # 32 hex digits, like a uuid4's hex
+        request_id = _request_id(scope)
         token = request_id_ctx.set(request_id)
         id_header = (REQUEST_ID_HEADER, request_id.encode())
         started = False
