@@ -6,6 +6,7 @@ Under ``nginx_run`` every process writes its values to files in PROMETHEUS_MULTI
 them. A lone ``server.py`` keeps them in memory.
 """
 
+import asyncio
 import bisect
 import math
 import os
@@ -176,9 +177,11 @@ class RequestRecorder:
     for every ``inc`` and ``observe``: five writes per request for the count, the latency
     and the in-flight gauge. The recorder adds them up in plain Python (the event loop's
     thread is the only one that calls it) and writes the totals, one write per series,
-    when the process goes idle (nothing in flight), every ``interval`` seconds under load,
-    and before a scrape of this process: a scrape sees every request of an idle worker
-    and at most ``interval`` seconds less of a busy one.
+    at the end of the event loop's turn in which the process went idle (nothing in
+    flight), every ``interval`` seconds under continuous load, and before a scrape of this
+    process. A scrape sees every request answered by an idle worker (its counts are
+    written right after its reply, as they were with a write per request), and at most
+    ``interval`` seconds less of a busy one.
     """
 
     def __init__(self, metrics: "Metrics", interval: float = FLUSH_INTERVAL) -> None:
@@ -190,6 +193,7 @@ class RequestRecorder:
         self._pending: dict[tuple[str, str, int], list] = {}
         self._children: dict[tuple[str, str, int], tuple[Any, Any]] = {}
         self._flushed = time.monotonic()
+        self._scheduled = False
         self._gauge = -1
 
     def started(self) -> None:
@@ -206,11 +210,18 @@ class RequestRecorder:
         entry[0] += 1
         entry[1] += seconds
         entry[2][bisect.bisect_left(self._bounds, seconds)] += 1
+        if self._scheduled:
+            return
         if self.in_flight == 0 or time.monotonic() - self._flushed >= self.interval:
-            self.flush()
+            try:  # at the end of this turn of the loop: the requests it answers go together
+                asyncio.get_running_loop().call_soon(self.flush)
+                self._scheduled = True
+            except RuntimeError:  # no loop (a direct call): now
+                self.flush()
 
     def flush(self) -> None:
         """Write what was counted since the last flush."""
+        self._scheduled = False
         self._flushed = time.monotonic()
         pending, self._pending = self._pending, {}
         for key, (count, seconds, buckets) in pending.items():
