@@ -15,7 +15,13 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from .log_handlers import ConsoleHandler, SharedRotatingFileHandler, register_fork_hooks
+from .log_handlers import (
+    BatchedHandler,
+    ConsoleHandler,
+    SharedRotatingFileHandler,
+    TeeHandler,
+    register_fork_hooks,
+)
 
 # The id of the request being served ("-" outside a request). Set by the request-context
 # middleware; asyncio tasks, ``run_in_threadpool`` and the image loading threads inherit it.
@@ -94,16 +100,20 @@ def configure_logging(
     for handler in [h for h in root.handlers if getattr(h, _OWNED, False)]:
         root.removeHandler(handler)
         handler.close()
-    handlers: list[logging.Handler] = [ConsoleHandler(sys.stderr)]
+    outputs: list[BatchedHandler] = [ConsoleHandler(sys.stderr)]
     if file is not None:
-        handlers.append(SharedRotatingFileHandler(file, max_bytes, backup_count))
-    formatter, stamp = make_formatter(traced=trace_id is not None), RequestIdFilter(trace_id)
-    for handler in handlers:
-        handler.setFormatter(formatter)
-        handler.addFilter(stamp)
-        setattr(handler, _OWNED, True)
-        root.addHandler(handler)
+        outputs.append(SharedRotatingFileHandler(file, max_bytes, backup_count))
+    handler = TeeHandler(outputs)  # console and file: each record handled once
+    handler.setFormatter(make_formatter(traced=trace_id is not None))
+    handler.addFilter(RequestIdFilter(trace_id))
+    setattr(handler, _OWNED, True)
+    root.addHandler(handler)
     root.setLevel(level)
+    # The line format names no source file, line, function or process name: the logging
+    # module's documented switches spare finding them for every record (a walk up the
+    # stack, a lookup of the multiprocessing module). Thread ids stay (tracing uses them).
+    logging._srcfile = None  # type: ignore[attr-defined]
+    logging.logMultiprocessing = False
     register_fork_hooks()
     # uvicorn's own loggers go through the same handlers; its access log stays off
     # (routes log themselves, with the request id).

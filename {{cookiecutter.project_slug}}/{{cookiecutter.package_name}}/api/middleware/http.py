@@ -9,6 +9,7 @@ concern: each layer costs a coroutine and a ``send`` wrapper per request. The ex
 handlers render 404, 405, 413, 422 and ``VqlError`` with the same envelope.
 """
 
+import itertools
 import logging
 import os
 import re
@@ -46,12 +47,37 @@ def scope_header(scope: Scope, name: bytes) -> bytes | None:
     return None
 
 
+class _NewIds:
+    """New request ids: 32 hex digits, a random half per process and a counter.
+
+    Unique across processes and restarts like a uuid4's hex, without a system call per
+    request (``os.urandom`` was one); a forked child draws its own random half.
+    """
+
+    def __init__(self) -> None:
+        self._reset()
+        os.register_at_fork(after_in_child=self._reset)
+
+    def _reset(self) -> None:
+        self._prefix = os.urandom(8).hex()
+        self._count = itertools.count(int.from_bytes(os.urandom(4), "big"))
+
+    def next(self) -> str:
+        return f"{self._prefix}{next(self._count) & 0xFFFFFFFFFFFFFFFF:016x}"
+
+
+_new_ids: _NewIds | None = None
+
+
 def _request_id(scope: Scope) -> str:
     """The caller's X-Request-ID if it is short and plain, otherwise a new one."""
+    global _new_ids  # noqa: PLW0603 - made on first use: no fork hook at import
     incoming = scope_header(scope, REQUEST_ID_HEADER)
     if incoming and REQUEST_ID_RE.match(incoming):
         return incoming.decode()
-    return os.urandom(16).hex()  # 32 hex digits, like a uuid4's hex
+    if _new_ids is None:
+        _new_ids = _NewIds()
+    return _new_ids.next()
 
 
 def _content_length(scope: Scope) -> int | None:
