@@ -31,6 +31,7 @@ import orjson
 from fastapi import APIRouter, Request, Response
 from fastapi.routing import APIRoute
 
+from ..control.logs import log_line
 from ..lib.common import SECRET_WORDS, format_long, ms_since, redact_headers
 from .batching import Batching
 from .middleware.http import scope_header
@@ -112,11 +113,11 @@ class LoggedRoute(APIRoute):
             except Exception as exc:
                 if call is not None:
                     error = _describe_error(exc)
-                    logger.log(level, "%s failed in %.2f ms: %s", call, ms_since(started), error)
+                    log_line(logger, level, f"{call} failed in {ms_since(started):.2f} ms: {error}")
                 raise
             if call is not None:
                 status = response.status_code
-                logger.log(level, "%s -> %d in %.2f ms", call, status, ms_since(started))
+                log_line(logger, level, f"{call} -> {status} in {ms_since(started):.2f} ms")
             return response
 
         return logged_handler
