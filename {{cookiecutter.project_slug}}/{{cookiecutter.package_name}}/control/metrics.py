@@ -34,15 +34,30 @@ UNMATCHED = "<unmatched>"  # requests that matched no route share one label valu
 FLUSH_INTERVAL = 0.5  # seconds: the longest a busy worker keeps its request counts
 
 
+_PLAIN_ROUTES: dict[tuple[str, str], str] = {}  # (route path, request path) -> template
+
+
 def route_template(scope: Scope) -> str:
     """The template of the route that served the request ("/d2atom/items/{item_id}").
 
     The matched route knows its template relative to its router; the router's prefix is
-    what precedes the rendered template in the request path.
+    what precedes the rendered template in the request path. Routes without parameters
+    are looked up once (their request paths are as few as the routes).
     """
     template = getattr(scope.get("route"), "path", None)
     if template is None:
         return UNMATCHED
+    if not scope.get("path_params"):
+        key = (template, scope["path"])
+        found = _PLAIN_ROUTES.get(key)
+        if found is None:
+            found = _PLAIN_ROUTES[key] = _full_template(scope, template)
+        return found
+    return _full_template(scope, template)
+
+
+def _full_template(scope: Scope, template: str) -> str:
+    """The route's template with the prefix that precedes it in the request path."""
     rendered = template
     for name, value in scope.get("path_params", {}).items():
         rendered = re.sub(r"\{" + re.escape(name) + r"(:[^}]*)?\}", str(value), rendered)

@@ -14,10 +14,13 @@ __all__ = ["PING_PATH", "READY_PATH", "ping", "ready", "router"]
 router = UdfAPIRoute(tags=["health"], quiet=True)
 
 
+ALIVE = PingResponse()  # the same reply every time: built once
+
+
 @router.get(PING_PATH, response_model=PingResponse, summary="Liveness")
 async def ping() -> PingResponse:
     """200 ``{"is_alive": true}`` while the process serves."""
-    return PingResponse()
+    return ALIVE
 
 
 @router.get(

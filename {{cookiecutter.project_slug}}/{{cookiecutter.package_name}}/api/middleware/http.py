@@ -37,6 +37,9 @@ REQUEST_ID_RE = re.compile(rb"^[A-Za-z0-9._:-]{1,128}$")
 VALIDATION_MSG = "Request Entity Error"
 ExceptionHandler = Callable[[Request, Exception], Awaitable[ORJSONResponse]]
 INTERNAL_MSG = "Internal Server Error"
+# Methods whose requests carry no body unless chunked (a body needs Content-Length or
+# Transfer-Encoding in HTTP/1.1): their receive is not wrapped to count one.
+BODYLESS = frozenset({"GET", "HEAD", "OPTIONS"})
 
 
 def scope_header(scope: Scope, name: bytes) -> bytes | None:
@@ -69,21 +72,29 @@ class _NewIds:
 _new_ids: _NewIds | None = None
 
 
-def _request_id(scope: Scope) -> str:
+def _read_head(scope: Scope) -> tuple[bytes | None, int | None, bool]:
+    """X-Request-ID, the declared body length (None when absent or unreadable) and whether
+    the body is chunked: one pass over the headers."""
+    incoming = length = None
+    chunked = False
+    for key, value in scope["headers"]:
+        if key == REQUEST_ID_HEADER:
+            incoming = incoming or value
+        elif key == b"content-length":
+            length = length if length is not None else int(value) if value.isdigit() else None
+        elif key == b"transfer-encoding":
+            chunked = True
+    return incoming, length, chunked
+
+
+def _request_id(incoming: bytes | None) -> str:
     """The caller's X-Request-ID if it is short and plain, otherwise a new one."""
     global _new_ids  # noqa: PLW0603 - made on first use: no fork hook at import
-    incoming = scope_header(scope, REQUEST_ID_HEADER)
     if incoming and REQUEST_ID_RE.match(incoming):
         return incoming.decode()
     if _new_ids is None:
         _new_ids = _NewIds()
     return _new_ids.next()
-
-
-def _content_length(scope: Scope) -> int | None:
-    """The declared body length, or None when absent or unreadable."""
-    value = scope_header(scope, b"content-length")
-    return int(value) if value is not None and value.isdigit() else None
 
 
 class RequestContextMiddleware:
@@ -104,7 +115,8 @@ class RequestContextMiddleware:
         if recorder is not None:
             recorder.started()
         began = time.perf_counter()
-        request_id = _request_id(scope)
+        incoming, length, chunked = _read_head(scope)
+        request_id = _request_id(incoming)
         token = request_id_ctx.set(request_id)
         id_header = (REQUEST_ID_HEADER, request_id.encode())
         started = False
@@ -119,15 +131,14 @@ class RequestContextMiddleware:
             await send(message)
 
         try:
-            length = _content_length(scope)
             if length is not None and length > self.max_body_bytes:
                 logger.info(
                     "%s %s: body of %d bytes refused", scope["method"], scope["path"], length
                 )
                 await self._reply(scope, send_with_id, _too_large(self.max_body_bytes))
                 return
-            if length is None:
-                receive = self._limit(receive)
+            if length is None and (chunked or scope["method"] not in BODYLESS):
+                receive = self._limit(receive)  # a body without Content-Length: count it
             await self.app(scope, receive, send_with_id)
         except Exception:
             logger.exception("unhandled error in %s %s", scope["method"], scope["path"])
