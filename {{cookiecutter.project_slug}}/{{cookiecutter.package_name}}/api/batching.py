@@ -172,7 +172,8 @@ class Batcher:
         """A request that announced itself submitted its items, or ended without."""
         with self._cond:
             self._coming -= 1
-            self._cond.notify()
+            if self._queue:  # a batch may be waiting for it; an idle thread is not woken
+                self._cond.notify()
 
     def submit(self, items: list, args: tuple, kwargs: dict) -> _Pending:
         """Queue a request's items; 503 at once when the queue is full."""
