@@ -3,7 +3,8 @@
 Copied with mlp_model.py into a bake of the default atom by bench_batching.py and
 bench_peer.py (not part of the atom); MLP_MODEL names the model file. The route is written
 as a user writes one: a router with its model loader, batching declared next to it
-(ATOM_BATCH__MLP__MAX_SIZE=1 serves it unbatched), and a plain ``def`` route.
+(ATOM_BATCH__MLP__MAX_SIZE=1 serves it unbatched), and an ``async def`` route like the
+example detect's (``api/calls.predict``).
 
     MLP_MODEL=mlp.onnx python batching_server.py --port P
 """
@@ -18,6 +19,7 @@ from my_atom.api import route, routing
 from my_atom.api.app import get_app
 from my_atom.api.base import UdfAPIRoute
 from my_atom.api.batching import Batching
+from my_atom.api.calls import predict
 from my_atom.api.dependencies import Model
 from my_atom.config import Settings
 from pydantic import BaseModel, Field
@@ -46,9 +48,9 @@ def load_mlp(settings: Settings) -> Mlp:
 
 
 @router.post("/mlp")
-def mlp(payload: MlpPayload, model: Annotated[Mlp, Model("mlp")]) -> MlpResponse:
-    """Run the MLP on the numbers."""
-    return MlpResponse(outputs=model.predict_batch(payload.data))
+async def mlp(payload: MlpPayload, model: Annotated[Mlp, Model("mlp")]) -> MlpResponse:
+    """Run the MLP on the numbers (queued with other requests' when it batches)."""
+    return MlpResponse(outputs=await predict(model, payload.data))
 
 
 def factory(settings: Settings) -> FastAPI:
