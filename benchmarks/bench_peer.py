@@ -52,6 +52,7 @@ LOADS = (
     ("MLP, batched, 1 item per request", "mlp", "/mlp", "mlp", 32, 1.0),
 )
 KEYS = ("rps", "p50", "p99")
+WRK_TIMEOUT = 30  # seconds: a slow photo is counted in the latencies, not dropped
 
 
 def litserve_python() -> str:
@@ -119,8 +120,8 @@ def measure(server: AtomServer, path: str, script: Path, connections: int, secon
     """One load on one server: warm-up, then the measured run."""
     with server:
         url = server.url(path)
-        wrk(url, 2, connections, script, threads=1)
-        return wrk(url, seconds, connections, script, threads=1)
+        wrk(url, 2, connections, script, threads=1, timeout=WRK_TIMEOUT)
+        return wrk(url, seconds, connections, script, threads=1, timeout=WRK_TIMEOUT)
 
 
 def main() -> int:
