@@ -154,6 +154,10 @@ class Batcher:
         self._queued_items = 0
         self._coming = 0  # requests that hold the model and have not submitted yet
         self._cond = threading.Condition()
+        # What the batch thread waits for: "first" (any item), "more" (a batch being
+        # gathered), or None (running a batch). Requests wake it only when that may have
+        # come: each wake-up makes the event loop hand over the GIL.
+        self._waiting_for: str | None = None
         self._stopped = False
         self._thread = threading.Thread(target=self._run, name=f"batch-{name}", daemon=True)
 
@@ -176,24 +180,39 @@ class Batcher:
             self._coming += 1
 
     def withdraw(self) -> None:
-        """A request that announced itself submitted its items, or ended without."""
+        """A request that announced itself ended without submitting anything."""
         with self._cond:
             self._coming -= 1
-            if self._queue:  # a batch may be waiting for it; an idle thread is not woken
-                self._cond.notify()
+            self._wake_if_due()
 
-    def submit(self, items: list, args: tuple, kwargs: dict) -> _Pending:
-        """Queue a request's items; 503 at once when the queue is full."""
+    def submit(self, items: list, args: tuple, kwargs: dict, *, announced: bool) -> _Pending:
+        """Queue a request's items (withdrawing its announcement); 503 at once when the
+        queue is full."""
         pending = _Pending(items, args, kwargs, _call_key(args, kwargs), self.timeout)
         with self._cond:
+            if announced:
+                self._coming -= 1
             if self._stopped:
+                self._wake_if_due()
                 raise busy(f"model {self.name!r} is stopping")
             if self._queued_items and self._queued_items + len(items) > self.config.queue_size:
+                self._wake_if_due()
                 raise busy(f"model {self.name!r} is busy: its queue is full")
             self._queue.append(pending)
             self._queued_items += len(items)
-            self._cond.notify()
+            self._wake_if_due()
         return pending
+
+    def _wake_if_due(self) -> None:
+        """Wake the batch thread if what it waits for may be there (lock held)."""
+        waiting = self._waiting_for
+        if waiting == "first":
+            if self._queue:
+                self._cond.notify()
+        elif waiting == "more" and (
+            self._coming <= 0 or self._queued_items >= self.config.max_size
+        ):
+            self._cond.notify()
 
     def wait(self, pending: _Pending) -> list:
         """The request's results, in order; 503 past its deadline."""
@@ -216,6 +235,7 @@ class Batcher:
         """Stop the thread; the requests still queued get a 503."""
         with self._cond:
             self._stopped = True
+            self._waiting_for = None
             left, self._queue = list(self._queue), deque()
             self._queued_items = 0
             self._cond.notify_all()
@@ -238,6 +258,7 @@ class Batcher:
         """Wait for a batch to start (None once stopped); [] when all were dropped."""
         config, cond = self.config, self._cond
         with cond:
+            self._waiting_for = "first"
             while not self._queue and not self._stopped:
                 if not cond.wait(IDLE_TICK):
                     self._report_depth()
@@ -245,10 +266,12 @@ class Batcher:
                 return None
             key = self._queue[0].key
             give_up = time.monotonic() + config.max_wait_ms / 1000
+            self._waiting_for = "more"
             while self._coming > 0 and self._queued_for(key) < config.max_size:
                 left = give_up - time.monotonic()
                 if left <= 0 or not cond.wait(left):
                     break
+            self._waiting_for = None
             batch = self._take(key)
             self._report_depth()
         return batch
@@ -379,12 +402,13 @@ class BatchedModel:
 
     def _submit(self, items: Sequence, args: tuple, kwargs: dict) -> _Pending | None:
         items = list(items)
-        if not self._submitted:
-            self._submitted = True
-            self._batcher.withdraw()
+        announced = not self._submitted
+        self._submitted = True
         if not items:
+            if announced:
+                self._batcher.withdraw()
             return None
-        pending = self._pending = self._batcher.submit(items, args, kwargs)
+        pending = self._pending = self._batcher.submit(items, args, kwargs, announced=announced)
         if self._watcher is None:
             if threading.get_ident() == self._thread:
                 self._watch()
