@@ -4,7 +4,7 @@
 VENV := .venv
 PY := $(VENV)/bin/python
 
-.PHONY: help setup demo check test soak bench lint clean
+.PHONY: help setup demo check test soak bench lint release clean
 
 help:
 	@echo "make demo   bake the default atom, start it, detect faces in a photo, stop it"
@@ -13,6 +13,7 @@ help:
 	@echo "make soak   20,000 detect calls through nginx and 2 workers: no failure, no leak"
 	@echo "make bench  run every benchmark (benchmarks/), write BENCHMARKS.md"
 	@echo "make lint   ruff on the hooks, scripts and tests of the template"
+	@echo "make release  date the CHANGELOG's Unreleased section, commit, tag v<version>"
 	@echo "make clean  remove build/ and the virtual environments"
 
 setup:
@@ -37,6 +38,10 @@ bench: setup
 lint: setup
 	$(VENV)/bin/ruff check hooks scripts tests benchmarks
 	$(VENV)/bin/ruff format --check hooks scripts tests benchmarks
+
+# The version is _template_version of cookiecutter.json (DEVELOPERS.md, "Releasing").
+release: setup
+	$(PY) scripts/release.py
 
 clean:
 	rm -rf build $(VENV) $(VENV)-py312

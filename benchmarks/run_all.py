@@ -31,6 +31,7 @@ BENCHMARKS = (
     ("peer", "bench_peer.py", "The peer, side by side: the atom against LitServe"),
     ("images", "bench_images.py", "Image inputs: base64, mmap and shared memory"),
     ("protector", "bench_protector.py", "Model decryption"),
+    ("protocols", "bench_protocols.py", "Standard protocols: streams through nginx, v2 tensors"),
 )
 PACKAGES = (
     "fastapi",

@@ -1,5 +1,6 @@
-"""Finish the generated atom: its own model key, then the compiled protector and the demo
-model when cookiecutter's Python can make them.
+"""Finish the generated atom: the files of the options not chosen removed, the template it
+came from recorded (.cruft.json, in cruft's format), its own model key, then the compiled
+protector and the demo model when cookiecutter's Python can make them.
 
 Runs in the new project's folder with the Python that runs cookiecutter, which may have no
 Cython, no OpenCV, or an OpenCV without the Haar cascades. Nothing here fails the
@@ -7,9 +8,13 @@ generation: `make run` and `make test` in the project set up whatever the hook c
 (a virtual environment with the pinned packages, the protector, the demo model), so the
 hook says what it skipped, why, and that those two commands finish the job. The answers
 come in as JSON (``tojson``), so quotes or backslashes in them cannot break this file.
+
+When cruft or the atom's `make upgrade` renders the template (to compare two versions),
+the context names the commit (``_commit``): the hook then records it and builds nothing.
 """
 
 import base64
+import contextlib
 import importlib.util
 import json
 import os
@@ -28,6 +33,183 @@ CASCADE = "haarcascade_frontalface_default.xml"
 BUILD_COMMAND = ("setup.py", "--quiet", "build_ext", "--inplace")
 BUILD_MODULES = ("Cython", "setuptools")
 TIMEOUT = 600
+GIT_TIMEOUT = 30
+STATE_FILE = Path(".cruft.json")
+# Context entries that describe one run of cookiecutter on one machine, not the atom.
+MACHINE_KEYS = ("_output_dir", "_repo_dir", "_checkout")
+# The template's paths that reach atoms (the rest of its repository does not).
+ATOM_SOURCES = ("cookiecutter.json", "hooks")
+# A template given as a git URL or an abbreviation (cookiecutter clones it), not a folder.
+URL_RE = re.compile(r"^([\w+.-]+://|[\w.-]+@[\w.-]+:|(gh|gl|bb):)")
+# The files of each choice of an option: the hook removes those of the choices not taken.
+OPTION_FILES = {
+    "ci": {"gitlab": (".gitlab-ci.yml",), "github": (".github",), "none": ()},
+}
+
+
+def remove_unchosen(project: Path, answers: dict) -> list[str]:
+    """Remove the files of the choices not taken (OPTION_FILES); return their names."""
+    removed = []
+    for option, choices in OPTION_FILES.items():
+        for choice, names in choices.items():
+            for name in names if choice != answers.get(option) else ():
+                path = project / name
+                if path.is_dir():
+                    shutil.rmtree(path)
+                elif path.exists():
+                    path.unlink()
+                removed.append(name)
+    return removed
+
+
+def git_output(folder: Path, *args: str, strip: bool = True) -> str | None:
+    """git's answer in ``folder``, or None when git fails there (not a checkout, no git)."""
+    try:
+        result = subprocess.run(
+            ["git", *args],
+            cwd=folder,
+            capture_output=True,
+            text=True,
+            timeout=GIT_TIMEOUT,
+            check=False,
+        )
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    if result.returncode != 0:
+        return None
+    return result.stdout.strip() if strip else result.stdout
+
+
+def template_folder(repo_dir: str) -> Path | None:
+    """The folder cookiecutter rendered the atom from, absolute (None when not found).
+
+    cookiecutter passes it as it was typed. A relative one is relative to where cookiecutter
+    started; while a hook runs, cookiecutter works inside that folder, which Linux shows as
+    /proc/<cookiecutter's pid>/cwd; elsewhere $PWD (the shell's folder) is tried.
+    """
+    if not repo_dir:
+        return None
+    given = Path(repo_dir).expanduser()
+    candidates = [given] if given.is_absolute() else []
+    with contextlib.suppress(OSError):
+        candidates.append(Path(os.readlink(f"/proc/{os.getppid()}/cwd")))
+    candidates.append(Path(os.environ.get("PWD", "."), given))
+    for candidate in candidates:
+        named = not given.name or candidate.resolve().name == given.resolve().name
+        if named and (candidate / "cookiecutter.json").is_file() and (candidate / "hooks").is_dir():
+            return candidate.resolve()
+    return None
+
+
+def unknown_commit(template: str, why: str) -> dict:
+    """A record without a commit, saying why: make upgrade and cruft will refuse it."""
+    note = (
+        f"{why}: make upgrade and cruft need the template's git source; generate the atom "
+        "from a git checkout or URL of the template"
+    )
+    return {"template": template, "commit": None, "checkout": None, "directory": None, "note": note}
+
+
+def changed_sources(folder: Path, directory: str) -> list[str]:
+    """Uncommitted changes in the template checkout to files that reach atoms (paths from
+    the template's folder, ``directory`` inside its repository)."""
+    entries = iter(
+        (git_output(folder, "status", "--porcelain", "-z", strip=False) or "").split("\0")
+    )
+    changed = []
+    for entry in entries:
+        if entry[:1] in ("R", "C"):
+            next(entries, None)  # a rename's or copy's source path follows
+        path = entry[3:]
+        if directory:
+            path = path.removeprefix(directory + "/") if path.startswith(directory + "/") else ""
+        first = path.split("/", 1)[0]
+        if first in ATOM_SOURCES or first.startswith("{"):
+            changed.append(path)
+    return changed
+
+
+def provenance(answers: dict) -> dict:
+    """Where the template came from: source, commit, checkout (the tag), the folder of
+    cookiecutter.json in the repository, and a note when the commit is not the whole truth."""
+    if answers.get("_commit"):  # cruft or make upgrade renders a commit it names
+        return {
+            "template": answers.get("_template"),
+            "commit": answers["_commit"],
+            "checkout": answers.get("_checkout"),
+            "directory": None,
+            "note": None,
+        }
+    repo_dir = str(answers.get("_repo_dir") or "")
+    if shutil.which("git") is None:
+        return unknown_commit(repo_dir, "git is not installed here")
+    folder = template_folder(repo_dir)
+    if folder is None:
+        return unknown_commit(repo_dir, f"the template's folder ({repo_dir!r}) was not found")
+    top = git_output(folder, "rev-parse", "--show-toplevel")
+    commit = git_output(folder, "rev-parse", "--verify", "HEAD") if top else None
+    if not top or not commit:
+        return unknown_commit(str(folder), f"the template at {folder} is not a git checkout")
+    given = str(answers.get("_template") or "")
+    source = git_output(folder, "remote", "get-url", "origin") if URL_RE.match(given) else None
+    directory = folder.relative_to(Path(top).resolve()).as_posix()
+    changed = changed_sources(folder, "" if directory == "." else directory)
+    note = None
+    if changed:
+        shown = ", ".join(changed[:3]) + (", ..." if len(changed) > 3 else "")
+        note = (
+            f"the template checkout had uncommitted changes ({shown}): "
+            f"this atom may differ from commit {commit[:12]}"
+        )
+    return {
+        "template": source or top,
+        "commit": commit,
+        "checkout": git_output(folder, "describe", "--tags", "--exact-match", "HEAD")
+        or answers.get("_checkout"),
+        "directory": None if directory == "." else directory,
+        "note": note,
+    }
+
+
+def write_state(project: Path, answers: dict, origin: dict) -> None:
+    """Record the template in .cruft.json, in cruft's format: cruft's check, diff and update
+    and the atom's make upgrade read it."""
+    context = {key: value for key, value in answers.items() if key not in MACHINE_KEYS}
+    context["_template"] = origin["template"]
+    if origin["commit"]:
+        context["_commit"] = origin["commit"]
+    state = {
+        "template": origin["template"],
+        "commit": origin["commit"],
+        "checkout": origin["checkout"],
+        "context": {"cookiecutter": dict(sorted(context.items()))},  # the same bytes each time
+        "directory": origin["directory"],
+        "skip": [str(STATE_FILE)],
+    }
+    if origin["note"]:
+        state["note"] = origin["note"]
+    text = json.dumps(state, ensure_ascii=False, indent=2, separators=(",", ": "))
+    (project / STATE_FILE).write_text(text + "\n", encoding="utf-8")
+
+
+def record_commit(project: Path, package: str, commit: str | None) -> None:
+    """Write the template's commit into the package's about.py, which the runtime shows."""
+    path = project / package / "about.py"
+    if path.is_file():
+        text = path.read_text(encoding="utf-8")
+        line = f"TEMPLATE_COMMIT = {json.dumps(commit or '')}\n"
+        path.write_text(text.replace('TEMPLATE_COMMIT = ""\n', line, 1), encoding="utf-8")
+
+
+def record_template(project: Path, answers: dict) -> list[str]:
+    """Record where the template came from; return what the owner should know about it."""
+    origin = provenance(answers)
+    try:
+        write_state(project, answers, origin)
+        record_commit(project, answers.get("package_name", ""), origin["commit"])
+    except OSError as exc:
+        return [f"the template was not recorded in {STATE_FILE} ({exc})"]
+    return [f"{STATE_FILE}: {origin['note']}"] if origin["note"] else []
 
 
 def write_key(project: Path) -> Path:
@@ -157,9 +339,16 @@ def finish(project: Path, package: str) -> list[str]:
 
 
 def main() -> int:
-    """Create the key, build the protector, encrypt the demo model; say what is left to do."""
+    """Remove unchosen files, record the template, create the key, build the protector,
+    encrypt the demo model; say what is left to do."""
     answers = json.loads(r"""{{ cookiecutter | tojson }}""")
     project = Path.cwd()
+    remove_unchosen(project, answers)
+    notes = record_template(project, answers)
+    if answers.get("_commit"):  # a rendering to compare versions (cruft, make upgrade)
+        return 0
+    for line in notes:
+        sys.stderr.write(f"post-gen: {line}\n")
     todo = []
     try:
         write_key(project)

@@ -9,12 +9,15 @@ import keyword
 import re
 import sys
 
+# Each pattern must match the whole answer (fullmatch: a "$" would let a final newline in).
 # A directory name that works on every platform and in a Docker build context.
-SLUG_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
+SLUG_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}")
 # Lowercase ASCII identifiers only: importable everywhere, PEP 8 module names.
-PACKAGE_RE = re.compile(r"^[a-z_][a-z0-9_]*$")
+PACKAGE_RE = re.compile(r"[a-z_][a-z0-9_]*")
 # "" or /segment[/segment...]: no trailing slash, no empty segment, URL-safe characters.
-PREFIX_RE = re.compile(r"^(/[A-Za-z0-9._~-]+)+$")
+PREFIX_RE = re.compile(r"(/[A-Za-z0-9._~-]+)+")
+# A whole number in ASCII digits (int() also takes "8_000", " 8000" and other scripts' digits).
+NUMBER_RE = re.compile(r"[0-9]{1,6}")
 
 # Names an atom's package must not take: they would shadow what the atom imports.
 SHADOWED = frozenset(sys.stdlib_module_names) | {
@@ -50,7 +53,7 @@ def check_project_name(value: str) -> str | None:
 
 def check_project_slug(value: str) -> str | None:
     """The slug is a directory name: letters, digits, '.', '_' and '-'."""
-    if not SLUG_RE.match(value):
+    if not SLUG_RE.fullmatch(value):
         return (
             f"project_slug: {value!r} is not a valid directory name "
             "(letters, digits, '.', '_', '-'; starting with a letter or digit)"
@@ -60,7 +63,7 @@ def check_project_slug(value: str) -> str | None:
 
 def check_package_name(value: str) -> str | None:
     """The package must be importable and must not shadow a module the atom uses."""
-    if not PACKAGE_RE.match(value):
+    if not PACKAGE_RE.fullmatch(value):
         return (
             f"package_name: {value!r} is not a Python identifier "
             "(lowercase letters, digits and '_', not starting with a digit)"
@@ -74,7 +77,7 @@ def check_package_name(value: str) -> str | None:
 
 def check_api_prefix(value: str) -> str | None:
     """The prefix is empty or /segment[/segment], without a trailing slash."""
-    if value and not PREFIX_RE.match(value):
+    if value and not PREFIX_RE.fullmatch(value):
         return (
             f"api_prefix: {value!r} must be empty or look like /segment[/segment] "
             "(no trailing slash)"
@@ -83,11 +86,9 @@ def check_api_prefix(value: str) -> str | None:
 
 
 def _as_int(value: object) -> int | None:
-    """Return the answer as an int, or None when it is not a whole number."""
-    try:
-        return int(str(value).strip())
-    except ValueError:
-        return None
+    """Return the answer as an int, or None when it is not a whole number in ASCII digits."""
+    text = str(value)
+    return int(text) if NUMBER_RE.fullmatch(text) else None
 
 
 def check_port(value: object) -> str | None:

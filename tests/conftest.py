@@ -2,6 +2,7 @@
 
 import os
 import re
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -21,11 +22,23 @@ DEFAULT_ANSWERS = {
     "api_prefix": "/d2atom",
     "port": "8000",
     "workers": "1",
+    "ci": "gitlab",
 }
 # The lanes (markers of pyproject.toml); each is also slow, so `make check` leaves it out.
-LANES = ("nginx", "container", "soak", "fuzz", "docs_render", "demo", "fresh_machine")
-# Unrendered template syntax that must never reach a generated file.
-LEFTOVER_RE = re.compile(r"\{\{\s*cookiecutter|\{%|\{#|cookiecutter\.\w")
+LANES = (
+    "nginx",
+    "container",
+    "soak",
+    "fuzz",
+    "docs_render",
+    "demo",
+    "fresh_machine",
+    "migration",
+    "upgrade",
+)
+# Unrendered template syntax that must never reach a generated file (an atom may name the
+# template's cookiecutter.json).
+LEFTOVER_RE = re.compile(r"\{\{\s*cookiecutter|\{%|\{#|cookiecutter\.(?!json\b)\w")
 TEXT_SUFFIXES = {".py", ".md", ".toml", ".txt", ".cfg", ".ini", ".yml", ".yaml", ".example", ""}
 
 
@@ -84,6 +97,15 @@ def hook_scripts_in_pytest_tmp(tmp_path_factory: pytest.TempPathFactory) -> Iter
         yield
     finally:
         tempfile.tempdir = previous
+
+
+@pytest.fixture
+def runtime_dir() -> Iterator[Path]:
+    """An ATOM_RUNTIME_DIR that nginx's workers can reach when the launcher runs as root:
+    they run as nobody then, and pytest's own folders (tempfile's here) are private."""
+    folder = Path(tempfile.mkdtemp(prefix="atom-run-", dir="/tmp"))
+    yield folder
+    shutil.rmtree(folder, ignore_errors=True)
 
 
 @pytest.fixture(scope="session")

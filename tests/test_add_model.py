@@ -14,6 +14,8 @@ from .conftest import run
 
 EYES_CASCADE = "haarcascade_eye.xml"  # another model OpenCV ships, for the new module
 
+pytestmark = pytest.mark.slow  # a bake, the atom's whole suite and a real server
+
 
 def add_route_module(project: Path, package: str) -> None:
     """What the generated README says: copy detect.py, rename its model and path, list it."""

@@ -16,7 +16,7 @@ from .conftest import leftovers, python_for, run
 # The supported combinations; each one is baked, linted and tested. Together they cover
 # every prompt: a custom name, a 38-character package (lines stay within the line length),
 # a two-segment prefix, another port and worker count; a Chinese name without a prefix;
-# the Python 3.12 image.
+# the Python 3.12 image; each CI choice (gitlab by default).
 COMBINATIONS = {
     "default": {},
     "custom": {
@@ -25,14 +25,18 @@ COMBINATIONS = {
         "api_prefix": "/v1atom/plates",
         "port": "8080",
         "workers": "4",
+        "ci": "github",
     },
     "chinese-no-prefix": {
         "project_name": "人脸检测",
         "project_description": "人脸检测服务",
         "api_prefix": "",
+        "ci": "none",
     },
     "python312": {"python_version": "3.12"},
 }
+# The CI files of each choice of the `ci` prompt (test_ci.py validates them).
+CI_FILES = {"gitlab": {".gitlab-ci.yml"}, "github": {".github/workflows/ci.yml"}, "none": set()}
 
 
 # make check bakes only the default answers; make test bakes them all.
@@ -58,12 +62,32 @@ def test_no_template_syntax_left(baked: tuple[Path, dict[str, str]]) -> None:
     assert leftovers(project) == []
 
 
+def test_ci_files_follow_the_choice(baked: tuple[Path, dict[str, str]]) -> None:
+    """The atom holds the CI file of its `ci` answer and none of the other choices'."""
+    project, context = baked
+    found = {name for names in CI_FILES.values() for name in names if (project / name).exists()}
+    assert found == CI_FILES[context.get("ci", "gitlab")]
+    assert (project / ".github").exists() == (context.get("ci") == "github")
+
+
 def test_ruff_is_clean(baked: tuple[Path, dict[str, str]]) -> None:
     """The generated code passes its own ruff lint and format checks."""
     project, _ = baked
     for args in (["check", "--no-cache", "."], ["format", "--check", "--no-cache", "."]):
         result = run([sys.executable, "-m", "ruff", *args], cwd=project, timeout=120)
         assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_types_are_clean(baked: tuple[Path, dict[str, str]]) -> None:
+    """The generated package passes mypy with its own configuration (make lint runs it)."""
+    project, context = baked
+    result = run(
+        [python_for(context), "-m", "mypy", "--no-incremental", "--cache-dir", "/dev/null"],
+        cwd=project,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-2000:]
+    assert result.stdout.startswith("Success: no issues found")
 
 
 def test_hook_finished_the_project(baked: tuple[Path, dict[str, str]]) -> None:

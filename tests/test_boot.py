@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from scripts.atomctl import AtomServer, http, log_lines, rss_kib
+from scripts.atomctl import TEMPLATE, AtomServer, http, log_lines, rss_kib
 
 pytestmark = pytest.mark.slow
 
@@ -32,9 +32,18 @@ def test_ping(server: AtomServer) -> None:
 
 
 def test_ready(server: AtomServer) -> None:
-    """Ready reports the loaded model."""
+    """Ready reports the loaded model and the template release: this checkout's version and
+    commit."""
     status, _, body = http("GET", server.url("/v1/health/ready"))
-    assert (status, body) == (200, {"is_ready": True, "models": {"face": "ready"}})
+    head = subprocess.run(
+        ["git", "rev-parse", "HEAD"], cwd=TEMPLATE, capture_output=True, text=True, check=True
+    ).stdout.strip()
+    version = json.loads((TEMPLATE / "cookiecutter.json").read_text())["_template_version"]
+    template = {"version": version, "commit": head}
+    assert (status, body) == (
+        200,
+        {"is_ready": True, "models": {"face": "ready"}, "template": template},
+    )
 
 
 def test_detect_finds_the_face(server: AtomServer, default_atom: Path) -> None:

@@ -37,14 +37,21 @@ REJECTED = [
     ("api_prefix", "/a//b"),
     ("api_prefix", "/a b"),
     ("api_prefix", "/a?b"),
+    ("api_prefix", "/d2atom\n"),  # a regex's $ matches before a final newline
+    ("project_slug", "my-atom\n"),
+    ("package_name", "my_atom\n"),
     ("port", "0"),
     ("port", "65536"),
     ("port", "-1"),
     ("port", "http"),
     ("port", "80.5"),
+    ("port", "8_000"),  # int() accepts underscores
+    ("port", "\u0668\u0660\u0660\u0660"),  # and other scripts' digits
+    ("port", " 8000"),
     ("workers", "0"),
     ("workers", "-2"),
     ("workers", "two"),
+    ("workers", "1_0"),
 ]
 
 ACCEPTED = [

@@ -104,7 +104,9 @@ def serving(default_atom: Path) -> Iterator:
 
 
 @pytest.fixture
-def atom(default_atom: Path, tmp_path: Path, serving: object) -> Iterator[AtomLauncher]:
+def atom(
+    default_atom: Path, tmp_path: Path, serving: object, runtime_dir: Path
+) -> Iterator[AtomLauncher]:
     """nginx_run.py with 2 workers (and a slow route) registered with the stub Serving."""
     nginx_binary()
     (default_atom / "slow_server.py").write_text(SLOW_SERVER)
@@ -115,7 +117,7 @@ def atom(default_atom: Path, tmp_path: Path, serving: object) -> Iterator[AtomLa
         server="slow_server.py",
         env={
             "LOG_ROOT": str(tmp_path / "logs"),
-            "ATOM_RUNTIME_DIR": str(tmp_path / "run"),
+            "ATOM_RUNTIME_DIR": str(runtime_dir),
             "ATOM_MAX_BODY_BYTES": "200000",
             "ATOM_GRACE_PERIOD": "8",
             "META": json.dumps(meta),
@@ -274,6 +276,14 @@ def test_one_scrape_sums_the_workers(atom: AtomLauncher) -> None:
         if sample.name == "atom_ready"
     ]
     assert ready == [1.0]
+    template = [
+        (sample.labels, sample.value)
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+        if sample.name == "atom_template_info"
+    ]
+    assert len(template) == 1 and template[0][1] == 1.0  # one sample, not one per worker
+    assert set(template[0][0]) == {"version", "commit"}
 
 
 def test_json_is_gzipped(atom: AtomLauncher) -> None:

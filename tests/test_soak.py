@@ -154,13 +154,18 @@ def table(result: Load, before: dict[str, Usage], after: dict[str, Usage]) -> st
 
 
 @pytest.fixture
-def atom(default_atom: Path, tmp_path: Path) -> Iterator[AtomLauncher]:
+def atom(default_atom: Path, tmp_path: Path, runtime_dir: Path) -> Iterator[AtomLauncher]:
     """nginx_run.py with 2 workers, no Serving, logs in the test's directory."""
     nginx_binary()
     launcher = AtomLauncher(
         default_atom,
         workers=2,
-        env={"LOG_ROOT": str(tmp_path / "logs"), "ATOM_RUNTIME_DIR": str(tmp_path / "run")},
+        env={
+            "LOG_ROOT": str(tmp_path / "logs"),
+            "ATOM_RUNTIME_DIR": str(runtime_dir),
+            # The warm-up sends 128 calls at once from one address: no per-client limit.
+            "ATOM_CONNECTIONS_PER_CLIENT": "0",
+        },
     )
     with launcher:
         yield launcher

@@ -20,9 +20,8 @@ from typing import Any, NamedTuple
 
 import cv2
 import pytest
-from fastapi.testclient import TestClient
-
 from fastapi import FastAPI
+from fastapi.testclient import TestClient
 
 from {{ cookiecutter.package_name }} import about
 from {{ cookiecutter.package_name }}.api.app import get_app

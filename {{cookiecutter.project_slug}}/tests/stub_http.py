@@ -79,6 +79,16 @@ class Handler(BaseHTTPRequestHandler):
             self.wfile.write(bytes([byte]))
             self.wfile.flush()
 
+    def route_slow_headers(self) -> None:
+        """Headers trickled one byte every 0.2 s for up to 30 s (each read is quick)."""
+        self.wfile.write(b"HTTP/1.1 200 OK\r\nContent-Type: image/jpeg\r\nX-Slow: ")
+        self.wfile.flush()
+        for _ in range(150):
+            if self.stub.stop.wait(0.2):
+                return
+            self.wfile.write(b"z")
+            self.wfile.flush()
+
     def route_endless(self) -> None:
         """Up to 256 MiB without Content-Length (the body ends when the connection closes)."""
         self.send_response(200)

@@ -14,6 +14,7 @@ from {{ cookiecutter.package_name }}.lib.common import (
     summarize,
 )
 
+
 def test_summarize() -> None:
     """Long strings cut, bytes and arrays summarised, secrets redacted, containers trimmed."""
     value = {
@@ -40,8 +41,8 @@ def test_format_long_is_one_json_line() -> None:
 
 
 def test_lru_evicts_least_recently_used() -> None:
-    """Past max_items, the least recently used key goes first."""
-    cache = LRUCache(max_items=2)
+    """Past capacity, the least recently used key goes first."""
+    cache = LRUCache(capacity=2)
     cache.put("a", 1)
     cache.put("b", 2)
     assert cache.get("a") == 1  # "b" is now the oldest
@@ -52,7 +53,7 @@ def test_lru_evicts_least_recently_used() -> None:
 
 def test_lru_is_bounded_by_bytes() -> None:
     """Past max_bytes, old values go; a value above the bound alone is not stored."""
-    cache = LRUCache(max_items=100, max_bytes=1000)
+    cache = LRUCache(capacity=100, max_bytes=1000)
     for key in range(5):
         cache.put(key, np.zeros(300, np.uint8))
     assert list(range(5))[-3:] == [k for k in range(5) if k in cache]
@@ -64,7 +65,7 @@ def test_lru_is_bounded_by_bytes() -> None:
 
 def test_lru_is_thread_safe() -> None:
     """Eight threads hammering the cache leave its bounds and byte count exact."""
-    cache = LRUCache(max_items=50, max_bytes=40_000)
+    cache = LRUCache(capacity=50, max_bytes=40_000)
 
     def hammer(seed: int) -> None:
         for i in range(3000):

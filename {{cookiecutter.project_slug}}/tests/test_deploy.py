@@ -4,15 +4,26 @@ The launcher itself runs with real nginx in the template's nginx lane.
 """
 
 import io
+import json
 import os
 import re
+import shutil
+import tempfile
 from pathlib import Path
 
 import pytest
 
 from {{ cookiecutter.package_name }}.control.runtime_dir import RuntimeDir
 from {{ cookiecutter.package_name }}.deploy import launcher
-from {{ cookiecutter.package_name }}.deploy.nginx import nginx_config, render, write_config
+from {{ cookiecutter.package_name }}.deploy.nginx import (
+    NGINX_ERRORS,
+    WorkerUser,
+    nginx_config,
+    render,
+    unreachable_folder,
+    worker_user,
+    write_config,
+)
 
 
 def config(tmp_path: Path) -> str:
@@ -37,7 +48,104 @@ def test_config_values(tmp_path: Path) -> None:
     assert "proxy_next_upstream_tries 2;" in text
     assert f"pid {tmp_path}/nginx.pid;" in text
     assert '"msg":"Request Entity Too Large (limit 5000000 bytes)"' in text
-    assert "@" not in text.replace("@too_large", "").replace("@no_worker", "")
+    assert "client_body_buffer_size 16k;" in text  # bodies beyond it go to a temp file
+    assert "client_header_timeout 10s;" in text
+    assert "client_body_timeout 30s;" in text
+    assert "limit_conn atom_per_client 64;" in text
+    assert "@" not in text
+
+
+def envelopes(text: str) -> dict[int, tuple[int, dict]]:
+    """nginx's own errors in a config: caught status -> (status sent, JSON body)."""
+    pages = re.findall(r"error_page (\d+) =(\d+) (/__atom/error/\d+);", text)
+    found = {}
+    for caught, sent, path in pages:
+        block = re.search("location = " + path + r" \{\n(.*?)\n        \}", text, re.S)[1]
+        status, body = re.search(r"return (\d+) '(.*)';", block).groups()
+        assert status == sent
+        assert "internal;" in block
+        assert "add_header X-Request-ID $atom_request_id always;" in block
+        assert "default_type application/json;" in block
+        found[int(caught)] = (int(status), json.loads(body))
+    return found
+
+
+def test_every_error_nginx_makes_is_the_envelope(tmp_path: Path) -> None:
+    """400, 404, 408, 413, 414, 429, 431, 500, 502 and 504 from nginx are the envelope."""
+    found = envelopes(config(tmp_path))
+    sent = {caught: status for caught, (status, _) in found.items()}
+    assert sent == {
+        **{status: status for status in (400, 404, 408, 413, 414, 429, 500, 502, 504)},
+        494: 431,  # nginx's "request header too large"
+        503: 502,  # no worker to connect to
+    }
+    for status, body in found.values():
+        assert body["code"] == status and body["data"] is None and body["msg"]
+    assert len(NGINX_ERRORS) == len(found)
+
+
+def test_only_plain_request_ids_are_echoed(tmp_path: Path) -> None:
+    """nginx keeps a caller's X-Request-ID only when it matches the atom's own rule."""
+    text = config(tmp_path)
+    block = text.split("map $http_x_request_id $atom_request_id {", 1)[1].split("\n    }", 1)[0]
+    assert "default $request_id;" in block
+    assert '"~^[A-Za-z0-9._:-]{1,128}$" $http_x_request_id;' in block
+
+
+def test_metrics_on_their_own_port(tmp_path: Path) -> None:
+    """With a metrics port, the public server answers 404 at the metrics path."""
+    text = nginx_config(
+        runtime=RuntimeDir(tmp_path),
+        listen_port=8123,
+        worker_ports=[9100],
+        max_body_bytes=5_000_000,
+        read_timeout=300,
+        metrics_path="/p/metrics",
+        metrics_port=9400,
+    )
+    public, metrics = text.split("listen 0.0.0.0:9400;", 1)
+    assert "location = /p/metrics {" in public
+    assert 'return 404 \'{"code":404,"msg":"Not Found","data":null}\';' in public
+    assert "location = /p/metrics {\n            proxy_pass http://atom_workers;" in metrics
+    assert "listen 0.0.0.0:9400;" not in config(tmp_path)
+
+
+def test_workers_user_only_as_root(tmp_path: Path) -> None:
+    """The user directive is written when the launcher runs as root, for nobody."""
+    user = worker_user()
+    if os.geteuid() == 0:
+        assert user is not None and user.name == "nobody"
+    else:
+        assert user is None
+    text = nginx_config(
+        runtime=RuntimeDir(tmp_path),
+        listen_port=1,
+        worker_ports=[2],
+        max_body_bytes=1024,
+        read_timeout=1,
+        user=WorkerUser("nobody", "nogroup", 65534, 65534),
+    )
+    assert "\nuser nobody nogroup;\n" in text
+    assert "\nuser " not in config(tmp_path)
+
+
+def test_a_folder_the_workers_cannot_pass_is_named() -> None:
+    """A runtime directory inside a private folder is reported, naming that folder."""
+    stranger = WorkerUser("stranger", "strangers", os.getuid() + 4242, os.getgid() + 4242)
+    # Under /tmp itself: pytest's folders, and TMPDIR under the template's tests, are private.
+    base = Path(tempfile.mkdtemp(dir="/tmp"))
+    try:
+        private = base / "private"
+        runtime = private / "run"
+        runtime.mkdir(parents=True)
+        base.chmod(0o755)
+        private.chmod(0o700)
+        runtime.chmod(0o711)
+        assert unreachable_folder(runtime, stranger) == private
+        private.chmod(0o711)
+        assert unreachable_folder(runtime, stranger) is None
+    finally:
+        shutil.rmtree(base)
 
 
 def test_config_writes_nothing_outside_the_runtime_dir(tmp_path: Path) -> None:

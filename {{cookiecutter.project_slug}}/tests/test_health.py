@@ -1,16 +1,21 @@
 """Health routes: liveness, readiness tied to model loading, META's extra ping path."""
 
 import json
+import os
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Callable
 
 from fastapi.testclient import TestClient
 
+from {{ cookiecutter.package_name }} import about
 from {{ cookiecutter.package_name }}.api.app import get_app
 from {{ cookiecutter.package_name }}.config import Settings
 
-from .conftest import read_log, wait_ready
+from .conftest import ROOT, Server, read_log, wait_ready
+from .fakes import model_names
 
 
 def test_ping(client: TestClient, prefix: str) -> None:
@@ -21,10 +26,13 @@ def test_ping(client: TestClient, prefix: str) -> None:
 
 
 def test_ready_after_loading(client: TestClient, prefix: str) -> None:
-    """Ready is 200 and lists each model once loaded."""
+    """Ready is 200 and lists each model of the atom once loaded, and the template release."""
     response = client.get(f"{prefix}/v1/health/ready")
     assert response.status_code == 200
-    assert response.json() == {"is_ready": True, "models": {"face": "ready"}}
+    models = dict.fromkeys(model_names(), "ready")
+    assert "face" in models
+    template = {"version": about.TEMPLATE_VERSION, "commit": about.TEMPLATE_COMMIT}
+    assert response.json() == {"is_ready": True, "models": models, "template": template}
 
 
 def test_ready_is_503_while_loading(settings: Settings, photo_b64: str) -> None:
@@ -95,3 +103,24 @@ def test_meta_k8s_healthcheck_url_is_served(make_settings: Callable[..., Setting
         response = client.get("/custom/health")
     assert response.status_code == 200
     assert response.json() == {"is_alive": True}
+
+
+def test_image_healthcheck_ignores_the_proxy_of_the_environment(
+    start: Callable[..., Server],
+) -> None:
+    """The image's HEALTHCHECK command asks the atom directly, whatever HTTP_PROXY says."""
+    server = start()
+    server.wait_ready()
+    env = {
+        "PATH": os.environ["PATH"],
+        "ATOM_PORT": str(server.port),
+        "LOG_ROOT": "",
+        "HTTP_PROXY": "http://127.0.0.1:9",  # nothing listens there
+        "http_proxy": "http://127.0.0.1:9",
+    }
+    command = [sys.executable, "-m", "{{ cookiecutter.package_name }}.deploy.healthcheck"]
+    check = subprocess.run(command, cwd=ROOT, env=env, timeout=60, check=False)
+    assert check.returncode == 0
+    server.stop()
+    check = subprocess.run(command, cwd=ROOT, env=env, timeout=60, check=False)
+    assert check.returncode == 1

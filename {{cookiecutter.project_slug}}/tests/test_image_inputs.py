@@ -20,9 +20,9 @@ import numpy as np
 import pytest
 from fastapi.testclient import TestClient
 
+from {{ cookiecutter.package_name }}.client.shm import SharedFrame, write_mmap_frame
 from {{ cookiecutter.package_name }}.config import Settings
 from {{ cookiecutter.package_name }}.images.fetch import BLOCKED_MSG
-from {{ cookiecutter.package_name }}.client.shm import SharedFrame, write_mmap_frame
 
 from .conftest import PHOTO, make_app, wait_ready
 from .stub_http import Stub, serve_stub
@@ -147,7 +147,7 @@ def shm_with(inputs: Inputs, **changes: Any) -> dict[str, Any]:
     return {**inputs.shared.descriptor, **changes}
 
 
-BOMB = f"30000 x 30000 pixels is above the limit of {40_000_000} (IMAGE_MAX_PIXELS)"
+BOMB = f"30000 x 30000 pixels is above the limit of {4096 * 4096} (IMAGE_MAX_PIXELS)"
 BAD_CASES: dict[str, tuple[str, Callable[[Inputs], Any], tuple[int, int, str]]] = {
     "base64-invalid": ("base64", lambda _: "%%%not base64%%%", (400, 501, "invalid base64")),
     "base64-not-an-image": (
@@ -217,7 +217,7 @@ BAD_CASES: dict[str, tuple[str, Callable[[Inputs], Any], tuple[int, int, str]]] 
     "mmap-out-of-bounds": (
         "mmap",
         lambda i: mmap_with(i, position=16),
-        (400, 501, f"bytes 16..{16 + RAW_SIZE} are outside the file ({RAW_SIZE} bytes)"),
+        (400, 501, f"bytes 16..{16 + RAW_SIZE} are outside the file"),
     ),
     "mmap-size-mismatch": (
         "mmap",
@@ -242,7 +242,7 @@ BAD_CASES: dict[str, tuple[str, Callable[[Inputs], Any], tuple[int, int, str]]] 
     "shm-missing-block": (
         "shm",
         lambda i: shm_with(i, name="atom_no_such_block"),
-        (400, 501, "no such shared memory block"),
+        (400, 501, "no shared memory block of the atom's user by that name"),
     ),
     "shm-block-smaller-than-shape": (
         "shm",
@@ -252,7 +252,12 @@ BAD_CASES: dict[str, tuple[str, Callable[[Inputs], Any], tuple[int, int, str]]] 
     "shm-name-traversal": (
         "shm",
         lambda i: shm_with(i, name="../etc/passwd"),
-        (400, 501, "invalid shared memory block name"),
+        (400, 501, "invalid shared memory block name (it must start with atom_)"),
+    ),
+    "shm-not-the-clients": (
+        "shm",
+        lambda i: shm_with(i, name="other_service_block"),
+        (400, 501, "invalid shared memory block name (it must start with atom_)"),
     ),
     "shm-object-dtype": (
         "shm",

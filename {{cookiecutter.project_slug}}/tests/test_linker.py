@@ -136,3 +136,63 @@ def test_wrong_customer_wrong_key_and_truncation(tmp_path: Path) -> None:
     path.write_bytes(b"PK\x03\x04 not a linker")
     with pytest.raises(errors.FormatError):
         ModelProtector.open_linker(path, KEY, CUSTOMER)
+
+
+class Zeros(io.RawIOBase):
+    """``size`` zero bytes, read without holding them."""
+
+    def __init__(self, size: int) -> None:
+        self.left = size
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: bytearray | memoryview) -> int:
+        count = min(len(buffer), self.left)
+        buffer[:count] = bytes(count)
+        self.left -= count
+        return count
+
+
+def compressed_tar(members: list[tuple[str, int]]) -> bytes:
+    """A gzip tar of members made of zeros: (name, size) each."""
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w:gz", compresslevel=1) as archive:
+        for name, size in members:
+            member = tarfile.TarInfo(name)
+            member.size = size
+            archive.addfile(member, Zeros(size))
+    return buffer.getvalue()
+
+
+def test_a_compressed_bomb_is_refused_before_it_is_extracted(tmp_path: Path) -> None:
+    """A small gzip payload declaring 64 MiB of files is refused, in memory and on disk."""
+    payload = compressed_tar([("model/ok.bin", 1000), ("model/zeros.bin", 64 << 20)])
+    assert len(payload) < 512_000  # 64 MiB of files in well under 1 MiB
+    path = write(tmp_path, make_linker(payload))
+    with pytest.raises(errors.UnsafeArchiveError, match="expand"):
+        ModelProtector.open_linker(path, KEY, CUSTOMER)
+    target = tmp_path / "target"
+    with pytest.raises(errors.UnsafeArchiveError, match="expand"):
+        ModelProtector.extract_linker(path, KEY, CUSTOMER, target)
+    assert [p for p in target.rglob("*") if p.is_file()] == []
+
+
+def test_too_many_members_are_refused(tmp_path: Path) -> None:
+    """An archive of more than 10,000 members is refused."""
+    payload = compressed_tar([(f"model/{n}", 0) for n in range(10_001)])
+    path = write(tmp_path, make_linker(payload))
+    with pytest.raises(errors.UnsafeArchiveError, match="10000 members"):
+        ModelProtector.open_linker(path, KEY, CUSTOMER)
+
+
+def test_a_compressed_model_still_loads(tmp_path: Path) -> None:
+    """A gzip payload of ordinary model files (little compression) reads back."""
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w:gz") as archive:
+        for name, data in FILES.items():
+            member = tarfile.TarInfo(name)
+            member.size = len(data)
+            archive.addfile(member, io.BytesIO(data))
+    path = write(tmp_path, make_linker(buffer.getvalue()))
+    assert ModelProtector.open_linker(path, KEY, CUSTOMER) == FILES

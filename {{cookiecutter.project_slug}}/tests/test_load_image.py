@@ -2,6 +2,7 @@
 formats, limits, memory."""
 
 import base64
+import errno
 import logging
 import os
 import struct
@@ -15,12 +16,12 @@ import cv2
 import numpy as np
 import pytest
 
+from {{ cookiecutter.package_name }}.client.shm import SharedFrame, write_mmap_frame
 from {{ cookiecutter.package_name }}.config import Settings
-from {{ cookiecutter.package_name }}.lib.exception import VqlError
 from {{ cookiecutter.package_name }}.images.fetch import AddressPolicy
 from {{ cookiecutter.package_name }}.images.header import read_header
-from {{ cookiecutter.package_name }}.client.shm import SharedFrame, write_mmap_frame
 from {{ cookiecutter.package_name }}.images.loader import ImageLoader
+from {{ cookiecutter.package_name }}.lib.exception import VqlError
 from {{ cookiecutter.package_name }}.lib.load_image import load_image
 
 from .conftest import PHOTO
@@ -53,7 +54,9 @@ def roots(tmp_path: Path) -> tuple[Path, Path]:
 
 
 @pytest.fixture
-def loader(make_settings: Callable[..., Settings], roots: tuple[Path, Path]) -> ImageLoader:
+def loader(
+    make_settings: Callable[..., Settings], roots: tuple[Path, Path]
+) -> Iterator[ImageLoader]:
     """A loader allowed to read the roots and 127.0.0.1, with a 2 MiB image limit."""
     local_root, mmap_root = roots
     settings = make_settings(
@@ -63,7 +66,9 @@ def loader(make_settings: Callable[..., Settings], roots: tuple[Path, Path]) -> 
         image_max_bytes=2 * MIB,
         image_url_timeout=2,
     )
-    return ImageLoader(settings.image_limits())
+    loader = ImageLoader(settings.image_limits())
+    yield loader
+    loader.close()
 
 
 @pytest.fixture
@@ -101,16 +106,15 @@ def test_bgr_without_a_copy(loader: ImageLoader) -> None:
 
 
 @pytest.mark.parametrize(("stored", "bgr"), [("bgr", True), ("rgb", False)])
-def test_shm_in_the_asked_order_is_not_copied(loader: ImageLoader, stored: str, bgr: bool) -> None:
-    """A shm frame already in the order asked for is a read-only view of the block itself."""
+def test_shm_frames_are_copied(loader: ImageLoader, stored: str, bgr: bool) -> None:
+    """A shm frame is the atom's own copy: the producer's later writes do not reach it."""
     frame = cv2.imread(str(PHOTO))
     with SharedFrame.publish(frame, order=stored) as shared:
-        (view,) = loader.load("shm", [shared.descriptor], bgr=bgr)
-        assert np.array_equal(view, frame)
+        (copy,) = loader.load("shm", [shared.descriptor], bgr=bgr)
+        assert np.array_equal(copy, frame)
         shared.write(np.zeros_like(frame), order=stored)
-        assert not view.any()  # the producer's write shows through: no copy was made
-        assert not view.flags.writeable
-        del view
+        assert np.array_equal(copy, frame)
+        assert copy.flags.writeable
 
 
 def test_shm_in_the_other_order_is_swapped(loader: ImageLoader) -> None:
@@ -182,7 +186,7 @@ def test_bombs_refused_from_the_header(loader: ImageLoader, make: Callable) -> N
     assert time.perf_counter() - started < 0.5
     assert (error.value.code, error.value.status) == (501, 413)
     assert error.value.msg == (
-        "image 0: 30000 x 30000 pixels is above the limit of 40000000 (IMAGE_MAX_PIXELS)"
+        f"image 0: 30000 x 30000 pixels is above the limit of {4096 * 4096} (IMAGE_MAX_PIXELS)"
     )
 
 
@@ -251,6 +255,26 @@ def test_local_fifo_is_refused_at_once(loader: ImageLoader, roots: tuple[Path, P
         loader.load("local", [str(fifo)])
 
 
+def test_a_path_swapped_while_resolved_is_a_400(
+    loader: ImageLoader, roots: tuple[Path, Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A symlink replaced by a file between its lstat and its readlink is refused, not a 500."""
+    link = roots[0] / "swapped"
+    link.symlink_to(roots[0])
+    real_readlink = os.readlink
+
+    def swapped(path: object, *args: object, **kwargs: object) -> str:
+        if os.fspath(path) == str(link):  # it is a regular file by now
+            raise OSError(errno.EINVAL, "Invalid argument", str(link))
+        return real_readlink(path, *args, **kwargs)
+
+    monkeypatch.setattr(os, "readlink", swapped)
+    with pytest.raises(VqlError) as error:
+        loader.load("local", [str(link / "photo.jpg")])
+    assert (error.value.code, error.value.status) == (501, 400)
+    assert error.value.msg == "image 0: the path cannot be resolved"
+
+
 def test_unreachable_url(loader: ImageLoader) -> None:
     """A refused connection is retried, then reported as code 503 naming the item."""
     import socket
@@ -280,9 +304,21 @@ def test_unreachable_url(loader: ImageLoader) -> None:
         ("fd00::1", False),
         ("::ffff:127.0.0.1", False),
         ("::ffff:10.0.0.1", False),
+        ("64:ff9b::7f00:1", False),  # NAT64 of 127.0.0.1
+        ("64:ff9b::a00:1", False),  # NAT64 of 10.0.0.1
+        ("64:ff9b::808:808", True),  # NAT64 of 8.8.8.8 (how an IPv6-only cluster reaches it)
+        ("64:ff9b:1::a00:1", False),  # local-use NAT64
+        ("::7f00:1", False),  # IPv4-compatible (deprecated)
+        ("::808:808", False),
+        ("::ffff:0:7f00:1", False),  # IPv4-translated
+        ("::ffff:0:808:808", False),
+        ("2002:7f00:1::1", False),  # 6to4 of 127.0.0.1
+        ("2002:808:808::1", True),
+        ("2001:0:4136:e378:8000:63bf:3fff:fdd2", False),  # Teredo
     ],
 )
 def test_address_policy(address: str, allowed: bool) -> None:
-    """Only public addresses pass, IPv4-mapped IPv6 included, unless a network is allowed."""
+    """Only public addresses pass, IPv6 forms carrying an IPv4 address judged by it, unless a
+    network is allowed."""
     assert AddressPolicy().allows(address) is allowed
     assert AddressPolicy(["0.0.0.0/0", "::/0"]).allows(address) is True

@@ -4,6 +4,7 @@ import logging
 import os
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -21,14 +22,16 @@ from {{ cookiecutter.package_name }}.dependency.model_protector import ModelProt
 
 from .conftest import ModelFiles, read_log
 
-# An audit hook cannot be removed: installed once, it records only while "opened" is a list.
-AUDIT: dict[str, Any] = {"installed": False, "opened": None}
+# An audit hook cannot be removed: installed once, it records only while "opened" is a list,
+# and only the test's own thread (log writers of earlier tests' apps may still be at work).
+AUDIT: dict[str, Any] = {"installed": False, "opened": None, "thread": None}
 
 
 def record_opens(event: str, args: tuple[Any, ...]) -> None:
-    """Audit hook: while recording, note every file this process opens (a descriptor as
+    """Audit hook: while recording, note every file the test's thread opens (a descriptor as
     what it points to, such as ``/memfd:face (deleted)``)."""
-    if event == "open" and AUDIT["opened"] is not None:
+    recording = AUDIT["opened"] is not None and threading.get_ident() == AUDIT["thread"]
+    if event == "open" and recording:
         if isinstance(args[0], int):
             args = (os.readlink(f"/proc/self/fd/{args[0]}"), *args[1:])
         AUDIT["opened"].append(args)
@@ -40,6 +43,7 @@ def opens() -> Iterator[list[tuple[Any, ...]]]:
     if not AUDIT["installed"]:
         sys.addaudithook(record_opens)
         AUDIT["installed"] = True
+    AUDIT["thread"] = threading.get_ident()
     AUDIT["opened"] = opened = []
     try:
         yield opened
@@ -74,7 +78,10 @@ def disk_state() -> tuple[set[tuple[str, str]], set[str]]:
         except OSError:  # the descriptor of the listing itself, already closed
             continue
         device = target.startswith("/dev/") and not target.startswith("/dev/shm/")
-        if target.startswith("/") and not target.startswith(("/memfd:", "/proc/")) and not device:
+        # The log writer thread opens atom.log and its lock on its first write, at any moment.
+        log = os.path.basename(target).startswith("atom.log")
+        on_disk = target.startswith("/") and not target.startswith(("/memfd:", "/proc/"))
+        if on_disk and not device and not log:
             held.add(target)
     return entries, held
 

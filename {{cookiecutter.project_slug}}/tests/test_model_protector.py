@@ -306,6 +306,17 @@ def test_chunks_are_bound_to_their_header(
         protector.decrypt(io.BytesIO(put_chunk(first, 1, chunk(second, 1))))
 
 
+def test_a_failed_decryption_leaves_no_partial_file(
+    protector: ModelProtector, sealed: bytes, tmp_path: Path
+) -> None:
+    """decrypt_into a path removes what it wrote when a later chunk fails authentication."""
+    source, target = tmp_path / "sealed", tmp_path / "opened"
+    source.write_bytes(flip(sealed, chunk_span(sealed, 2)[0] + 20))  # chunks 0 and 1 are good
+    with pytest.raises(errors.ChunkTamperedError):
+        protector.decrypt_into(source, target, "face")
+    assert not target.exists()
+
+
 def test_wrong_key(sealed: bytes, key: bytes, tmp_path: Path) -> None:
     """Another key fails with WrongKeyError, naming where that key came from, not the key."""
     path = tmp_path / "model.enc"

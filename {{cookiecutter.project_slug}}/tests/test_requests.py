@@ -122,8 +122,8 @@ def test_logs_are_redacted(server: str, caplog: pytest.LogCaptureFixture) -> Non
 
 
 def test_redact_url() -> None:
-    """Passwords and secret query values are hidden; the rest stays."""
+    """Userinfo (a token may be the user name) and secret query values are hidden."""
     assert (
-        redact_url("https://bob:pw@host:8443/p?api_key=1&q=x")
-        == "https://bob:***@host:8443/p?api_key=***&q=x"
+        redact_url("https://bob:pw@host:8443/p?api_key=1&q=x&sig=2")
+        == "https://***@host:8443/p?api_key=***&q=x&sig=***"
     )

@@ -82,7 +82,9 @@ def test_bad_boolean_names_the_variable(monkeypatch: pytest.MonkeyPatch, value: 
         ("LOG_LEVEL", "LOUD"),
         ("ATOM_API_PREFIX", "/d2atom/"),
         ("ATOM_API_PREFIX", "d2atom"),
+        ("ATOM_API_PREFIX", "/d2atom\n"),
         ("ATOM_MAX_BODY_BYTES", "12"),
+        ("ATOM_METRICS_PORT", str(about.PORT)),  # the same as ATOM_PORT
     ],
 )
 def test_bad_values_name_the_variable(

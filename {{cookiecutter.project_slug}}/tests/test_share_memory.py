@@ -3,6 +3,7 @@ producer's frames, their lifecycle and ShmClient (client/shm.py)."""
 
 import gc
 import json
+import os
 import re
 import socket
 import subprocess
@@ -19,8 +20,6 @@ import pytest
 import uvicorn
 
 from {{ cookiecutter.package_name }}.api.interface import detect
-from {{ cookiecutter.package_name }}.config import Settings
-from {{ cookiecutter.package_name }}.lib.exception import VqlError
 from {{ cookiecutter.package_name }}.client.shm import (
     SHM_PREFIX,
     SharedFrame,
@@ -28,7 +27,14 @@ from {{ cookiecutter.package_name }}.client.shm import (
     publish_frame,
     write_mmap_frame,
 )
-from {{ cookiecutter.package_name }}.images.frames import SHM_DIR, MmapReader, ShmMapper, open_frame
+from {{ cookiecutter.package_name }}.config import Settings
+from {{ cookiecutter.package_name }}.images.frames import (
+    SHM_DIR,
+    MmapReader,
+    ShmReader,
+    open_frame,
+)
+from {{ cookiecutter.package_name }}.lib.exception import VqlError
 
 from .conftest import PHOTO, make_app
 
@@ -87,7 +93,7 @@ def test_mmap_reader_is_thread_safe(tmp_path: Path) -> None:
         ({"size": 0}, "size must be an integer >= 1"),
         (
             {"height": 1000, "size": 1000 * 40 * 3},
-            "bytes 0..120000 are outside the file (3600 bytes)",
+            "bytes 0..120000 are outside the file",  # its size is not told
         ),
     ],
 )
@@ -122,44 +128,71 @@ def test_shared_frame_lifecycle() -> None:
     assert not (SHM_DIR / name).exists()
 
 
-def test_open_frame_maps_without_copying() -> None:
-    """The consumer's array is a read-only view on the block, of any numeric dtype."""
+def test_open_frame_copies_the_frame() -> None:
+    """The consumer's array is its own copy of the block, of any numeric dtype."""
     frame = np.linspace(0, 1, 12, dtype=np.float32).reshape(3, 4)
     with SharedFrame.publish(frame) as shared:
-        view = open_frame(json.dumps(shared.descriptor))
-        assert np.array_equal(view, frame)
+        copy = open_frame(json.dumps(shared.descriptor))
+        assert np.array_equal(copy, frame)
         shared.write(frame * 2)
-        assert np.array_equal(view, frame * 2)
-        with pytest.raises(ValueError, match="read-only"):
-            view[0, 0] = 5
-        del view
+        assert np.array_equal(copy, frame)  # the producer's later writes do not show
+        copy[0, 0] = 5  # and it may be changed in place
 
 
-def address(array: np.ndarray) -> int:
-    """Where an array's data starts in this process's memory."""
-    return array.__array_interface__["data"][0]
+TRUNCATING_CONSUMER = """
+import json, os, sys
+from {{ cookiecutter.package_name }}.images.loader import ImageLoader
+descriptor = json.loads(sys.argv[1])
+(image,) = ImageLoader().load("shm", [descriptor])
+os.truncate("/dev/shm/" + descriptor["name"], 0)  # the producer cuts its block meanwhile
+print(int(image.sum()))  # what the model does next: read every pixel
+"""
 
 
-def test_mapper_keeps_recent_mappings() -> None:
-    """A block read again is not mapped again; a new block of the same name is; LRU bound."""
-    mapper = ShmMapper(max_blocks=2)
-    frames = [np.full((4, 4, 3), value, np.uint8) for value in (1, 2, 3)]
-    with SharedFrame.publish(frames[0]) as shared:
-        name, first = shared.name, mapper.open(shared.descriptor)[0]
-        again = mapper.open(shared.descriptor)[0]
-        assert address(again) == address(first)
-    with SharedFrame(frames[1].nbytes, name=name) as replaced:  # same name, another block
-        replaced.write(frames[1])
-        fresh = mapper.open(replaced.descriptor)[0]
-        assert address(fresh) != address(first)
-        assert np.array_equal(fresh, frames[1])
-        assert np.array_equal(first, frames[0])  # the unlinked block lives on for its array
-        with SharedFrame.publish(frames[2]) as other, SharedFrame.publish(frames[0]) as third:
-            held = [mapper.open(other.descriptor)[0], mapper.open(third.descriptor)[0]]
-            assert address(mapper.open(replaced.descriptor)[0]) != address(fresh)  # evicted
-            del held
-        del fresh
-    del first, again
+def test_a_block_cut_while_in_use_cannot_kill_the_consumer() -> None:
+    """A producer that truncates its block after the atom loaded a frame kills nothing."""
+    frame = cv2.imread(str(PHOTO))
+    with SharedFrame.publish(frame, order="rgb") as shared:  # the order the atom asks for
+        result = run_python(TRUNCATING_CONSUMER, json.dumps(shared.descriptor))
+    assert result.returncode == 0, f"exit {result.returncode} (-7 is SIGBUS): {result.stderr}"
+    assert int(result.stdout) == int(frame.sum())
+
+
+def test_a_block_cut_before_the_read_is_a_400() -> None:
+    """A block shorter than its descriptor when the atom reads it is refused (code 501)."""
+    reader = ShmReader()
+    with SharedFrame.publish(np.ones((64, 64, 3), np.uint8)) as shared:
+        checked = reader.check(shared.descriptor)
+        os.truncate(SHM_DIR / shared.name, 100)
+        with pytest.raises(VqlError) as error:
+            reader.read(checked)
+    assert (error.value.code, error.value.status) == (501, 400)
+
+
+@pytest.mark.parametrize("name", ["other_block", "sem.atom_x", "atom_", "atom_x\n", "../atom_x"])
+def test_only_blocks_named_like_the_clients_are_read(name: str) -> None:
+    """A name without the client's prefix is refused before any file is opened."""
+    descriptor = {"name": name, "shape": [1, 1, 3], "dtype": "uint8"}
+    with pytest.raises(VqlError, match=r"invalid shared memory block name"):
+        ShmReader().read(descriptor)
+
+
+def test_blocks_of_another_user_are_refused_without_their_size(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A block owned by another user is refused like a missing one: its size is not told."""
+    with SharedFrame.publish(np.ones((64, 64, 3), np.uint8)) as shared:
+        descriptor = {**shared.descriptor, "shape": [128, 128, 3]}  # larger than the block
+        with pytest.raises(VqlError) as mine:
+            ShmReader().read(descriptor)
+        assert "holds 12288 bytes" in mine.value.msg  # the worker's own block: told
+        monkeypatch.setattr(os, "geteuid", lambda: os.getuid() + 1)
+        with pytest.raises(VqlError) as theirs:
+            ShmReader().read(descriptor)
+        with pytest.raises(VqlError) as missing:
+            ShmReader().read({**descriptor, "name": "atom_no_such_block"})
+    assert theirs.value.msg == missing.value.msg
+    assert "12288" not in theirs.value.msg
 
 
 CONSUMER = """
@@ -196,8 +229,9 @@ def test_producer_exiting_without_close_leaks_nothing() -> None:
     result = run_python(PRODUCER)
     assert result.returncode == 0
     assert not any(word in result.stderr for word in TRACKER_WORDS), result.stderr
-    assert result.stdout.strip().startswith(SHM_PREFIX)
-    assert our_blocks() - before == set()
+    name = result.stdout.strip()
+    assert name.startswith(SHM_PREFIX)
+    assert name not in before and not (SHM_DIR / name).exists()
 
 
 def wait_until_ready(url: str, timeout: float = 10.0) -> None:
@@ -236,21 +270,24 @@ def live_atom(settings: Settings) -> Iterator[str]:
 def test_shm_client_sends_frames(live_atom: str) -> None:
     """ShmClient sends frames through shared memory, reuses its blocks, and frees them."""
     photo = cv2.imread(str(PHOTO))
-    before = our_blocks()
+    seen: set[str] = set()
     with ShmClient(live_atom) as client:
         reply = client.send([photo])
         assert reply.status == 200
         assert [len(faces) for faces in reply.body["objects"]] == [1]
-        first = our_blocks() - before
+        first = client.block_names
+        assert len(first) == 1 and (SHM_DIR / first[0]).exists()
         assert client.send([photo], threshold=1.0).body["objects"] == [[]]
-        assert our_blocks() - before == first  # same size: same block
+        assert client.block_names == first  # same size: same block
         small = np.zeros((32, 32, 3), np.uint8)
         assert client.send([small, photo]).body["objects"][0] == []
-        assert len(our_blocks() - before) == 2
+        assert len(client.block_names) == 2
+        seen.update(first, client.block_names)
         reply = client.post({"data": [], "src_type": "stream"})
         assert (reply.status, reply.body["objects"]) == (200, [])
         assert client.post({"data": [], "src_type": "ftp"}).status == 422
-    assert our_blocks() - before == set()
+    assert client.block_names == []
+    assert not any((SHM_DIR / name).exists() for name in seen)  # every block unlinked
 
 
 @pytest.mark.parametrize("readme", ["README.md", "README.zh-CN.md"])

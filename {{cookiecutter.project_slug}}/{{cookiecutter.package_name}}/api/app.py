@@ -1,12 +1,13 @@
 """The app factory: ``get_app()`` builds the FastAPI application of the atom."""
 
 from collections.abc import Mapping, Sequence
+from typing import Any
 
 from fastapi import APIRouter, FastAPI
 from fastapi.datastructures import Default
 
-from .. import __version__, jobs
-from ..config import Settings, get_settings
+from .. import __version__, about, jobs
+from ..config import Settings, resolve_settings
 from ..config.logger import configure_logging
 from ..control.metrics import Metrics
 from ..control.scheduler import Job
@@ -27,10 +28,17 @@ from .routing import (
     listed_routers,
 )
 from .schema.response import ORJSONResponse
+from .v2.routes import install_v2
+
+
+def openapi_version() -> str:
+    """The atom's version with the template release of its runtime as semver build metadata:
+    ``0.1.0+atom-template.0.2.0``."""
+    return f"{__version__}+atom-template.{about.TEMPLATE_VERSION}"
 
 
 def get_app(
-    settings: Settings | None = None,
+    config: Settings | Mapping[str, Any] | None = None,
     *,
     routers: Sequence[APIRouter] | None = None,
     model_loaders: Mapping[str, ModelLoader] | None = None,
@@ -39,18 +47,22 @@ def get_app(
 ) -> FastAPI:
     """Build the app: logging, routes, error envelope, request ids, metrics, docs, lifespan.
 
-    ``settings`` defaults to the process's (environment and ``.env``), ``routers`` to
-    those of ``route.ROUTE_MODULES`` and ``periodic_jobs`` to ``jobs.JOBS``. The models
-    are those the routers declare; tests pass ``model_loaders`` to load fakes instead.
-    ``batching`` defaults to what the routers declare, with ATOM_BATCH's overrides.
+    ``config`` is the settings: the process's (environment and ``.env``) by default, or a
+    dict of values to use instead, as ``linker_atom`` took it (its names accepted).
+    ``routers`` default to those of ``route.ROUTE_MODULES`` and ``periodic_jobs`` to
+    ``jobs.JOBS``. The models are those the routers declare; tests pass ``model_loaders``
+    to load fakes instead. Routes added to the app afterwards (``app.include_router``) win
+    over the atom's at the same path and method (``routing.replace_shadowed_routes``), and
+    ``@app.on_event`` handlers run (``middleware/event.py``). ``batching`` defaults to
+    what the routers declare, with ATOM_BATCH's overrides.
     """
-    settings = settings or get_settings()
+    settings = resolve_settings(config)
     configure_logging(settings)
     routers = listed_routers(route.ROUTE_MODULES) if routers is None else list(routers)
     app = FastAPI(
         title=settings.atom_title,
         description=settings.atom_desc,
-        version=__version__,
+        version=openapi_version(),
         # Default(...) keeps FastAPI's direct Pydantic serialization for typed routes;
         # dicts and error envelopes are rendered by orjson.
         default_response_class=Default(ORJSONResponse),
@@ -64,7 +76,8 @@ def get_app(
     if batching is None:
         batching = collect_batching(routers, settings)
     app.state.settings = settings
-    app.state.metrics = Metrics() if settings.metrics_switch else None
+    template = {"version": about.TEMPLATE_VERSION, "commit": about.TEMPLATE_COMMIT}
+    app.state.metrics = Metrics(template) if settings.metrics_switch else None
     app.state.models = ModelStore(
         model_loaders,
         batching,
@@ -78,6 +91,8 @@ def get_app(
     recorder = app.state.metrics.recorder if app.state.metrics is not None else None
     install_error_handling(app, settings.atom_max_body_bytes, recorder)
     install_routers(app, routers, settings)
+    if settings.v2_switch:
+        install_v2(app, routers, settings)  # Open Inference Protocol v2, for every model
     if app.state.metrics is not None:
         include_flat(app, metrics_route.router, settings.atom_api_prefix)
     if settings.docs_switch:

@@ -9,13 +9,17 @@ def detect(
     images: Images,                                  # the app's ImageLoader
     model_ids: ModelIds,                             # META modelIds, checked
 ) -> DetectResponse: ...
+
+``get_state`` and ``get_engine`` are ``linker_atom``'s: ``Depends(get_engine)`` gives
+``app.state.engine``, the model a startup handler stored there.
 """
 
 from collections.abc import Awaitable, Callable
 from typing import Annotated, Any
 
-from fastapi import Depends, Request
+from fastapi import Depends, HTTPException, Request
 from fastapi.params import Depends as DependsParam
+from starlette.datastructures import State
 
 from ..config import Settings
 from ..images.loader import ImageLoader
@@ -32,10 +36,12 @@ __all__ = [
     "ModelLoader",
     "ModelStore",
     "Store",
+    "get_engine",
     "get_image_loader",
     "get_model_ids",
     "get_model_store",
     "get_settings",
+    "get_state",
     "use_model",
 ]
 
@@ -77,6 +83,19 @@ async def get_model_store(request: Request) -> ModelStore:
 async def get_model_ids(request: Request) -> AssignedModelIds:
     """The model ids this atom serves, to check a request's ``model_id``."""
     return request.app.state.model_ids
+
+
+def get_state(request: Request) -> State:
+    """The app's state (``linker_atom``'s dependency)."""
+    return request.app.state
+
+
+def get_engine(request: Request) -> Any:
+    """``app.state.engine`` (``linker_atom``'s dependency); 503 while it is not set."""
+    engine = getattr(get_state(request), "engine", None)
+    if engine is None:
+        raise HTTPException(503, "app.state.engine is not set (a startup handler sets it)")
+    return engine
 
 
 def use_model(name: str) -> Callable[[Request], Awaitable[Any]]:

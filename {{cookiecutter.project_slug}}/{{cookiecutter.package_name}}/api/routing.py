@@ -4,22 +4,33 @@
 ``install_routers`` mounts the built-in health routes and those routers under
 ATOM_API_PREFIX, plus META's ``k8sHealthcheckUrl`` as another ping;
 ``collect_model_loaders`` gathers the loaders the routers carry
-(``UdfAPIRoute.model_loader``).
+(``UdfAPIRoute.model_loader``). ``replace_shadowed_routes`` runs when the server starts:
+a route added after ``get_app()`` at a path and method the atom already serves (a
+``linker_atom`` service's ``app.include_router(route, prefix=...)`` with its own
+``POST /detect``) replaces the atom's, and the log says so.
 """
 
 import importlib
 import inspect
+import logging
 from collections.abc import Iterable
 
 from fastapi import APIRouter, FastAPI
-from fastapi.routing import APIRoute
+from fastapi.routing import APIRoute, RouteContext, iter_route_contexts
+from starlette.routing import BaseRoute
 
 from ..config import Settings
 from .batching import Batching
 from .interface import healthcheck
 from .model_store import ModelLoader
 
+logger = logging.getLogger(__name__)
+
 INTERFACE = f"{__package__}.interface"
+
+
+class RouteConflictError(RuntimeError):
+    """Two routes serve the same path and method and neither can simply replace the other."""
 
 
 def listed_routers(names: Iterable[str]) -> list[APIRouter]:
@@ -109,3 +120,56 @@ def include_flat(app: FastAPI, router: APIRouter, prefix: str) -> None:
         app.router.add_api_route(
             prefix + route.path, route.endpoint, route_class_override=type(route), **kwargs
         )
+
+
+def _methods(context: RouteContext) -> set[str]:
+    """The methods a route serves; HEAD, which Starlette adds to GET routes, left out."""
+    return set(context.methods or ()) - {"HEAD"}
+
+
+def _describe(context: RouteContext) -> str:
+    """A route's endpoint, for the log: ``module.function``."""
+    endpoint = context.endpoint
+    if endpoint is None:
+        return type(context.route).__name__
+    return f"{endpoint.__module__}.{endpoint.__qualname__}"
+
+
+def replace_shadowed_routes(app: FastAPI) -> list[str]:
+    """Let a route added later win over the app's own route at the same path and method.
+
+    Starlette answers with the first matching route, so without this the atom's route
+    (the demo ``detect``) would silently shadow the service's. The earlier route is
+    removed when it is one of the app's own (not inside a router a service included) and
+    the later one serves all of its methods; otherwise ``RouteConflictError`` stops the
+    start with both names. Returns the replacements made, as logged.
+    """
+    seen: dict[tuple[str | None, str], RouteContext] = {}
+    doomed: dict[int, tuple[BaseRoute, str]] = {}
+    for context in iter_route_contexts(app.router.routes):
+        methods = _methods(context)
+        for method in sorted(methods):
+            earlier = seen.get((context.path, method))
+            seen[(context.path, method)] = context
+            if earlier is None or earlier.route is context.route:
+                continue
+            later, first = _describe(context), _describe(earlier)
+            where = f"{method} {context.path}"
+            if not any(route is earlier.route for route in app.router.routes):
+                raise RouteConflictError(
+                    f"{where} is served by {first} and by {later}, both in included "
+                    "routers: remove one"
+                )
+            if not _methods(earlier) <= methods:
+                raise RouteConflictError(
+                    f"{where} is served by {first} and by {later}, which does not serve all "
+                    f"of {sorted(_methods(earlier))}: give it these methods or another path"
+                )
+            note = f"{where}: {later}, added later, replaces {first}"
+            doomed[id(earlier.route)] = (earlier.route, note)
+    for route, note in doomed.values():
+        app.router.routes.remove(route)
+        logger.warning("%s", note)
+    if doomed:
+        app.openapi_schema = None  # the documentation follows
+    return [note for _, note in doomed.values()]

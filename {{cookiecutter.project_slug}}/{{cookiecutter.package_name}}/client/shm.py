@@ -5,7 +5,8 @@
   and ``close()`` it once the reply is in (or use ``with``).
 - ``write_mmap_frame``: raw BGR bytes in a file, for ``linker_atom``'s ``mmap`` src_type.
 - ``ShmClient``: posts frames to an atom route through shared memory, swapping BGR to RGB
-  while it copies them in, so that the atom's RGB load needs no copy at all.
+  while it copies them in, so that the atom's RGB load needs no conversion (it copies
+  the frame out with one ``pread``: a producer cannot crash it by shrinking a block).
 
 Lifecycle: the producer owns its blocks; ``SharedFrame.close()``, garbage collection or
 the end of the interpreter unlinks them. The atom's side is ``images/frames.py``.
@@ -26,9 +27,7 @@ from urllib.parse import urlsplit
 import cv2
 import numpy as np
 
-from ..images.frames import ORDERS
-
-SHM_PREFIX = "atom_"
+from ..images.frames import ORDERS, SHM_NAME_RE, SHM_PREFIX
 
 
 def write_mmap_frame(path: str | os.PathLike[str], frame: np.ndarray, position: int = 0) -> dict:
@@ -69,17 +68,20 @@ class SharedFrame:
 
     ``write(frame)`` copies a frame in (any later frame of at most ``capacity`` bytes
     can reuse the block); ``descriptor`` is what the consumer needs; ``close()`` unmaps
-    and unlinks the block, and also happens on garbage collection or at exit.
+    and unlinks the block, and also happens on garbage collection or at exit. A ``name``
+    must start with ``atom_`` (``SHM_PREFIX``): the atom reads no other block, and only
+    blocks of its own user.
     ``order`` tells the consumer the channel order of a height x width x 3 frame.
     """
 
     def __init__(self, capacity: int, *, name: str | None = None) -> None:
         if capacity <= 0:
             raise ValueError("a shared frame needs at least one byte")
+        name = name or f"{SHM_PREFIX}{uuid.uuid4().hex}"
+        if not SHM_NAME_RE.fullmatch(name):
+            raise ValueError(f"the atom reads only blocks named {SHM_PREFIX}[A-Za-z0-9_.-]")
         self.capacity = capacity
-        self._block = shared_memory.SharedMemory(
-            name=name or f"{SHM_PREFIX}{uuid.uuid4().hex}", create=True, size=capacity
-        )
+        self._block = shared_memory.SharedMemory(name=name, create=True, size=capacity)
         self._finalizer = weakref.finalize(self, _release, self._block)
         self.shape: tuple[int, ...] = ()
         self.dtype = np.dtype(np.uint8)
@@ -162,7 +164,7 @@ class ShmClient:
 
     Frames are ``uint8`` height x width x 3 in BGR order (as OpenCV reads them). With
     ``rgb=True`` they are stored as RGB, swapped while being copied in, so an atom that
-    loads RGB (``load_image``'s default) maps them without any copy; ``rgb=False``
+    loads RGB (``load_image``'s default) reads them without converting; ``rgb=False``
     stores them as given. Blocks are kept between calls and reused while the frames keep
     their size; ``close()`` frees them. One HTTP connection is kept alive (the standard
     library's, the lightest); calls are serialised by a lock. The atom must see the same
@@ -243,6 +245,12 @@ class ShmClient:
         else:
             self._frames.append(shared)
         return shared
+
+    @property
+    def block_names(self) -> list[str]:
+        """The names of the shared-memory blocks the client holds now, one per frame slot."""
+        with self._lock:
+            return [shared.name for shared in self._frames]
 
     def close(self) -> None:
         """Free every block and the HTTP connection."""

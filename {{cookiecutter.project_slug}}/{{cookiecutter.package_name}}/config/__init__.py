@@ -3,13 +3,16 @@
 Every variable of ``linker_atom`` keeps its name and default (DESIGN.md section 3).
 Nothing is read at import: ``get_settings()`` reads and caches, tests build their own
 ``Settings(...)``, and ``from <package>.config import settings`` still works through a
-lazy module attribute.
+lazy module attribute. ``linker_atom``'s names of the settings are properties
+(``atom_description``, ``serving_meta_raw``, ``log_config``, ``sw_config``,
+``serving_config``, ``healthcheck_url``; ``config/legacy.py``).
 """
 
 import ipaddress
 import logging
 import re
 import uuid
+from collections.abc import Mapping
 from functools import cached_property, lru_cache
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -21,18 +24,22 @@ from pydantic import (
     Field,
     SecretStr,
     ValidationError,
+    ValidationInfo,
+    field_validator,
 )
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from .. import about
 from ..control import threads
+from ..control.health import PING_PATH
 from ..control.meta import ServingMeta, parse_meta
 from ..images.limits import ImageLimits
+from .legacy import LoggerConfig, ServingConfig, SkyWalkingConfig, legacy_overrides
 
 TRUE_WORDS = frozenset({"true", "1", "yes", "on"})
 FALSE_WORDS = frozenset({"false", "0", "no", "off"})
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
-PREFIX_RE = re.compile(r"^(/[A-Za-z0-9._~-]+)+$")
+PREFIX_RE = re.compile(r"(/[A-Za-z0-9._~-]+)+")  # fullmatch: "$" lets a final "\n" in
 # Fields whose values are not repeated in error messages (long, or secret).
 SECRET_FIELDS = frozenset({"meta", "atom_model_key"})
 
@@ -63,7 +70,7 @@ def parse_log_level(value: Any) -> str:
 
 def check_prefix(value: str) -> str:
     """Accept "" or /segment[/segment] without a trailing slash."""
-    if value and not PREFIX_RE.match(value):
+    if value and not PREFIX_RE.fullmatch(value):
         raise ValueError("must be empty or look like /segment[/segment] (no trailing slash)")
     return value
 
@@ -164,6 +171,9 @@ class Settings(BaseSettings):
     # Image inputs (images/, DESIGN.md section 6); the defaults are ImageLimits's.
     image_max_bytes: int = Field(0, ge=0)  # 0: ATOM_MAX_BODY_BYTES
     image_max_pixels: int = Field(ImageLimits.max_pixels, ge=1)
+    image_max_decoded_bytes: int = Field(ImageLimits.max_decoded_bytes, ge=1)
+    image_worker_decoded_bytes: int = Field(ImageLimits.worker_decoded_bytes, ge=1)
+    image_max_decodes: int = Field(ImageLimits.max_decodes, ge=1, le=64)
     image_url_timeout: float = Field(ImageLimits.url_timeout, gt=0, le=600)
     image_url_retries: int = Field(ImageLimits.url_retries, ge=0, le=10)
     image_url_schemes: Annotated[StrList, AfterValidator(check_url_schemes)] = (
@@ -186,6 +196,9 @@ class Settings(BaseSettings):
     atom_runtime_dir: str = ""
     atom_grace_period: float = Field(30.0, ge=0, le=3600)
     atom_proxy_read_timeout: float = Field(300.0, ge=1, le=86400)
+    atom_client_timeout: float = Field(30.0, ge=1, le=3600)
+    atom_connections_per_client: int = Field(64, ge=0)
+    atom_metrics_port: int = Field(0, ge=0, le=65535)
     atom_worker_start_timeout: float = Field(120.0, ge=1, le=3600)
     nginx_bin: str = ""
     atom_supervised: Bool = False  # set by nginx_run for its workers
@@ -193,6 +206,18 @@ class Settings(BaseSettings):
     serving_heartbeat_interval: float = Field(2.0, gt=0, le=3600)
     serving_retry_max: float = Field(30.0, ge=1, le=3600)
     serving_timeout: float = Field(3.0, gt=0, le=60)
+
+    # Protocols: streamed replies (api/streaming.py), Open Inference Protocol v2 (api/v2/).
+    atom_stream_keepalive: float = Field(15.0, gt=0, le=3600)
+    v2_switch: Bool = True
+
+    @field_validator("atom_metrics_port")
+    @classmethod
+    def _metrics_port_is_another(cls, value: int, info: ValidationInfo) -> int:
+        """The metrics port, when set, is not the public port."""
+        if value and value == info.data.get("atom_port"):
+            raise ValueError("must differ from ATOM_PORT (0 serves metrics on ATOM_PORT)")
+        return value
 
     @cached_property
     def serving(self) -> ServingMeta:
@@ -203,7 +228,11 @@ class Settings(BaseSettings):
         """The limits of the image pipeline (IMAGE_*; bytes default to ATOM_MAX_BODY_BYTES)."""
         return ImageLimits(
             max_bytes=self.image_max_bytes or self.atom_max_body_bytes,
+            max_request_bytes=self.atom_max_body_bytes,
             max_pixels=self.image_max_pixels,
+            max_decoded_bytes=self.image_max_decoded_bytes,
+            worker_decoded_bytes=self.image_worker_decoded_bytes,
+            max_decodes=self.image_max_decodes,
             url_timeout=self.image_url_timeout,
             url_retries=self.image_url_retries,
             url_schemes=self.image_url_schemes,
@@ -239,6 +268,54 @@ class Settings(BaseSettings):
         """LOG_LEVEL as the number the logging module uses."""
         return logging.getLevelName(self.log_level)
 
+    # linker_atom's names -------------------------------------------------------------
+
+    @property
+    def atom_description(self) -> str:
+        """ATOM_DESC (``linker_atom``'s field name)."""
+        return self.atom_desc
+
+    @property
+    def serving_meta_raw(self) -> str:
+        """META as given (``linker_atom``'s field name)."""
+        return self.meta
+
+    @property
+    def log_config(self) -> LoggerConfig:
+        """LOG_BACKUP_COUNT, LOG_DIR and LOG_FILE_MAX_BYTES, as ``linker_atom`` grouped them."""
+        return LoggerConfig(
+            log_backup_count=self.log_backup_count,
+            log_dir=self.log_dir,
+            log_file_max_bytes=self.log_file_max_bytes,
+        )
+
+    @property
+    def sw_config(self) -> SkyWalkingConfig:
+        """The SW_* settings, as ``linker_atom`` grouped them."""
+        return SkyWalkingConfig(
+            sw_switch=self.sw_switch,
+            sw_agent_backend=self.sw_agent_collector_backend_services,
+            sw_agent_name=self.sw_agent_name,
+            sw_agent_instance_name=self.sw_agent_instance_name,
+            sw_agent_log_reporter_active=self.sw_agent_log_reporter_active,
+            sw_agent_log_reporter_level=self.sw_agent_log_reporter_level,
+        )
+
+    @property
+    def serving_config(self) -> ServingConfig:
+        """META's raw values, as ``linker_atom`` parsed them (``settings.serving`` is checked)."""
+        if not self.meta.strip():
+            return ServingConfig()
+        return ServingConfig.model_validate_json(self.meta)
+
+    @property
+    def healthcheck_url(self) -> str:
+        """The ping path Serving and Kubernetes probe: META's k8sHealthcheckUrl, else ours.
+
+        Both paths answer (``api/routing.py``).
+        """
+        return self.serving.k8s_healthcheck_url or self.atom_api_prefix + PING_PATH
+
 
 def describe_errors(exc: ValidationError) -> str:
     """Turn a pydantic error into one line naming each bad variable."""
@@ -263,6 +340,19 @@ def load_settings(**overrides: Any) -> Settings:
         return Settings(**overrides)
     except ValidationError as exc:
         raise SettingsError(describe_errors(exc)) from None
+
+
+def resolve_settings(config: "Settings | Mapping[str, Any] | None" = None) -> Settings:
+    """The settings of ``get_app(config)``: the process's for None, ``config`` itself for a
+    ``Settings``, else the process's with ``config``'s values (``linker_atom``'s dict of
+    settings, its names accepted: ``config/legacy.py``)."""
+    if config is None:
+        return get_settings()
+    if isinstance(config, Settings):
+        return config
+    if isinstance(config, Mapping):
+        return load_settings(**legacy_overrides(config))
+    raise TypeError(f"config must be Settings, a mapping or None, not {type(config).__name__}")
 
 
 @lru_cache(maxsize=1)

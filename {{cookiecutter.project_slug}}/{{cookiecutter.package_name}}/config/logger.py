@@ -1,10 +1,14 @@
 """Logging set-up from the settings: console plus a shared rotating file, every line with
-its request id (the pieces are in ``control/logs.py``)."""
+its request id (the pieces are in ``control/logs.py``). ``LoggerConfig`` is
+``linker_atom``'s (``settings.log_config``)."""
 
 from collections.abc import Callable
 
 from ..control.logs import configure_logging as configure
 from . import Settings
+from .legacy import LoggerConfig
+
+__all__ = ["LoggerConfig", "configure_logging"]
 
 
 def configure_logging(settings: Settings) -> None:

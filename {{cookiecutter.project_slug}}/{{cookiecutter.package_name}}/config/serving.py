@@ -2,7 +2,8 @@
 
 The contract lives in ``control/meta.py`` (``ServingMeta``, ``parse_meta``) and the
 registration in ``control/serving.py``; this module keeps ``linker_atom``'s path and
-builds the registration agent from the settings.
+builds the registration agent from the settings. ``ServingConfig`` is ``linker_atom``'s
+view of META (``settings.serving_config``).
 """
 
 from collections.abc import Callable
@@ -10,12 +11,20 @@ from typing import TYPE_CHECKING
 
 from ..control.health import READY_PATH
 from ..control.meta import ServingMeta, camel, parse_meta, split_model_ids
+from .legacy import ServingConfig
 
 if TYPE_CHECKING:
     from ..control.serving import ServingAgent
     from . import Settings
 
-__all__ = ["ServingMeta", "camel", "parse_meta", "serving_agent", "split_model_ids"]
+__all__ = [
+    "ServingConfig",
+    "ServingMeta",
+    "camel",
+    "parse_meta",
+    "serving_agent",
+    "split_model_ids",
+]
 
 
 def serving_agent(

@@ -3,7 +3,8 @@
 With SW_SWITCH off nothing here imports ``skywalking``. With it on, ``start_agent``
 configures the agent from the SW_* settings (protocol included) after the server process
 started (never before a fork), and the trace id of the current request goes into its
-log lines (``trace_id()``).
+log lines (``trace_id()``). ``SkyWalkingConfig`` is ``linker_atom``'s view of the SW_*
+settings (``settings.sw_config``).
 """
 
 import logging
@@ -11,6 +12,9 @@ import os
 from collections.abc import Callable
 
 from . import Settings
+from .legacy import SkyWalkingConfig
+
+__all__ = ["PLUGINS", "SkyWalkingConfig", "start_agent", "trace_id"]
 
 logger = logging.getLogger(__name__)
 

@@ -11,6 +11,9 @@ import urllib.request
 
 PING_PATH = "/v1/health/ping"
 READY_PATH = "/v1/health/ready"
+# Not a health route, but the launcher needs it too (the metrics port of nginx) and must
+# not import prometheus_client to learn it: it lives with the other route paths.
+METRICS_PATH = "/metrics"
 
 # No proxy: an internal check talks to 127.0.0.1, whatever HTTP_PROXY the environment
 # holds (a proxy must not decide whether healthy workers get killed).

@@ -16,6 +16,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+from ..lib.common import LOG_UNSAFE_RE, escape_for_log
 from .log_handlers import (
     BatchedHandler,
     ConsoleHandler,
@@ -35,6 +36,15 @@ LOG_FORMAT = (
 TRACED_LOG_FORMAT = LOG_FORMAT.replace("[%(request_id)s]", "[%(request_id)s tid=%(trace_id)s]")
 DATE_FORMAT = "%Y-%m-%d %H:%M:%S"
 _OWNED = "_atom_handler"  # marks the handlers configure_logging installed
+CONTINUATION = "\n  "  # how the second and later lines of one record start
+
+
+def one_record(text: str) -> str:
+    """A formatted record that cannot pass for several: control characters escaped, and
+    each line after the first (a traceback, a multi-line message) indented."""
+    if LOG_UNSAFE_RE.search(text) is None:
+        return text
+    return CONTINUATION.join(escape_for_log(line) for line in text.split("\n"))
 
 
 def _no_trace() -> str:
@@ -56,7 +66,11 @@ class RequestIdFilter(logging.Filter):
 
 class LineFormatter(logging.Formatter):
     """The line format, made once per record for every handler that shares this formatter,
-    with the date text made once per second (both show in the cost of a logged call)."""
+    with the date text made once per second (both show in the cost of a logged call).
+
+    No record can forge another: control characters are escaped and continuation lines
+    indented (``one_record``), so every line that starts at column 0 starts a record.
+    """
 
     def __init__(self, fmt: str, datefmt: str) -> None:
         super().__init__(fmt, datefmt)
@@ -72,14 +86,14 @@ class LineFormatter(logging.Formatter):
 
     def line(self, levelno: int, name: str, message: str) -> str:
         """The line ``format`` makes of a record of ``message`` logged now by ``name``
-        (the untraced format), without making the record."""
+        (the untraced format, escaped the same way), without making the record."""
         now = time.time()
         second = int(now)
         cached = self._date
         if cached[0] != second:
             cached = (second, time.strftime(self.datefmt or DATE_FORMAT, self.converter(second)))
             self._date = cached
-        return (
+        return one_record(
             f"{cached[1]}.{int((now - second) * 1000):03d} {logging.getLevelName(levelno)}"
             f" {os.getpid()} [{request_id_ctx.get()}] {name}: {message}"
         )
@@ -88,7 +102,7 @@ class LineFormatter(logging.Formatter):
         cached = record.__dict__.get("_atom_line")
         if cached is not None and cached[0] is self:
             return cached[1]
-        text = super().format(record)
+        text = one_record(super().format(record))
         record._atom_line = (self, text)
         return text
 

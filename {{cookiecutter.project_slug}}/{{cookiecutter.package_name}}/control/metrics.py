@@ -12,7 +12,7 @@ import math
 import os
 import re
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from prometheus_client import (
@@ -135,10 +135,23 @@ class BatchMetrics:
 
 
 class Metrics:
-    """The atom's metrics, in a registry of their own (one per app, so tests can build many)."""
+    """The atom's metrics, in a registry of their own (one per app, so tests can build many).
 
-    def __init__(self) -> None:
+    ``template`` labels ``atom_template_info`` (always 1) with the atom-template release of
+    the runtime, its ``version`` and ``commit``: an operator sees which atoms run an old one.
+    """
+
+    def __init__(self, template: Mapping[str, str] | None = None) -> None:
         self.registry = registry = CollectorRegistry(auto_describe=True)
+        template = template or {}
+        self.template_info = Gauge(
+            "atom_template_info",
+            "The atom-template release of the runtime, in its labels (always 1)",
+            ["version", "commit"],
+            multiprocess_mode="livemax",
+            registry=registry,
+        )
+        self.template_info.labels(template.get("version", ""), template.get("commit", "")).set(1)
         self.requests = Counter(
             "atom_requests",
             "HTTP requests served",
@@ -174,6 +187,21 @@ class Metrics:
         self.serving = ServingMetrics(registry)
         self.batches = BatchMetrics(registry)
         self.recorder = RequestRecorder(self)
+        # Streamed replies (api/streaming.py).
+        self.streams_open = Gauge(
+            "atom_streams_open",
+            "Streamed replies being sent",
+            ["route"],
+            multiprocess_mode="livesum",
+            registry=registry,
+        )
+        self.stream_first_event_seconds = Histogram(
+            "atom_stream_first_event_seconds",
+            "Time from a stream route's call to its first event",
+            ["route"],
+            buckets=BUCKETS,
+            registry=registry,
+        )
 
     def render(self) -> bytes:
         """The exposition text: every process's values in multiprocess mode, ours otherwise."""

@@ -2,8 +2,10 @@
 
 The archive is read as a stream, into memory or into a folder the caller gives. A member
 that could escape its target is refused, never skipped: an absolute path, a ``..``
-component, a symbolic or hard link, a device, a FIFO. The original extracted everything
-into /tmp without any check and left it there.
+component, a symbolic or hard link, a device, a FIFO; so is an archive of more than
+``MAX_MEMBERS`` members or, given ``max_bytes``, whose files add up to more (a compressed
+payload may expand a thousandfold). The original extracted everything into /tmp without
+any check and left it there.
 """
 
 import tarfile
@@ -14,6 +16,7 @@ from typing import BinaryIO
 from .errors import UnsafeArchiveError
 
 CHUNK = 1 << 20
+MAX_MEMBERS = 10_000
 
 
 def member_path(member: tarfile.TarInfo) -> PurePosixPath:
@@ -43,32 +46,43 @@ def check_kind(member: tarfile.TarInfo) -> None:
 
 
 def safe_members(
-    fileobj: BinaryIO,
+    fileobj: BinaryIO, max_bytes: int | None = None
 ) -> Iterator[tuple[PurePosixPath, tarfile.TarInfo, tarfile.TarFile]]:
-    """Each checked member of a tar stream (compressed or not), in archive order."""
+    """Each checked member of a tar stream (compressed or not), in archive order.
+
+    Sizes are those the members declare, checked before any of their content is read.
+    """
+    total = 0
     with tarfile.open(fileobj=fileobj, mode="r|*") as archive:
-        for member in archive:
+        for count, member in enumerate(archive, 1):
+            if count > MAX_MEMBERS:
+                raise UnsafeArchiveError(f"the archive has more than {MAX_MEMBERS} members")
             check_kind(member)
+            total += member.size
+            if max_bytes is not None and total > max_bytes:
+                raise UnsafeArchiveError(
+                    f"the archive's files expand to more than {max_bytes} bytes: refused"
+                )
             yield member_path(member), member, archive
 
 
-def read_members(fileobj: BinaryIO) -> dict[str, bytes]:
+def read_members(fileobj: BinaryIO, max_bytes: int | None = None) -> dict[str, bytes]:
     """The regular files of the archive, in memory: {relative path: content}."""
     files = {}
-    for path, member, archive in safe_members(fileobj):
+    for path, member, archive in safe_members(fileobj, max_bytes):
         if member.isfile():
             stream = archive.extractfile(member)
             files[path.as_posix()] = stream.read() if stream else b""
     return files
 
 
-def extract_members(fileobj: BinaryIO, target: Path) -> list[Path]:
+def extract_members(fileobj: BinaryIO, target: Path, max_bytes: int | None = None) -> list[Path]:
     """Write the archive under ``target``; on a refused member, remove what was written."""
     root = Path(target).resolve()
     root.mkdir(parents=True, exist_ok=True)
     written: list[Path] = []
     try:
-        for path, member, archive in safe_members(fileobj):
+        for path, member, archive in safe_members(fileobj, max_bytes):
             destination = inside(root, path)
             if member.isdir():
                 destination.mkdir(parents=True, exist_ok=True)

@@ -3,7 +3,7 @@
 import os
 from collections.abc import Callable
 from pathlib import Path
-from typing import BinaryIO, Final, final
+from typing import BinaryIO, Final, final, overload
 
 from .errors import ChunkOrderError as ChunkOrderError
 from .errors import ChunkTamperedError as ChunkTamperedError
@@ -34,7 +34,11 @@ _SPEED_TRICKS: set[str]  # the speed tricks in use; only the benchmark removes a
 
 @final
 class ModelProtector:
-    """Encrypts and decrypts model files with one 32-byte model key (never shown)."""
+    """Encrypts and decrypts model files with one 32-byte model key (never shown).
+
+    ``ModelProtector(xor_key, user_id, model_version=0)`` is linker_atom's protector of
+    legacy ``.linker`` files instead (``decrypt_model`` and the other methods at the end).
+    """
 
     @property
     def source(self) -> str:
@@ -44,7 +48,12 @@ class ModelProtector:
     def chunk_size(self) -> int:
         """Plaintext bytes per chunk of the files this protector encrypts."""
 
+    @overload
     def __init__(self, key: bytes, *, chunk_size: int = ..., source: str = "a key") -> None: ...
+    @overload
+    def __init__(self, key: int, user_id: str, model_version: int = 0) -> None: ...
+    @overload
+    def __init__(self, *, xor_key: int, user_id: str, model_version: int = 0) -> None: ...
     @staticmethod
     def generate_key() -> bytes:
         """32 random bytes from the operating system: a new model key."""
@@ -118,3 +127,28 @@ class ModelProtector:
     @staticmethod
     def read_linker_header(path: str | os.PathLike[str]) -> LinkerHeader:
         """The header of a legacy ``.linker`` file."""
+
+    # linker_atom's protector of .linker files (built with xor_key and user_id) ----------
+    @property
+    def xor_key(self) -> int | None:
+        """The legacy key byte (None for a protector built with a model key)."""
+
+    @property
+    def user_id(self) -> str | None:
+        """The legacy customer id (None for a protector built with a model key)."""
+
+    @property
+    def model_version(self) -> int | None:
+        """The legacy model version (None for a protector built with a model key)."""
+
+    def decrypt_model(self, source_dir: str, out_path: str = "/tmp") -> tuple[str, str]:
+        """Extract a ``.linker`` model into a new folder: (model folder, new folder)."""
+
+    def encrypt_model(self, source_dir: str, out_path: str = ".") -> str:
+        """Write ``out_path/<name>.linker`` from a model folder; return its path."""
+
+    def encrypt_model_legacy(self, source_dir: str, out_path: str = ".") -> str:
+        """``encrypt_model`` in the older layout that masks every byte."""
+
+    def remove_model(self, source_dir: str) -> None:
+        """Remove a model ``decrypt_model`` extracted (its whole folder)."""

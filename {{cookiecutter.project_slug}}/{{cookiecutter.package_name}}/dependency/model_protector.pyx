@@ -75,6 +75,14 @@ size are in the clear (authenticated, not hidden).
 ``ModelProtector.open_linker`` and ``extract_linker`` still read the legacy ``.linker``
 files of ``linker_atom`` (``linker.py``), so existing models keep loading.
 
+One name, two constructors, told apart by their arguments: ``ModelProtector(key)`` (32
+bytes) is this module's protector; ``ModelProtector(xor_key, user_id, model_version=0)``
+(an int key byte and a customer id, positional or by those names, as ``linker_atom``
+called it) is the legacy one, with ``linker_atom``'s ``decrypt_model``,
+``encrypt_model``, ``encrypt_model_legacy`` and ``remove_model`` (``linker.LinkerModels``),
+and a DeprecationWarning. Each kind refuses the other's methods with ``ModelKeyError``,
+so a legacy key byte never reaches the cipher.
+
 Speed: one trick, kept because ``benchmarks/bench_protector.py`` measures it paying
 (with and without, side by side; the numbers are in BENCHMARKS.md): ``reused_buffers``,
 one buffer per role (read, sealed, opened) for the whole file instead of new bytes per
@@ -89,6 +97,7 @@ import hmac
 import io
 import os
 import struct
+import warnings
 
 cimport cython
 
@@ -133,7 +142,7 @@ from .fileformat import (
     reading,
     writing,
 )
-from .linker import LinkerHeader, extract_linker, inspect_linker, read_linker
+from .linker import LinkerHeader, LinkerModels, extract_linker, inspect_linker, read_linker
 from .memory_file import MemoryFile
 
 HEADER_INDEX = (1 << 64) - 1  # the header tag's nonce; chunk indexes stay below it
@@ -190,17 +199,50 @@ cdef class ModelProtector:
     """
 
     cdef bytes _key
+    cdef object _legacy  # linker.LinkerModels for linker_atom's constructor, else None
     cdef readonly str source
     cdef readonly Py_ssize_t chunk_size
 
-    def __init__(self, key, *, chunk_size=DEFAULT_CHUNK_SIZE, source="a key"):
+    def __init__(
+        self,
+        key=None,
+        user_id=None,
+        model_version=0,
+        *,
+        xor_key=None,
+        chunk_size=DEFAULT_CHUNK_SIZE,
+        source="a key",
+    ):
+        check_chunk_size(chunk_size)
+        self.chunk_size = chunk_size
+        if xor_key is not None or user_id is not None or _is_key_byte(key):
+            self._init_legacy(key if xor_key is None else xor_key, user_id, model_version)
+            return
+        if key is None:
+            raise TypeError(
+                "ModelProtector needs a model key (32 bytes), or linker_atom's "
+                "(xor_key, user_id) for legacy .linker files"
+            )
         key = bytes(key)
         if len(key) != KEY_SIZE:
             raise ModelKeyError(f"{source}: a model key is {KEY_SIZE} bytes")
-        check_chunk_size(chunk_size)
         self._key = key
+        self._legacy = None
         self.source = source
-        self.chunk_size = chunk_size
+
+    cdef _init_legacy(self, object xor_key, object user_id, object model_version):
+        """linker_atom's protector of ``.linker`` files (one key byte, one customer id)."""
+        if user_id is None:
+            raise TypeError("ModelProtector(xor_key, user_id): user_id is missing")
+        self._legacy = LinkerModels(xor_key, user_id, model_version)  # checks them
+        warnings.warn(
+            "ModelProtector(xor_key, user_id) reads and writes linker_atom's .linker files, "
+            "a one-byte mask: move the model to the encrypted format (MIGRATION.md)",
+            DeprecationWarning,
+            stacklevel=1,  # Cython functions push no frame: 1 is the caller's line
+        )
+        self._key = b""
+        self.source = "a legacy .linker key byte"
 
     @staticmethod
     def generate_key():
@@ -225,6 +267,8 @@ cdef class ModelProtector:
         return cls.from_key_text(text, source=source, chunk_size=chunk_size)
 
     def __repr__(self):
+        if self._legacy is not None:
+            return f"<ModelProtector legacy .linker user_id={self._legacy.user_id!r} key=<hidden>>"
         return f"<ModelProtector key=<hidden> source={self.source!r} chunk_size={self.chunk_size}>"
 
     def __reduce__(self):
@@ -232,6 +276,11 @@ cdef class ModelProtector:
 
     cdef tuple _derive(self, bytes salt):
         """The file key and the key check of a salt."""
+        if self._legacy is not None:
+            raise ModelKeyError(
+                "this ModelProtector was built with linker_atom's (xor_key, user_id): it "
+                "reads .linker files only (decrypt_model); build one with a model key"
+            )
         material = HKDF(
             algorithm=SHA256(), length=KEY_SIZE + TAG_SIZE, salt=salt, info=HKDF_INFO
         ).derive(self._key)
@@ -286,13 +335,21 @@ cdef class ModelProtector:
     def decrypt_into(self, src, dst, model_id=None, *, progress=None):
         """Decrypt into ``dst`` (path or writable binary file), one chunk of memory at a time.
 
-        Returns the number of plaintext bytes written.
+        Returns the number of plaintext bytes written. On failure, a ``dst`` path is removed.
         """
         name = name_of(src)
         with reading(src) as f:
             header, aead = self._open(f, name, model_id)
-            with writing(dst) as out:
-                return _decrypt_chunks(aead, header, f, out, progress, name)
+            try:
+                with writing(dst) as out:
+                    return _decrypt_chunks(aead, header, f, out, progress, name)
+            except BaseException:
+                if isinstance(dst, (str, bytes, os.PathLike)):
+                    try:
+                        os.unlink(dst)  # no partial plaintext left behind
+                    except OSError:  # never created: the original error says why
+                        pass
+                raise
 
     def decrypt_to_memory_file(self, src, model_id=None, *, progress=None):
         """Decrypt into an anonymous in-memory file whose ``path`` a library can open.
@@ -356,6 +413,56 @@ cdef class ModelProtector:
     def read_linker_header(path):
         """The header of a legacy ``.linker`` file (mark, version, sizes, customer id)."""
         return inspect_linker(path)
+
+    # linker_atom's methods (built with its constructor) --------------------------------
+
+    cdef object _linker(self, str method):
+        if self._legacy is None:
+            raise ModelKeyError(
+                f"{method} is linker_atom's, for .linker files: build the protector as "
+                "ModelProtector(xor_key, user_id); this one holds a model key"
+            )
+        return self._legacy
+
+    @property
+    def xor_key(self):
+        """The legacy key byte (None for a protector built with a model key)."""
+        return None if self._legacy is None else self._legacy.xor_key
+
+    @property
+    def user_id(self):
+        """The legacy customer id (None for a protector built with a model key)."""
+        return None if self._legacy is None else self._legacy.user_id
+
+    @property
+    def model_version(self):
+        """The legacy model version written by ``encrypt_model`` (None with a model key)."""
+        return None if self._legacy is None else self._legacy.model_version
+
+    def decrypt_model(self, source_dir, out_path="/tmp"):
+        """Extract a ``.linker`` model into a new private folder under ``out_path``.
+
+        Returns (the model's folder, the new folder), as ``linker_atom`` did; unsafe
+        members are refused; the folder is removed at exit or by ``remove_model``.
+        """
+        return self._linker("decrypt_model").decrypt_model(source_dir, out_path)
+
+    def encrypt_model(self, source_dir, out_path="."):
+        """Write ``out_path/<name>.linker`` from a model folder; return its path."""
+        return self._linker("encrypt_model").encrypt_model(source_dir, out_path)
+
+    def encrypt_model_legacy(self, source_dir, out_path="."):
+        """``encrypt_model`` in the older layout that masks every byte."""
+        return self._linker("encrypt_model_legacy").encrypt_model_legacy(source_dir, out_path)
+
+    def remove_model(self, source_dir):
+        """Remove a model ``decrypt_model`` extracted (its whole folder)."""
+        return self._linker("remove_model").remove_model(source_dir)
+
+
+def _is_key_byte(key):
+    """linker_atom's first argument: an int (a key byte), where a model key is bytes."""
+    return isinstance(key, int) and not isinstance(key, bool)
 
 
 cdef _encrypt_chunks(object aead, object header, object fin, object fout, object progress):

@@ -5,11 +5,13 @@ are queued by their handlers and handled in one loop, which also pings the worke
 restarts the ones that died or stopped answering. It:
 
 1. renders the nginx config into a runtime directory (ATOM_RUNTIME_DIR, or a new
-   temporary one): pid file, temp paths and logs included, nothing under /etc;
+   temporary one): pid file, temp paths and logs included, nothing under /etc; started
+   as root, nginx's workers run as ``nobody``, who gets its temporary folders there;
 2. starts ATOM_WORKERS servers (``python server.py --port P``, P from
-   ATOM_INNER_START_PORT) with the current interpreter, any count, each in its own
-   session so a terminal's Ctrl-C reaches only the launcher; their output is prefixed
-   with their port;
+   ATOM_INNER_START_PORT, and ATOM_HOST=127.0.0.1 in their environment: a ``server.py``
+   written for ``linker_atom`` knows ``--port`` only) with the current interpreter, any
+   count, each in its own session so a terminal's Ctrl-C reaches only the launcher; their
+   output is prefixed with their port;
 3. starts nginx on ATOM_PORT once the workers answer their health route;
 4. registers the atom with Serving (META), once for the whole container, when the
    public ready route answers, and keeps the heartbeats going (``control/serving.py``);
@@ -42,10 +44,10 @@ from typing import IO, Any, BinaryIO
 from ..config import Settings, SettingsError, get_settings
 from ..config.logger import configure_logging
 from ..control.backoff import delay
-from ..control.health import PING_PATH, answers_ok
+from ..control.health import METRICS_PATH, PING_PATH, answers_ok
 from ..control.runtime_dir import METRICS_DIR_ENV, RUNTIME_DIR_ENV, RuntimeDir
 from ..control.threads import library_env
-from .nginx import nginx_config, write_config
+from .nginx import RuntimeDirError, WorkerUser, nginx_config, worker_user, write_config
 
 logger = logging.getLogger(__name__)
 
@@ -120,8 +122,8 @@ class Worker:
     def start(self, output: BinaryIO) -> None:
         """Start the server process."""
         self.process = subprocess.Popen(
-            [*self.command, "--port", str(self.port), "--host", "127.0.0.1"],
-            env=self.env,
+            [*self.command, "--port", str(self.port)],
+            env={**self.env, "ATOM_HOST": "127.0.0.1"},  # linker_atom's server.py: --port only
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
             start_new_session=True,
@@ -221,7 +223,8 @@ class Launcher:
     def run(self, nginx_bin: str) -> int:
         """Start everything, supervise until a stop signal, stop everything; the exit status."""
         self.install_signal_handlers()
-        config = write_config(self.layout, self._config())
+        user = worker_user()
+        config = write_config(self.layout, self._config(user), user)
         self._prepare_metrics()
         try:
             for worker in self.workers:
@@ -235,14 +238,20 @@ class Launcher:
             self.shutdown(1)
             raise
 
-    def _config(self) -> str:
+    def _config(self, user: WorkerUser | None) -> str:
         settings = self.settings
+        metrics = settings.atom_api_prefix + METRICS_PATH if settings.metrics_switch else None
         return nginx_config(
             runtime=self.layout,
             listen_port=settings.atom_port,
             worker_ports=[worker.port for worker in self.workers],
             max_body_bytes=settings.atom_max_body_bytes,
             read_timeout=settings.atom_proxy_read_timeout,
+            client_timeout=settings.atom_client_timeout,
+            connections_per_client=settings.atom_connections_per_client,
+            metrics_path=metrics,
+            metrics_port=settings.atom_metrics_port,
+            user=user,
         )
 
     def _prepare_metrics(self) -> None:
@@ -406,7 +415,8 @@ def nginx_run(
 ) -> int:
     """Run nginx and ATOM_WORKERS servers until SIGTERM/SIGINT; return the exit status.
 
-    ``server_script`` is the script each worker runs with ``--port P --host 127.0.0.1``.
+    ``server_script`` is the script each worker runs with ``--port P`` (and ATOM_HOST set to
+    127.0.0.1). ``nginx_run()`` without arguments is ``linker_atom``'s call.
     """
     try:
         settings = settings or get_settings()
@@ -423,4 +433,8 @@ def nginx_run(
     if not script.is_file():
         sys.stderr.write(f"error: server script {script} not found\n")
         return EXIT_BAD_SETTINGS
-    return Launcher(settings, script).run(nginx_bin)
+    try:
+        return Launcher(settings, script).run(nginx_bin)
+    except RuntimeDirError as exc:
+        sys.stderr.write(f"error: {exc}\n")
+        return EXIT_BAD_SETTINGS

@@ -1,12 +1,68 @@
-"""The nginx configuration that ``nginx_run()`` renders (template: nginx.conf.tmpl)."""
+"""The nginx configuration that ``nginx_run()`` renders (template: nginx.conf.tmpl).
 
+Every reply nginx makes itself (``NGINX_ERRORS``) is the atom's JSON envelope with the
+request id, like the workers' own errors. Started as root, nginx runs its workers as an
+unprivileged user (``worker_user``), and ``write_config`` gives that user the temporary
+folders it writes request bodies to.
+"""
+
+import grp
+import json
+import os
+import pwd
 import re
+import stat
 from importlib.resources import files
 from pathlib import Path
+from typing import NamedTuple
 
 from ..control.runtime_dir import RuntimeDir
 
 PLACEHOLDER_RE = re.compile(r"@(\w+)@")
+NGINX_USER = "nobody"  # the workers' user when the launcher runs as root
+# The errors nginx makes itself: (nginx's status, status sent, message). 494 is nginx's
+# "request header too large", sent as 400 unless caught; the atom sends 431. Each is served
+# by an internal location under ERROR_PATH (a named location cannot serve an error found
+# before the request line is read, a 414 say).
+ERROR_PATH = "/__atom/error/"
+NGINX_ERRORS = (
+    (400, 400, "Bad Request"),
+    (404, 404, "Not Found"),
+    (408, 408, "Request Timeout"),
+    (413, 413, "Request Entity Too Large (limit {max_body_bytes} bytes)"),
+    (414, 414, "URI Too Long"),
+    (429, 429, "Too Many Requests (ATOM_CONNECTIONS_PER_CLIENT)"),
+    (494, 431, "Request Header Fields Too Large"),
+    (500, 500, "Internal Server Error"),
+    (502, 502, "Bad Gateway (no worker answered)"),
+    (503, 502, "Bad Gateway (no worker answered)"),
+    (504, 504, "Gateway Timeout (no reply within ATOM_PROXY_READ_TIMEOUT)"),
+)
+NOT_FOUND = (404, "Not Found")
+OPENING = "{\n"  # put into f-strings: doubled braces would be Jinja's (this file is a template)
+
+
+class RuntimeDirError(Exception):
+    """nginx's workers could not write their temporary files in the runtime directory."""
+
+
+class WorkerUser(NamedTuple):
+    """The user nginx's worker processes run as."""
+
+    name: str
+    group: str
+    uid: int
+    gid: int
+
+
+def worker_user() -> WorkerUser | None:
+    """The unprivileged user for nginx's workers when this process is root, else None (nginx
+    then keeps the workers as the launcher's own user)."""
+    if os.geteuid() != 0:
+        return None
+    entry = pwd.getpwnam(NGINX_USER)
+    group = grp.getgrgid(entry.pw_gid).gr_name
+    return WorkerUser(NGINX_USER, group, entry.pw_uid, entry.pw_gid)
 
 
 def render(template: str, values: dict[str, object]) -> str:
@@ -21,6 +77,56 @@ def render(template: str, values: dict[str, object]) -> str:
     return PLACEHOLDER_RE.sub(value, template)
 
 
+def envelope_location(match: str, status: int, msg: str, *, internal: bool = False) -> str:
+    """A location answering ``status`` with the envelope (and the request id)."""
+    body = json.dumps({"code": status, "msg": msg, "data": None}, separators=(",", ":"))
+    return (
+        f"        location {match} {OPENING}"
+        + ("            internal;\n" if internal else "")
+        + "            default_type application/json;\n"
+        "            add_header X-Request-ID $atom_request_id always;\n"
+        f"            return {status} '{body}';\n"
+        "        }\n"
+    )
+
+
+def error_pages(max_body_bytes: int) -> str:
+    """error_page directives and their locations for every error of NGINX_ERRORS."""
+    parts = []
+    for caught, status, msg in NGINX_ERRORS:
+        path = f"{ERROR_PATH}{caught}"
+        text = msg.format(max_body_bytes=max_body_bytes)
+        parts.append(f"        error_page {caught} ={status} {path};\n")
+        parts.append(envelope_location(f"= {path}", status, text, internal=True))
+    return "".join(parts)
+
+
+def not_found_at(path: str) -> str:
+    """A location answering the atom's 404 at exactly ``path``."""
+    status, msg = NOT_FOUND
+    return envelope_location(f"= {path}", status, msg)
+
+
+def metrics_server(listen: str, path: str, max_body_bytes: int) -> str:
+    """A second server that serves only the metrics route (ATOM_METRICS_PORT)."""
+    status, msg = NOT_FOUND
+    return (
+        "\n    server {\n"
+        f"        listen {listen};\n"
+        f"        location = {path} {OPENING}"
+        "            proxy_pass http://atom_workers;\n"
+        "            proxy_http_version 1.1;\n"
+        '            proxy_set_header Connection "";\n'
+        "            proxy_set_header X-Request-ID $atom_request_id;\n"
+        "            proxy_connect_timeout 2s;\n"
+        "            proxy_read_timeout 30s;\n"
+        "        }\n"
+        + envelope_location("/", status, msg)
+        + error_pages(max_body_bytes)
+        + "    }\n"
+    )
+
+
 def nginx_config(
     *,
     runtime: RuntimeDir,
@@ -30,28 +136,87 @@ def nginx_config(
     read_timeout: float,
     listen_host: str = "0.0.0.0",
     nginx_workers: int | str = "auto",
+    client_timeout: float = 30,
+    connections_per_client: int = 64,
+    metrics_path: str | None = None,
+    metrics_port: int = 0,
+    user: WorkerUser | None = None,
 ) -> str:
-    """The nginx.conf text for these workers and limits."""
+    """The nginx.conf text for these workers and limits.
+
+    ``metrics_path`` with a ``metrics_port`` serves the metrics route on that port only
+    (the public port answers 404 there); ``user`` is the workers' user (None: nginx's own
+    choice, which is the launcher's user unless it is root).
+    """
     servers = "\n".join(f"        server 127.0.0.1:{port} max_fails=0;" for port in worker_ports)
     template = files(__package__).joinpath("nginx.conf.tmpl").read_text(encoding="utf-8")
+    separate_metrics = metrics_path is not None and metrics_port > 0
     return render(
         template,
         {
             "pid_file": runtime.nginx_pid,
             **{f"{kind}_temp": path for kind, path in runtime.nginx_temp_dirs.items()},
+            "user_directive": f"user {user.name} {user.group};" if user else "",
             "listen": f"{listen_host}:{listen_port}",
             "upstream_servers": servers,
             "workers": len(worker_ports),
             "max_body_bytes": max_body_bytes,
             "read_timeout": int(read_timeout),
+            "client_timeout": max(1, int(client_timeout)),
             "nginx_workers": nginx_workers,
+            "limit_conn": (
+                f"        limit_conn atom_per_client {connections_per_client};"
+                if connections_per_client > 0
+                else ""
+            ),
+            "hide_metrics": not_found_at(str(metrics_path)) if separate_metrics else "",
+            "error_pages": error_pages(max_body_bytes),
+            "metrics_server": (
+                metrics_server(f"{listen_host}:{metrics_port}", str(metrics_path), max_body_bytes)
+                if separate_metrics
+                else ""
+            ),
         },
     )
 
 
-def write_config(runtime: RuntimeDir, text: str) -> Path:
-    """Write nginx.conf and create the temp directories nginx needs; return the file."""
+def unreachable_folder(path: Path, user: WorkerUser) -> Path | None:
+    """The first folder on the way to ``path`` (itself included) that ``user`` may not pass
+    through, or None."""
+    for folder in [*reversed(path.parents), path]:
+        info = folder.stat()
+        if info.st_uid == user.uid:
+            allowed = info.st_mode & stat.S_IXUSR
+        elif info.st_gid == user.gid:
+            allowed = info.st_mode & stat.S_IXGRP
+        else:
+            allowed = info.st_mode & stat.S_IXOTH
+        if not allowed:
+            return folder
+    return None
+
+
+def write_config(runtime: RuntimeDir, text: str, user: WorkerUser | None = None) -> Path:
+    """Write nginx.conf and create the temp directories nginx needs; return the file.
+
+    With a ``user`` (the launcher is root), that user owns the temp directories and may
+    pass through the runtime directory to reach them, and nothing more;
+    ``RuntimeDirError`` when a parent folder keeps it out.
+    """
     for folder in runtime.nginx_temp_dirs.values():
         folder.mkdir(parents=True, exist_ok=True)
+        if user is not None:
+            os.chown(folder, user.uid, user.gid)
+            folder.chmod(0o700)
+    if user is not None:
+        runtime.root.chmod(runtime.root.stat().st_mode & 0o7777 | 0o011)
+        blocked = unreachable_folder(runtime.root, user)
+        if blocked is not None:
+            raise RuntimeDirError(
+                f"nginx's workers run as {user.name} (the launcher runs as root) and cannot "
+                f"pass through {blocked} to write request bodies in {runtime.root}: set "
+                "ATOM_RUNTIME_DIR to a folder whose parents all allow it (chmod o+x), or "
+                "leave it empty"
+            )
     runtime.nginx_conf.write_text(text, encoding="utf-8")
     return runtime.nginx_conf

@@ -2,38 +2,32 @@
 
 The request carries a small descriptor instead of the image:
 
-- ``mmap`` (``linker_atom``'s form): raw BGR bytes at ``position`` in a file, e.g. under
-  /dev/shm: ``{"path", "position", "size", "height", "width"}``. ``MmapReader`` reads
-  them, bounds-checked, from any number of threads (it holds no per-call state), with
-  ``pread`` rather than a mapping, so a file cut short meanwhile gives an error, not a
-  SIGBUS.
+- ``mmap`` (``linker_atom``'s form): raw BGR bytes at ``position`` in a file under
+  IMAGE_MMAP_ROOTS: ``{"path", "position", "size", "height", "width"}``.
 - ``shm``: a named POSIX shared-memory block: ``{"name", "shape", "dtype", "order"}``
-  (``order``, "bgr" or "rgb", is optional and "bgr" by default). ``open_frame`` and
-  ``ShmMapper`` (one per ``ImageLoader``, which keeps recent mappings for reuse) give a
-  read-only array mapped on the block, without a copy.
+  (``order``, "bgr" or "rgb", is optional and "bgr" by default). Only blocks named like
+  the client's (``atom_...``, ``SHM_PREFIX``) and owned by the worker's own user are
+  read: any other file of /dev/shm is refused without a word about it.
+
+Both are read the same way: checked (``check``: shape, pixels and bytes, before any
+memory is taken), then copied with ``pread`` into a new array (``read``). A copy, not a
+mapping: a producer that shrinks a file or block while the atom reads it then causes a
+short read, hence a 400, where a mapped view would kill the worker with SIGBUS. The
+copy costs about a millisecond per 1080p frame (the template's BENCHMARKS.md).
+``MmapReader`` and ``ShmReader`` hold no per-call state: any number of threads use them.
 
 The producer's side (``SharedFrame``, ``publish_frame``, ``write_mmap_frame``,
 ``ShmClient``) is in ``client/shm.py``.
-
-The consumer maps ``/dev/shm/<name>`` with a plain read-only ``mmap`` instead of
-``SharedMemory(name)``: on Python 3.11 and 3.12 attaching with ``SharedMemory`` registers
-the block with the consumer's resource tracker, which unlinks it when the consumer exits
-(pulling it from under its producer) and warns about a "leaked" object. The mapping
-lasts as long as the array that uses it; the producer may unlink the block meanwhile.
-The producer must not shrink a block while a consumer reads it.
 """
 
 import json
 import math
-import mmap
 import os
 import re
 import stat
-import threading
-from collections import OrderedDict
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -42,15 +36,15 @@ from .header import check_pixels
 from .local_files import OPEN_FLAGS, open_under_roots, pread_into, resolve_roots
 
 SHM_DIR = Path("/dev/shm")
-SHM_NAME_RE = re.compile(r"^/?([A-Za-z0-9_][A-Za-z0-9_.-]{0,199})$")
+SHM_PREFIX = "atom_"  # the names the client gives its blocks; the only ones read
+SHM_NAME_RE = re.compile("/?(" + SHM_PREFIX + r"[A-Za-z0-9_.-]{1,200})")  # fullmatch
 MMAP_KEYS = ("path", "position", "size", "height", "width")
 SHM_KEYS = ("name", "shape", "dtype")
 ORDERS = ("bgr", "rgb")
-# Map every page at once: cheaper than a fault per page for a frame that is read whole.
-SHM_MAP_FLAGS = mmap.MAP_SHARED | getattr(mmap, "MAP_POPULATE", 0)
 MAX_DESCRIPTOR_CHARS = 4096
 MAX_DIMENSIONS = 4
 MAX_INT = 2**53  # larger numbers in a descriptor are mistakes (and long to echo)
+NOT_OURS_MSG = "no shared memory block of the atom's user by that name"
 
 
 def parse_descriptor(item: object, keys: Sequence[str], kind: str) -> dict[str, Any]:
@@ -87,6 +81,19 @@ def check_bytes(nbytes: int, max_bytes: int | None) -> None:
         )
 
 
+class MmapFrame(NamedTuple):
+    """A checked mmap descriptor."""
+
+    path: object
+    position: int
+    height: int
+    width: int
+
+    @property
+    def nbytes(self) -> int:
+        return self.height * self.width * 3
+
+
 class MmapReader:
     """Reads ``linker_atom``'s mmap descriptors: raw BGR frames in files under ``roots``."""
 
@@ -95,8 +102,8 @@ class MmapReader:
         self.max_bytes = max_bytes
         self.max_pixels = max_pixels
 
-    def read(self, item: object) -> np.ndarray:
-        """The frame of a descriptor, as a new BGR ``uint8`` array (height x width x 3)."""
+    def check(self, item: object) -> MmapFrame:
+        """The descriptor, checked against the limits (the file is not opened yet)."""
         descriptor = parse_descriptor(item, MMAP_KEYS, "mmap")
         height = as_int(descriptor["height"], "height", 1)
         width = as_int(descriptor["width"], "width", 1)
@@ -106,18 +113,34 @@ class MmapReader:
         if size != height * width * 3:
             raise VqlError(501, f"size {size} is not height x width x 3 = {height * width * 3}")
         check_bytes(size, self.max_bytes)
-        fd, file_size = open_under_roots(descriptor["path"], self.roots, "IMAGE_MMAP_ROOTS")
+        return MmapFrame(descriptor["path"], position, height, width)
+
+    def read(self, item: object) -> np.ndarray:
+        """The frame of a descriptor, as a new BGR ``uint8`` array (height x width x 3)."""
+        frame = item if isinstance(item, MmapFrame) else self.check(item)
+        fd, file_size = open_under_roots(frame.path, self.roots, "IMAGE_MMAP_ROOTS")
         try:
-            if position + size > file_size:
-                raise VqlError(
-                    501,
-                    f"bytes {position}..{position + size} are outside the file ({file_size} bytes)",
-                )
-            frame = np.empty((height, width, 3), np.uint8)
-            pread_into(fd, frame.data, position)
+            end = frame.position + frame.nbytes
+            if end > file_size:  # the file's own size is not told: it may not be ours
+                raise VqlError(501, f"bytes {frame.position}..{end} are outside the file")
+            image = np.empty((frame.height, frame.width, 3), np.uint8)
+            pread_into(fd, image.data, frame.position)
         finally:
             os.close(fd)
-        return frame
+        return image
+
+
+class ShmFrame(NamedTuple):
+    """A checked shm descriptor."""
+
+    name: str
+    shape: tuple[int, ...]
+    dtype: np.dtype
+    order: str
+
+    @property
+    def nbytes(self) -> int:
+        return math.prod(self.shape) * self.dtype.itemsize
 
 
 def parse_shm_descriptor(item: object) -> tuple[str, tuple[int, ...], np.dtype, str]:
@@ -127,9 +150,9 @@ def parse_shm_descriptor(item: object) -> tuple[str, tuple[int, ...], np.dtype, 
     if order not in ORDERS:
         raise VqlError(501, "order must be 'bgr' or 'rgb'")
     name = descriptor["name"]
-    match = SHM_NAME_RE.match(name) if isinstance(name, str) else None
+    match = SHM_NAME_RE.fullmatch(name) if isinstance(name, str) else None
     if match is None:
-        raise VqlError(501, "invalid shared memory block name")
+        raise VqlError(501, f"invalid shared memory block name (it must start with {SHM_PREFIX})")
     shape = descriptor["shape"]
     if not isinstance(shape, list | tuple) or not 1 <= len(shape) <= MAX_DIMENSIONS:
         raise VqlError(501, f"shape must be a list of 1 to {MAX_DIMENSIONS} integers")
@@ -144,22 +167,20 @@ def parse_shm_descriptor(item: object) -> tuple[str, tuple[int, ...], np.dtype, 
 
 
 def open_frame(item: object, *, max_bytes: int | None = None) -> np.ndarray:
-    """The frame of a shm descriptor: a read-only array on the block itself (no copy)."""
-    return ShmMapper(max_blocks=0).open(item, max_bytes=max_bytes)[0]
+    """The frame of a shm descriptor, copied into a new array."""
+    return ShmReader().read(item, max_bytes=max_bytes)[0]
 
 
-def _open_block(name: str, nbytes: int) -> tuple[int, os.stat_result]:
-    """A read-only descriptor of the block ``name``, checked to hold ``nbytes``."""
+def _open_block(name: str, nbytes: int) -> int:
+    """A read-only descriptor of the block ``name``: the atom user's, holding ``nbytes``."""
     try:
         fd = os.open(SHM_DIR / name, OPEN_FLAGS)
-    except FileNotFoundError:
-        raise VqlError(501, "no such shared memory block") from None
     except OSError:
-        raise VqlError(501, "the shared memory block cannot be opened") from None
+        raise VqlError(501, NOT_OURS_MSG) from None
     try:
         info = os.fstat(fd)
-        if not stat.S_ISREG(info.st_mode):
-            raise VqlError(501, "not a shared memory block")
+        if not stat.S_ISREG(info.st_mode) or info.st_uid != os.geteuid():
+            raise VqlError(501, NOT_OURS_MSG)
         if info.st_size < nbytes:
             raise VqlError(
                 501, f"the shared memory block holds {info.st_size} bytes, its shape needs {nbytes}"
@@ -167,54 +188,25 @@ def _open_block(name: str, nbytes: int) -> tuple[int, os.stat_result]:
     except BaseException:
         os.close(fd)
         raise
-    return fd, info
+    return fd
 
 
-class ShmMapper:
-    """Maps shared-memory blocks read-only, keeping the last ``max_blocks`` mappings.
+class ShmReader:
+    """Copies frames out of shared-memory blocks (see the module docstring)."""
 
-    A client that reuses its blocks frame after frame (``ShmClient`` does) then costs no
-    new mapping per frame: every call still opens and checks the block, and maps it
-    again when it is another block (another inode) or the mapping would reach past its
-    end. A block that its producer unlinked stays in memory until its mapping leaves
-    the cache (least recently used first) and its arrays are gone. Thread-safe.
-    """
+    def check(self, item: object, *, max_bytes: int | None = None) -> ShmFrame:
+        """The descriptor, checked (the block is not opened yet)."""
+        frame = ShmFrame(*parse_shm_descriptor(item))
+        check_bytes(frame.nbytes, max_bytes)
+        return frame
 
-    def __init__(self, max_blocks: int = 8) -> None:
-        self.max_blocks = max_blocks
-        self._cache: OrderedDict[str, tuple[tuple[int, int], mmap.mmap]] = OrderedDict()
-        self._lock = threading.Lock()
-
-    def open(self, item: object, *, max_bytes: int | None = None) -> tuple[np.ndarray, str]:
-        """The frame of a shm descriptor (a read-only view) and its channel order."""
-        name, shape, dtype, order = parse_shm_descriptor(item)
-        count = math.prod(shape)
-        check_bytes(count * dtype.itemsize, max_bytes)
-        fd, info = _open_block(name, count * dtype.itemsize)
+    def read(self, item: object, *, max_bytes: int | None = None) -> tuple[np.ndarray, str]:
+        """A copy of the frame of a descriptor, and its channel order."""
+        frame = item if isinstance(item, ShmFrame) else self.check(item, max_bytes=max_bytes)
+        fd = _open_block(frame.name, frame.nbytes)
         try:
-            mapping = self._mapping(name, fd, info, count * dtype.itemsize)
+            array = np.empty(frame.shape, frame.dtype)
+            pread_into(fd, array.data, 0)
         finally:
             os.close(fd)
-        return np.frombuffer(mapping, dtype, count=count).reshape(shape), order
-
-    def _mapping(self, name: str, fd: int, info: os.stat_result, nbytes: int) -> mmap.mmap:
-        """The cached mapping of this very block if it is large enough, else a new one."""
-        key = (info.st_dev, info.st_ino)
-        with self._lock:
-            cached = self._cache.get(name)
-            if cached and cached[0] == key and nbytes <= len(cached[1]) <= info.st_size:
-                self._cache.move_to_end(name)
-                return cached[1]
-        mapping = mmap.mmap(fd, nbytes, flags=SHM_MAP_FLAGS, prot=mmap.PROT_READ)
-        if self.max_blocks > 0:
-            with self._lock:
-                self._cache[name] = (key, mapping)
-                self._cache.move_to_end(name)
-                while len(self._cache) > self.max_blocks:
-                    self._cache.popitem(last=False)
-        return mapping
-
-    def clear(self) -> None:
-        """Drop every cached mapping (arrays still using one keep it alive)."""
-        with self._lock:
-            self._cache.clear()
+        return array, frame.order

@@ -2,17 +2,29 @@
 
 The settings build it from IMAGE_* and ATOM_MAX_BODY_BYTES (``Settings.image_limits()``);
 their defaults are the defaults below. Light on purpose: the settings import it.
+
+The memory defaults keep one worker of the generated atom, demo model included, under
+the 2 GiB limit of ``deploy/k8s/deployment.yaml`` whatever the requests (the template's
+BENCHMARKS.md measures the worst one): images of at most 4096 x 4096 pixels, 256 MiB of
+decoded images per request and 384 MiB per worker, two decodes at a time.
 """
 
 from dataclasses import dataclass
+
+MIB = 1 << 20
 
 
 @dataclass(frozen=True)
 class ImageLimits:
     """What a request's items may be and where they may come from."""
 
-    max_bytes: int = 64 * 1024 * 1024  # also the default of ATOM_MAX_BODY_BYTES
-    max_pixels: int = 40_000_000
+    max_bytes: int = 64 * MIB  # also the default of ATOM_MAX_BODY_BYTES
+    max_request_bytes: int = 64 * MIB  # encoded bytes of a request's images: its body limit
+    max_pixels: int = 4096 * 4096
+    max_decoded_bytes: int = 256 * MIB  # width x height x 3, summed over a request's items
+    worker_decoded_bytes: int = 384 * MIB  # the same, summed over a worker's requests
+    max_decodes: int = 2  # images decoded at once in a worker
+    budget_wait: float = 10.0  # seconds a request may wait for room in the worker's budget
     url_timeout: float = 10.0
     url_retries: int = 2
     url_schemes: tuple[str, ...] = ("http", "https")
@@ -20,4 +32,4 @@ class ImageLimits:
     url_block_private: bool = True
     url_allowed_networks: tuple[str, ...] = ()
     local_roots: tuple[str, ...] = ()
-    mmap_roots: tuple[str, ...] = ("/dev/shm",)
+    mmap_roots: tuple[str, ...] = ()

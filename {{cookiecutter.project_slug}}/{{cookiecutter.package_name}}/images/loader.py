@@ -11,48 +11,57 @@ OpenCV's BGR order without a conversion copy. The app builds one loader from its
 - mmap: ``{"path", "position", "size", "height", "width"}``, raw BGR bytes in a file
   under IMAGE_MMAP_ROOTS (frames.py);
 - shm: ``{"name", "shape", "dtype", "order"}``, a ``uint8`` frame in a shared-memory
-  block, mapped without a copy when its ``order`` ("bgr" by default, or "rgb") is the
-  one asked for (the array is then a read-only view: copy it to modify it);
+  block of the client (``atom_...``), copied out (frames.py);
 - stream: nothing to load, returns [].
 
-Encoded images (url, local, base64) must be JPEG, PNG, WebP or BMP; their header is
-checked against IMAGE_MAX_PIXELS before decoding. Every failure is a ``VqlError`` whose
-message starts with the index of the failing item ("image 3: ..."): 501 the item cannot
-be read, 502 the bytes are not a decodable image, 503 the URL cannot be fetched, 504 the
-format, scheme or dtype is not supported, 505 a descriptor lacks a key. Their HTTP
-status is 400 (415 for 504), or 413 when an image is above IMAGE_MAX_BYTES or
-IMAGE_MAX_PIXELS.
+Loading goes in two steps. First every item is read and sized: downloaded (in the
+loader's own pool of URL threads, so slow hosts cannot hold up other inputs, each
+download bounded by IMAGE_URL_TIMEOUT from the start of the load), read from its file,
+base64-decoded, or its descriptor checked; each image counts against IMAGE_MAX_BYTES and
+its header against IMAGE_MAX_PIXELS, the encoded images of a request together against
+ATOM_MAX_BODY_BYTES (what its body could have carried). Then the decoded size of
+all the items is reserved in the worker's budget (``budget.py``: IMAGE_MAX_DECODED_BYTES
+per request, IMAGE_WORKER_DECODED_BYTES per worker) and only then are they decoded, at
+most IMAGE_MAX_DECODES at a time: nothing is decoded for a request that would not fit.
+
+Encoded images (url, local, base64) must be JPEG, PNG, WebP or BMP. Every failure is a
+``VqlError`` whose message starts with the index of the failing item ("image 3: ..."):
+501 the item cannot be read, 502 the bytes are not a decodable image, 503 the URL cannot
+be fetched, 504 the format, scheme or dtype is not supported, 505 a descriptor lacks a
+key. Their HTTP status is 400 (415 for 504), or 413 when an image or the request is above
+a limit. A worker whose budget stays full answers 503 (code 511).
 """
 
 import binascii
 import contextvars
 import os
 import re
+import threading
 from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
-from functools import lru_cache
-from typing import Any
+from concurrent.futures import Future, ThreadPoolExecutor
+from typing import Any, NamedTuple
 
 import cv2
 import numpy as np
 
 from ..lib.exception import VqlError
-from .fetch import UrlFetcher
-from .frames import MmapReader, ShmMapper, check_bytes
-from .header import check_pixels, read_header
+from .budget import ByteAllowance, DecodeBudget
+from .fetch import Deadline, UrlFetcher
+from .frames import MmapReader, ShmReader, check_bytes
+from .header import ImageHeader, check_pixels, read_header
 from .limits import ImageLimits
 from .local_files import open_under_roots, pread_into, resolve_roots
 
 DATA_URI_RE = re.compile(r"^data:[A-Za-z0-9/+.-]*(;[A-Za-z0-9=.+-]+)*;base64,")
 SRC_TYPES = ("url", "local", "base64", "mmap", "shm", "stream")
+URL_THREADS = 16  # downloads in flight per worker
 
-Reader = Callable[[Any, bool], np.ndarray]
 
+class Prepared(NamedTuple):
+    """An item read and sized, not decoded yet."""
 
-@lru_cache(maxsize=1)
-def _pool() -> ThreadPoolExecutor:
-    """The loading threads, created on first use (OpenCV and socket reads release the GIL)."""
-    return ThreadPoolExecutor(max_workers=min(8, os.cpu_count() or 1), thread_name_prefix="image")
+    nbytes: int  # once decoded
+    decode: Callable[[bool], np.ndarray]  # bgr -> the image
 
 
 def decode_base64(item: object) -> bytes:
@@ -70,10 +79,15 @@ def decode_base64(item: object) -> bytes:
     return raw
 
 
-def decode_image(raw: bytes | bytearray, *, max_pixels: int, bgr: bool = False) -> np.ndarray:
-    """Decode a JPEG, PNG, WebP or BMP image, its declared size checked first."""
+def checked_header(raw: bytes | bytearray, max_pixels: int) -> ImageHeader:
+    """The header of an encoded image, its declared size checked against ``max_pixels``."""
     header = read_header(raw)
     check_pixels(header.width, header.height, max_pixels)
+    return header
+
+
+def decode_checked(raw: bytes | bytearray, header: ImageHeader, bgr: bool) -> np.ndarray:
+    """Decode an image whose header was checked."""
     flags = cv2.IMREAD_COLOR if bgr else cv2.IMREAD_COLOR_RGB
     try:
         image = cv2.imdecode(np.frombuffer(raw, np.uint8), flags)
@@ -84,21 +98,32 @@ def decode_image(raw: bytes | bytearray, *, max_pixels: int, bgr: bool = False) 
     return image
 
 
+def decode_image(raw: bytes | bytearray, *, max_pixels: int, bgr: bool = False) -> np.ndarray:
+    """Decode a JPEG, PNG, WebP or BMP image, its declared size checked first."""
+    return decode_checked(raw, checked_header(raw, max_pixels), bgr)
+
+
 def shared_frame(frame: np.ndarray, order: str, *, max_pixels: int, bgr: bool) -> np.ndarray:
-    """A shared ``uint8`` frame in the order asked for: itself, or a swapped copy."""
+    """A ``uint8`` frame read from shared memory, in the order asked for (swapped in place)."""
     if frame.dtype != np.uint8 or frame.ndim != 3 or frame.shape[2] != 3:
         shown = "x".join(str(dim) for dim in frame.shape)
         raise VqlError(504, f"frames must be uint8 height x width x 3, not {frame.dtype} {shown}")
     check_pixels(frame.shape[1], frame.shape[0], max_pixels)
     if order == ("bgr" if bgr else "rgb"):
         return frame
-    return cv2.cvtColor(frame, cv2.COLOR_BGR2RGB)  # the same swap either way
+    return cv2.cvtColor(frame, cv2.COLOR_BGR2RGB, dst=frame)  # the same swap either way
+
+
+def _named(index: int, exc: VqlError) -> VqlError:
+    """The error of item ``index``, named ("image 3: ...")."""
+    return VqlError(exc.code, f"image {index}: {exc.msg}", status=exc.status)
 
 
 class ImageLoader:
     """Loads the items of a request under ``limits`` (the defaults when not given).
 
-    Safe to share between threads; build one per app (``app.state.image_loader``).
+    Safe to share between threads; build one per app (``app.state.image_loader``): its
+    memory budget and its thread pools are the worker's.
     """
 
     def __init__(self, limits: ImageLimits | None = None) -> None:
@@ -110,7 +135,7 @@ class ImageLoader:
         self.mmap_reader = MmapReader(
             limits.mmap_roots, max_bytes=self.max_bytes, max_pixels=self.max_pixels
         )
-        self.shm_mapper = ShmMapper()
+        self.shm_reader = ShmReader()
         self.fetcher = UrlFetcher(
             max_bytes=self.max_bytes,
             timeout=limits.url_timeout,
@@ -120,79 +145,171 @@ class ImageLoader:
             block_private=limits.url_block_private,
             allowed_networks=limits.url_allowed_networks,
         )
-        self._readers: dict[str, Reader] = {
-            "url": self._from_url,
-            "local": self._from_local,
-            "base64": self._from_base64,
-            "mmap": self._from_mmap,
-            "shm": self._from_shm,
+        self.budget = DecodeBudget(
+            per_request=limits.max_decoded_bytes,
+            per_worker=limits.worker_decoded_bytes,
+            decodes=limits.max_decodes,
+            wait=limits.budget_wait,
+        )
+        self._pools: dict[str, ThreadPoolExecutor] = {}
+        self._pools_lock = threading.Lock()
+        self._preparers: dict[str, Callable[[Any, ByteAllowance], Prepared]] = {
+            "local": self._prepare_local,
+            "base64": self._prepare_base64,
+            "mmap": self._prepare_mmap,
+            "shm": self._prepare_shm,
         }
 
     def load(self, src_type: str, data: Sequence[Any], *, bgr: bool = False) -> list[np.ndarray]:
         """One array per item of ``data``, in order; RGB unless ``bgr=True``."""
         if src_type == "stream":
             return []
-        if src_type not in self._readers:
+        if src_type != "url" and src_type not in self._preparers:
             raise VqlError(504, f"unknown src_type {str(src_type)[:20]!r}")
         if isinstance(data, str | bytes | dict):
             raise TypeError("data must be a sequence of items")
-        if len(data) <= 1:
-            return [self.load_one(src_type, item, index, bgr) for index, item in enumerate(data)]
-        # Each item runs in a copy of this context: its log lines keep the request id.
-        futures = [
-            _pool().submit(
-                contextvars.copy_context().run, self.load_one, src_type, item, index, bgr
-            )
-            for index, item in enumerate(data)
-        ]
+        if not data:
+            return []
+        allowance = ByteAllowance(self.limits.max_request_bytes)
+        if src_type == "url":
+            prepared = self._prepare_urls(data, allowance)
+        else:
+            prepared = [
+                self._prepare(src_type, item, index, allowance) for index, item in enumerate(data)
+            ]
+        reservation = self.budget.reserve([item.nbytes for item in prepared])
         try:
-            return [future.result() for future in futures]
-        except BaseException:
-            for future in futures:
-                future.cancel()
-            raise
+            images = self._decode_all(prepared, bgr)
+            return [reservation.attach(index, image) for index, image in enumerate(images)]
+        finally:
+            reservation.release_unused()
 
-    def load_one(self, src_type: str, item: Any, index: int, bgr: bool = False) -> np.ndarray:
-        """One item; a failure names it ("image 3: ...")."""
-        try:
-            return self._readers[src_type](item, bgr)
-        except VqlError as exc:
-            raise VqlError(exc.code, f"image {index}: {exc.msg}", status=exc.status) from None
+    def load_one(self, src_type: str, item: Any, bgr: bool = False) -> np.ndarray:
+        """One item (a failure names it "image 0")."""
+        return self.load(src_type, [item], bgr=bgr)[0]
 
     def close(self) -> None:
-        """Close the pooled HTTP connections, drop the kept shared-memory mappings."""
+        """Close the pooled HTTP connections and the thread pools (made again if needed)."""
         self.fetcher.close()
-        self.shm_mapper.clear()
+        with self._pools_lock:
+            pools, self._pools = self._pools, {}
+        for pool in pools.values():
+            pool.shutdown(wait=False, cancel_futures=True)
 
-    def _decode(self, raw: bytes | bytearray, bgr: bool) -> np.ndarray:
-        check_bytes(len(raw), self.max_bytes)
-        return decode_image(raw, max_pixels=self.max_pixels, bgr=bgr)
+    # Reading and sizing -----------------------------------------------------------
 
-    def _from_base64(self, item: Any, bgr: bool) -> np.ndarray:
-        return self._decode(decode_base64(item), bgr)
+    def _prepare(self, src_type: str, item: Any, index: int, allowance: ByteAllowance) -> Prepared:
+        try:
+            return self._preparers[src_type](item, allowance)
+        except VqlError as exc:
+            raise _named(index, exc) from None
 
-    def _from_url(self, item: Any, bgr: bool) -> np.ndarray:
-        return self._decode(self.fetcher.fetch(item), bgr)
+    def _prepare_urls(self, urls: Sequence[Any], allowance: ByteAllowance) -> list[Prepared]:
+        """Download every URL in the URL pool, each within IMAGE_URL_TIMEOUT from now."""
+        deadlines = [Deadline(self.limits.url_timeout) for _ in urls]
+        futures = [
+            self._submit("url", URL_THREADS, self._prepare_url, index, url, deadline, allowance)
+            for index, (url, deadline) in enumerate(zip(urls, deadlines, strict=True))
+        ]
+        try:
+            return _results(futures)
+        except BaseException:
+            for deadline in deadlines:
+                deadline.expire()  # the other downloads stop now
+            raise
 
-    def _from_local(self, item: Any, bgr: bool) -> np.ndarray:
+    def _prepare_url(
+        self, index: int, url: Any, deadline: Deadline, allowance: ByteAllowance
+    ) -> Prepared:
+        try:
+            raw = self.fetcher.fetch(url, deadline, allowance)
+            return self._encoded(raw, allowance, counted=True)
+        except VqlError as exc:
+            raise _named(index, exc) from None
+
+    def _prepare_base64(self, item: Any, allowance: ByteAllowance) -> Prepared:
+        return self._encoded(decode_base64(item), allowance)
+
+    def _prepare_local(self, item: Any, allowance: ByteAllowance) -> Prepared:
         fd, size = open_under_roots(item, self.local_roots, "IMAGE_LOCAL_ROOTS")
         try:
             if size == 0:
                 raise VqlError(501, "empty file")
             check_bytes(size, self.max_bytes)
+            allowance.take(size)
             raw = bytearray(size)
             pread_into(fd, raw, 0)
         finally:
             os.close(fd)
-        return self._decode(raw, bgr)
+        return self._encoded(raw, allowance, counted=True)
 
-    def _from_mmap(self, item: Any, bgr: bool) -> np.ndarray:
-        frame = self.mmap_reader.read(item)
-        return frame if bgr else cv2.cvtColor(frame, cv2.COLOR_BGR2RGB)
+    def _encoded(
+        self, raw: bytes | bytearray, allowance: ByteAllowance, *, counted: bool = False
+    ) -> Prepared:
+        """An encoded image, sized from its header."""
+        check_bytes(len(raw), self.max_bytes)
+        if not counted:
+            allowance.take(len(raw))
+        header = checked_header(raw, self.max_pixels)
+        return Prepared(header.pixels * 3, lambda bgr: decode_checked(raw, header, bgr))
 
-    def _from_shm(self, item: Any, bgr: bool) -> np.ndarray:
-        frame, order = self.shm_mapper.open(item, max_bytes=self.max_bytes)
-        return shared_frame(frame, order, max_pixels=self.max_pixels, bgr=bgr)
+    def _prepare_mmap(self, item: Any, allowance: ByteAllowance) -> Prepared:
+        frame = self.mmap_reader.check(item)
+
+        def read(bgr: bool) -> np.ndarray:
+            image = self.mmap_reader.read(frame)
+            return image if bgr else cv2.cvtColor(image, cv2.COLOR_BGR2RGB, dst=image)
+
+        return Prepared(frame.nbytes, read)
+
+    def _prepare_shm(self, item: Any, allowance: ByteAllowance) -> Prepared:
+        frame = self.shm_reader.check(item, max_bytes=self.max_bytes)
+
+        def read(bgr: bool) -> np.ndarray:
+            image, order = self.shm_reader.read(frame)
+            return shared_frame(image, order, max_pixels=self.max_pixels, bgr=bgr)
+
+        return Prepared(frame.nbytes, read)
+
+    # Decoding ---------------------------------------------------------------------
+
+    def _decode_all(self, prepared: list[Prepared], bgr: bool) -> list[np.ndarray]:
+        """Decode the items, in the decode pool when there are several."""
+        if len(prepared) == 1:
+            return [self._decode(0, prepared[0], bgr)]
+        decodes = self.limits.max_decodes
+        futures = [
+            self._submit("decode", decodes, self._decode, index, item, bgr)
+            for index, item in enumerate(prepared)
+        ]
+        return _results(futures)
+
+    def _decode(self, index: int, item: Prepared, bgr: bool) -> np.ndarray:
+        try:
+            with self.budget.decode_slot():
+                return item.decode(bgr)
+        except VqlError as exc:
+            raise _named(index, exc) from None
+
+    def _submit(self, kind: str, threads: int, fn: Callable[..., Any], *args: Any) -> Future[Any]:
+        """Run ``fn(*args)`` in the loader's pool of ``kind``, in a copy of this context
+        (its log lines keep the request id)."""
+        with self._pools_lock:
+            pool = self._pools.get(kind)
+            if pool is None:
+                prefix = f"image-{kind}"
+                pool = self._pools[kind] = ThreadPoolExecutor(threads, thread_name_prefix=prefix)
+        return pool.submit(contextvars.copy_context().run, fn, *args)
+
+
+def _results(futures: list[Future[Any]]) -> list[Any]:
+    """The results in order; on the first failure the others are cancelled, it is raised."""
+    try:
+        return [future.result() for future in futures]
+    except BaseException:
+        for future in futures:
+            future.cancel()
+        raise
 
 
 _default: list[ImageLoader] = []

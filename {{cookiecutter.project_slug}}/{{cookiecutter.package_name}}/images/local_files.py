@@ -3,7 +3,8 @@
 Paths must be absolute; symlinks are resolved before the check, the last component is
 opened without following a symlink, and the file actually opened is checked again (so
 swapping a path for a symlink after the check does not escape). Only regular files are
-read (a FIFO or a device would block or never end). Every refusal is a ``VqlError``.
+read (a FIFO or a device would block or never end). Every refusal is a ``VqlError``,
+also when the path changes while it is being resolved or read (a race, not a 500).
 """
 
 import os
@@ -43,7 +44,10 @@ def _checked_path(path: object, roots: tuple[str, ...], setting: str) -> str:
         raise VqlError(501, "the path must be a non-empty string")
     if not os.path.isabs(path):
         raise VqlError(501, "the path must be absolute")
-    real = os.path.realpath(path)
+    try:
+        real = os.path.realpath(path)
+    except (OSError, ValueError):  # a component changed while it was resolved
+        raise VqlError(501, "the path cannot be resolved") from None
     if not is_within(real, roots):
         raise VqlError(501, f"the path is outside {setting}")
     return real
@@ -79,7 +83,10 @@ def pread_into(fd: int, buffer: bytearray | memoryview, position: int) -> None:
     view = memoryview(buffer).cast("B")
     size, done = len(view), 0
     while done < size:
-        count = os.preadv(fd, [view[done:]], position + done)
+        try:
+            count = os.preadv(fd, [view[done:]], position + done)
+        except OSError:
+            raise VqlError(501, "the file cannot be read") from None
         if count == 0:
             raise VqlError(501, f"the file ended after {position + done} bytes")
         done += count

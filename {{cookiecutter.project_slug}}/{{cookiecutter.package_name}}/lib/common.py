@@ -1,10 +1,13 @@
 """Small helpers used across the atom: log-safe values and redaction, timing, daemon threads,
-and a bounded cache."""
+and a bounded cache; and ``linker_atom``'s decorators (``catch_exc``, ``record_duration``)
+and ``format_long_val``."""
 
 import asyncio
 import contextlib
 import contextvars
 import functools
+import inspect
+import logging
 import re
 import sys
 import threading
@@ -15,9 +18,13 @@ from typing import Any
 
 import orjson
 
-# Keys whose values are secrets: headers, JSON fields, query parameters.
+logger = logging.getLogger(__name__)
+
+# Keys whose values are secrets: headers, JSON fields, query parameters (S3 and GCS
+# signatures and credentials, Azure's sig, API keys, OAuth tokens...).
 SECRET_KEY_RE = re.compile(
-    r"authorization|cookie|token|secret|passw(or)?d|api[-_]?key|credential|session|signature",
+    r"authorization|cookie|token|secret|passw(or)?d|pwd|api[-_]?key|credential|session"
+    r"|signature|(^|[-_.])(key|sig|auth)($|[-_.])",
     re.I,
 )
 REDACTED = "***"
@@ -28,13 +35,52 @@ SECRET_WORDS = (
     b"token",
     b"secret",
     b"passw",
-    b"apikey",
-    b"api_key",
-    b"api-key",
+    b"pwd",
+    b"key",
     b"credential",
     b"session",
-    b"signature",
+    b"sig",
+    b"auth",
 )
+# In any text: the userinfo of a URL (user:password@) and name=value pairs of a query.
+URL_USERINFO_RE = re.compile(r"(?i)\b([a-z][a-z0-9+.-]{0,15}://)[^/?#\s@\"'<>]*@")
+PARAM_RE = re.compile(r"(^|[?&;\s])([^=&#?/:;\s\"'<>]{1,64})=([^&#\s\"'<>]*)")
+# What could end a log line, fake another or drive a terminal: C0 and C1 controls, DEL,
+# the Unicode line and paragraph separators.
+LOG_UNSAFE_RE = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029]")
+LOG_ESCAPES = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}
+
+
+def escape_for_log(text: str) -> str:
+    """``text`` on one line: control characters written as escapes (``\\n``, ``\\x1b``...)."""
+    if LOG_UNSAFE_RE.search(text) is None:
+        return text
+    return LOG_UNSAFE_RE.sub(_escape_char, text)
+
+
+def _escape_char(match: re.Match[str]) -> str:
+    char = match[0]
+    code = ord(char)
+    return LOG_ESCAPES.get(char) or (f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}")
+
+
+def redact_url_secrets(text: str) -> str:
+    """``text`` with URL credentials (``user:pass@``) and secret-looking parameters hidden.
+
+    Parameters are hidden by name (``SECRET_KEY_RE``: ``sig``, ``key``, ``access_token``,
+    ``X-Amz-Signature``...), wherever they are in the text; the rest is kept.
+    """
+    if "@" not in text and "=" not in text:
+        return text
+    if "@" in text:
+        text = URL_USERINFO_RE.sub(rf"\1{REDACTED}@", text)
+    if "=" in text:
+        text = PARAM_RE.sub(_hide_param, text)
+    return text
+
+
+def _hide_param(match: re.Match[str]) -> str:
+    return f"{match[1]}{match[2]}={REDACTED}" if _is_secret(match[2]) else match[0]
 
 
 def ms_since(started: float) -> float:
@@ -56,7 +102,7 @@ def _summarize(value: Any, max_chars: int, max_items: int, depth: int) -> Any:
     if kind in _SCALARS:
         return value
     if kind is str:
-        return value if len(value) <= max_chars else _cut(value, max_chars)
+        return redact_url_secrets(value if len(value) <= max_chars else _cut(value, max_chars))
     if kind is dict:
         return _summarize_mapping(value, max_chars, max_items, depth)
     if kind is list:
@@ -184,25 +230,30 @@ def default_sizeof(value: Any) -> int:
 class LRUCache:
     """A thread-safe least-recently-used cache bounded by item count and by bytes.
 
-    A value larger than ``max_bytes`` on its own is not stored (``put`` returns False).
+    ``capacity`` is the most items it holds (``linker_atom``'s name and first argument). A
+    value larger than ``max_bytes`` on its own is not stored (``put`` returns False).
     """
 
     def __init__(
         self,
-        max_items: int = 128,
+        capacity: int = 128,
         max_bytes: int | None = None,
         sizeof: Callable[[Any], int] = default_sizeof,
     ) -> None:
-        if max_items < 1:
-            raise ValueError("max_items must be at least 1")
+        if capacity < 1:
+            raise ValueError("capacity must be at least 1")
         if max_bytes is not None and max_bytes < 1:
             raise ValueError("max_bytes must be at least 1 or None")
-        self.max_items = max_items
+        self.capacity = capacity
         self.max_bytes = max_bytes
         self._sizeof = sizeof
         self._data: OrderedDict[Hashable, tuple[Any, int]] = OrderedDict()
         self._nbytes = 0
         self._lock = threading.Lock()
+
+    def has(self, key: Hashable) -> bool:
+        """Whether ``key`` is cached (``linker_atom``'s name of ``key in cache``)."""
+        return key in self._data
 
     def get(self, key: Hashable, default: Any = None) -> Any:
         """Return the value (marking it recently used) or ``default``."""
@@ -225,7 +276,7 @@ class LRUCache:
                 self._nbytes -= old[1]
             self._data[key] = (value, size)
             self._nbytes += size
-            while len(self._data) > self.max_items or (
+            while len(self._data) > self.capacity or (
                 self.max_bytes is not None and self._nbytes > self.max_bytes
             ):
                 _, (_, evicted) = self._data.popitem(last=False)
@@ -248,6 +299,12 @@ class LRUCache:
             self._nbytes = 0
 
     @property
+    def cache(self) -> "OrderedDict[Hashable, Any]":
+        """A copy of the contents, least recently used first (``linker_atom`` exposed its dict)."""
+        with self._lock:
+            return OrderedDict((key, entry[0]) for key, entry in self._data.items())
+
+    @property
     def nbytes(self) -> int:
         """Bytes currently held, as measured by ``sizeof``."""
         return self._nbytes
@@ -257,3 +314,97 @@ class LRUCache:
 
     def __contains__(self, key: Hashable) -> bool:
         return key in self._data
+
+
+# linker_atom's helpers ---------------------------------------------------------------
+
+
+def record_duration(func: Callable[..., Any]) -> Callable[..., Any]:
+    """Log ``<name> duration: <ms>ms`` at DEBUG after each call (sync or async)."""
+
+    def report(started: float) -> None:
+        logger.debug("%s duration: %.3fms", func.__name__, ms_since(started), stacklevel=3)
+
+    if inspect.iscoroutinefunction(func):
+
+        @functools.wraps(func)
+        async def async_timed(*args: Any, **kwargs: Any) -> Any:
+            started = time.perf_counter()
+            result = await func(*args, **kwargs)
+            report(started)
+            return result
+
+        return async_timed
+
+    @functools.wraps(func)
+    def timed(*args: Any, **kwargs: Any) -> Any:
+        started = time.perf_counter()
+        result = func(*args, **kwargs)
+        report(started)
+        return result
+
+    return timed
+
+
+def catch_exc(
+    calc_time: bool = False, default_data: Any = None
+) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """A decorator that logs an ``Exception`` (with its traceback) and returns ``default_data``.
+
+    It swallows the error, as ``linker_atom``'s did: use it where a failure may be ignored,
+    never around a route (the caller would get ``default_data`` as a success). With
+    ``calc_time``, the call's duration is logged at DEBUG, in seconds.
+    """
+
+    def decorate(func: Callable[..., Any]) -> Callable[..., Any]:
+        def finish(started: float) -> None:
+            if calc_time:
+                seconds = time.perf_counter() - started
+                logger.debug("%s duration: %.3fs", func.__name__, seconds, stacklevel=3)
+
+        if inspect.iscoroutinefunction(func):
+
+            @functools.wraps(func)
+            async def async_guarded(*args: Any, **kwargs: Any) -> Any:
+                started = time.perf_counter()
+                try:
+                    return await func(*args, **kwargs)
+                except Exception:
+                    logger.exception("%s failed; returning %r", func.__name__, default_data)
+                    return default_data
+                finally:
+                    finish(started)
+
+            return async_guarded
+
+        @functools.wraps(func)
+        def guarded(*args: Any, **kwargs: Any) -> Any:
+            started = time.perf_counter()
+            try:
+                return func(*args, **kwargs)
+            except Exception:
+                logger.exception("%s failed; returning %r", func.__name__, default_data)
+                return default_data
+            finally:
+                finish(started)
+
+        return guarded
+
+    return decorate
+
+
+def format_long_val(data: Any) -> Any:
+    """The same structure with strings cut to 200 characters and bytes to 20 (for logs).
+
+    Dicts and lists are walked (their length kept); other values are returned as they are.
+    ``summarize`` does more (redaction, counts, arrays) and is what the atom's logs use.
+    """
+    if isinstance(data, dict):
+        return {key: format_long_val(value) for key, value in data.items()}
+    if isinstance(data, list):
+        return [format_long_val(value) for value in data]
+    if isinstance(data, str):
+        return data[:200]
+    if isinstance(data, bytes):
+        return data[:20]
+    return data

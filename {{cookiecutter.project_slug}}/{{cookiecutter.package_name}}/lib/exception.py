@@ -4,6 +4,10 @@ Raise ``VqlError(code)`` anywhere in a request; the error handler answers with t
 envelope ``{"code": code, "msg": message, "data": data}`` and the HTTP status of the
 table below (``linker_atom`` sent the business code itself as the HTTP status, 600+
 included, which proxies and clients mishandle).
+
+``linker_atom``'s names stay: ``VQL_MESSAGE_MAP`` (its messages, in Chinese),
+``SUCCESS``, ``FAIL``, and ``VqlError(status_code, detail)`` with ``.status_code`` and
+``.detail`` (the business code and the message, as before).
 """
 
 from http import HTTPStatus
@@ -38,6 +42,53 @@ ERRORS: dict[int, ErrorKind] = {
     519: ErrorKind("hardware does not match", HTTPStatus.INTERNAL_SERVER_ERROR),
     520: ErrorKind("model file is corrupt", HTTPStatus.INTERNAL_SERVER_ERROR),
     521: ErrorKind("disk is full", HTTPStatus.INSUFFICIENT_STORAGE),
+    550: ErrorKind("IBase error", HTTPStatus.BAD_GATEWAY),
+    # Low-code program errors.
+    600: ErrorKind("low-code program error", HTTPStatus.INTERNAL_SERVER_ERROR),
+    601: ErrorKind("low-code program timed out", HTTPStatus.GATEWAY_TIMEOUT),
+    602: ErrorKind("low-code program: operation not allowed", HTTPStatus.BAD_REQUEST),
+    603: ErrorKind("low-code program: variable defined twice", HTTPStatus.BAD_REQUEST),
+    604: ErrorKind("low-code program: code error", HTTPStatus.BAD_REQUEST),
+    # Authorization errors.
+    700: ErrorKind("authorization is missing", HTTPStatus.UNAUTHORIZED),
+    701: ErrorKind("not allowed to call", HTTPStatus.FORBIDDEN),
+    702: ErrorKind("authorization cannot be checked", HTTPStatus.BAD_GATEWAY),
+    703: ErrorKind("authorization code is invalid", HTTPStatus.UNAUTHORIZED),
+}
+
+# linker_atom's names: its status constants and its messages (the bodies' ``msg`` are
+# the English ones of ERRORS; pass ``VQL_MESSAGE_MAP[code]`` as ``msg`` to keep these).
+SUCCESS = 200
+FAIL = 1
+VQL_MESSAGE_MAP: dict[int, str] = {
+    500: "未知的错误",
+    501: "图片错误：无法读取",
+    502: "图片错误：图片损坏",
+    503: "图片错误：无法获取",
+    504: "图片错误：无法识别",
+    505: "图片错误：不存在的key",
+    506: "图片错误：无法连接数据库",
+    511: "算子错误：算子处理失败",
+    512: "算子错误：显存不足",
+    513: "算子错误：模型不匹配",
+    514: "算子错误：未找到模型文件",
+    515: "算子错误：超过重试次数，无法访问地址",
+    516: "算子错误：错误的地址",
+    517: "算子错误：错误的请求格式",
+    518: "算子错误：非法的算子地址",
+    519: "算子错误：不匹配的硬件",
+    520: "算子错误: 模型文件损坏",
+    521: "算子错误: 磁盘空间不足",
+    550: "IBase错误",
+    600: "低代码程序错误：未知错误",
+    601: "低代码程序错误：程序超时",
+    602: "低代码程序错误：非法操作",
+    603: "低代码程序错误：重复定义的变量",
+    604: "低代码程序错误：代码错误",
+    700: "鉴权失败: 缺少鉴权信息",
+    701: "鉴权失败: 无权调用",
+    702: "鉴权失败: 无法获取",
+    703: "鉴权失败: 非法鉴权码",
 }
 
 
@@ -45,7 +96,8 @@ class VqlError(Exception):
     """An error the caller sees as ``{"code": code, "msg": msg, "data": data}``.
 
     ``msg`` defaults to the code's message; pass one to say more (for example which
-    image failed). ``status`` overrides the HTTP status of the table.
+    image failed). ``status`` overrides the HTTP status of the table. ``status_code`` and
+    ``detail`` are ``linker_atom``'s names for ``code`` and ``msg``.
     """
 
     def __init__(
@@ -55,13 +107,27 @@ class VqlError(Exception):
         *,
         data: Any = None,
         status: int | None = None,
+        status_code: int | None = None,
+        detail: str | None = None,
     ) -> None:
+        code = code if status_code is None else status_code
+        msg = msg if detail is None else detail
         kind = ERRORS.get(code, ERRORS[500])
         self.code = code
         self.msg = msg or kind.msg
         self.data = data
         self.status = int(status or kind.status)
         super().__init__(self.msg)
+
+    @property
+    def status_code(self) -> int:
+        """``linker_atom``'s name of the business code (it was also the HTTP status)."""
+        return self.code
+
+    @property
+    def detail(self) -> str:
+        """``linker_atom``'s name of the message."""
+        return self.msg
 
     def __repr__(self) -> str:
         return f"VqlError(code={self.code}, msg={self.msg!r}, status={self.status})"

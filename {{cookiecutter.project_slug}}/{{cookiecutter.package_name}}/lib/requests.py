@@ -8,19 +8,20 @@
   tokens and passwords redacted and long values cut.
 
 It blocks: in an ``async`` route call it through ``starlette.concurrency.run_in_threadpool``.
+``request(url, method, **kwargs)``, ``get`` and ``post`` are ``linker_atom``'s calls: the
+keyword arguments are those of ``requests``; they use one shared client.
 """
 
 import logging
 import time
 from functools import lru_cache
 from typing import Any
-from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import requests
 from urllib3.exceptions import NameResolutionError, NewConnectionError
 
 from ..control import backoff
-from .common import REDACTED, SECRET_KEY_RE, format_long, ms_since, redact_headers
+from .common import format_long, ms_since, redact_headers, redact_url_secrets
 
 logger = logging.getLogger(__name__)
 
@@ -30,20 +31,8 @@ Timeout = float | tuple[float, float]
 
 
 def redact_url(url: str) -> str:
-    """The URL without a password and with secret-looking query values hidden."""
-    parts = urlsplit(url)
-    netloc = parts.netloc
-    if "@" in netloc:
-        userinfo, host = netloc.rsplit("@", 1)
-        netloc = f"{userinfo.split(':', 1)[0]}:{REDACTED}@{host}"
-    query = urlencode(
-        [
-            (key, REDACTED if SECRET_KEY_RE.search(key) else value)
-            for key, value in parse_qsl(parts.query, keep_blank_values=True)
-        ],
-        safe="*",
-    )
-    return urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment))
+    """The URL without its userinfo and with secret-looking query values hidden."""
+    return redact_url_secrets(url)
 
 
 def connection_not_made(exc: requests.ConnectionError) -> bool:
@@ -172,6 +161,11 @@ class HttpClient:
 def default_client() -> HttpClient:
     """A shared client with the default settings, created on first use."""
     return HttpClient()
+
+
+def request(url: str, method: str, **kwargs: Any) -> requests.Response:
+    """``method`` to ``url`` with the shared client (``linker_atom``'s argument order)."""
+    return default_client().request(method, url, **kwargs)
 
 
 def get(url: str, **kwargs: Any) -> requests.Response:

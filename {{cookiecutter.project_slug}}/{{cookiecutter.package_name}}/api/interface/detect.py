@@ -14,6 +14,11 @@
    answering meanwhile. (A plain ``def`` route works too, with ``model.predict_batch``:
    FastAPI runs it in its thread pool, a hop on every call.)
 3. Raise ``VqlError(code, msg)`` for errors the caller should see (``lib/exception.py``).
+4. ``detect_stream()`` is a route written as a generator (``router.stream``,
+   ``api/streaming.py``): each ``yield`` is one event sent at once (Server-Sent Events or
+   NDJSON); the caller going away closes it. The model also answers the Open Inference
+   Protocol v2 (``/v2/models/face/infer``): ``predict_batch(images, threshold)`` is the
+   shape the runtime's default v2 signature calls (``api/v2/signature.py``).
 
 The router is listed in ``api/route.py``; that line registers the route and its model.
 """
@@ -21,6 +26,7 @@ The router is listed in ``api/route.py``; that line registers the route and its 
 import math
 import threading
 import time
+from collections.abc import Iterator
 from typing import Annotated
 
 import cv2
@@ -28,13 +34,22 @@ import numpy as np
 
 from ...config import Settings
 from ...dependency.keys import load_protector, model_path
+from ...images.video import open_video
 from ...lib.common import ms_since
 from ..base import UdfAPIRoute
 from ..batching import Batching
 from ..calls import load_images, predict
 from ..dependencies import Images, Model, ModelIds
-from ..schema.payload import DetectPayload
-from ..schema.response import DetectObject, DetectResponse, ErrorEnvelope
+from ..schema.payload import DetectPayload, VideoPayload
+from ..schema.response import (
+    DetectObject,
+    DetectResponse,
+    ErrorEnvelope,
+    FrameEvent,
+    StreamSummary,
+)
+from ..streaming import Event
+from ..v2.signature import detector_signature
 
 MODEL_NAME = "face"
 DEFAULT_THRESHOLD = 0.5
@@ -99,6 +114,11 @@ def load_model(settings: Settings) -> FaceDetector:
     return FaceDetector(cascade.decode("utf-8"))
 
 
+# How the model answers the Open Inference Protocol v2 (/v2/models/face/infer): an image
+# tensor in; boxes, scores, labels and batch_index out (api/v2/signature.py).
+router.v2_signature(MODEL_NAME, detector_signature(threshold=DEFAULT_THRESHOLD))
+
+
 @router.post(
     "/detect",
     response_model=DetectResponse,
@@ -123,3 +143,35 @@ async def detect(
     threshold = DEFAULT_THRESHOLD if payload.threshold is None else payload.threshold
     objects = await predict(model, frames, threshold)
     return DetectResponse(took=round(ms_since(started), 2), objects=objects)
+
+
+@router.stream(
+    "/detect/stream",
+    events={"frame": FrameEvent, "summary": StreamSummary},
+    responses={
+        400: {"model": ErrorEnvelope, "description": "the video cannot be used"},
+        413: {"model": ErrorEnvelope, "description": "body, video or frame above its limit"},
+        415: {"model": ErrorEnvelope, "description": "video format or src_type not supported"},
+        503: {"model": ErrorEnvelope, "description": "model not loaded yet"},
+    },
+    summary="Detect faces in a video, frame by frame",
+)
+def detect_stream(
+    payload: VideoPayload,
+    model: Annotated[FaceDetector, Model(MODEL_NAME)],
+    images: Images,
+    model_ids: ModelIds,
+) -> Iterator[Event]:
+    """One ``frame`` event per sampled frame as soon as it is done, then a ``summary``."""
+    started = time.perf_counter()
+    model_ids.check(payload.model_id)
+    threshold = DEFAULT_THRESHOLD if payload.threshold is None else payload.threshold
+    frames = found = 0
+    with open_video(images, payload.src_type, payload.data) as video:
+        for frame in video.frames(payload.every, payload.max_frames):
+            objects = model.predict_batch([frame.image], threshold)[0]
+            frames, found = frames + 1, found + len(objects)
+            event = FrameEvent(frame=frame.index, time_ms=frame.time_ms, objects=objects)
+            yield Event(event, name="frame")
+    summary = StreamSummary(frames=frames, objects=found, took=round(ms_since(started), 2))
+    yield Event(summary, name="summary")

@@ -4,14 +4,23 @@ Their paths are ``control/health.py``'s, shared with the launcher, the image's
 HEALTHCHECK, Serving registration and the Kubernetes probes.
 """
 
+from ... import about
 from ...control.health import PING_PATH, READY_PATH
 from ..base import UdfAPIRoute
 from ..dependencies import Store
-from ..schema.response import ErrorEnvelope, PingResponse, ReadyResponse, envelope_response
+from ..schema.response import (
+    ErrorEnvelope,
+    PingResponse,
+    ReadyResponse,
+    TemplateInfo,
+    envelope_response,
+)
 
-__all__ = ["PING_PATH", "READY_PATH", "ping", "ready", "router"]
+__all__ = ["PING_PATH", "READY_PATH", "healthcheck_route", "ping", "ready", "router"]
 
 router = UdfAPIRoute(tags=["health"], quiet=True)
+healthcheck_route = router  # linker_atom's name
+TEMPLATE = TemplateInfo(version=about.TEMPLATE_VERSION, commit=about.TEMPLATE_COMMIT)
 
 
 ALIVE = PingResponse()  # the same reply every time: built once
@@ -30,7 +39,8 @@ async def ping() -> PingResponse:
     summary="Readiness",
 )
 async def ready(store: Store) -> object:
-    """200 once every model is loaded; 503 with each model's state before."""
+    """200 once every model is loaded (with the template release of the runtime); 503 with
+    each model's state before."""
     if store.ready:
-        return ReadyResponse(is_ready=True, models=store.status)
+        return ReadyResponse(is_ready=True, models=store.status, template=TEMPLATE)
     return envelope_response(503, 503, "models are not loaded", {"models": store.status})

@@ -4,6 +4,7 @@ from fastapi import Request
 from fastapi.responses import PlainTextResponse
 from prometheus_client import CONTENT_TYPE_LATEST
 
+from ...control.health import METRICS_PATH
 from ..base import UdfAPIRoute
 from ..schema.response import json_error
 
@@ -13,7 +14,7 @@ router = UdfAPIRoute(
 )
 
 
-@router.get("/metrics", response_class=PlainTextResponse, summary="Prometheus metrics")
+@router.get(METRICS_PATH, response_class=PlainTextResponse, summary="Prometheus metrics")
 async def metrics(request: Request) -> PlainTextResponse:
     """The Prometheus text format; under nginx_run, the sum over every worker."""
     body = request.app.state.metrics.render()

@@ -1,9 +1,17 @@
-"""The lifespan: what happens when a server process starts and stops."""
+"""The lifespan: what happens when a server process starts and stops.
+
+It also runs the handlers of ``@app.on_event("startup")`` and ``("shutdown")``, the way
+``linker_atom`` services load their models: FastAPI skips them for an app that has a
+lifespan. A startup handler runs before the server accepts requests (as before); if one
+raises, the error is logged and the start fails.
+"""
 
 import asyncio
 import contextlib
+import inspect
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable, Sequence
+from typing import Any
 
 from fastapi import FastAPI
 
@@ -15,6 +23,7 @@ from ...control.metrics import Metrics
 from ...control.scheduler import AtomScheduler
 from ...lib.common import run_in_daemon_thread
 from ..model_store import ModelStore
+from ..routing import replace_shadowed_routes
 
 logger = logging.getLogger(__name__)
 
@@ -30,6 +39,33 @@ async def load_models(store: ModelStore, settings: Settings, metrics: Metrics | 
         metrics.ready.set(1 if store.ready else 0)
 
 
+def _name(handler: Callable[[], Any]) -> str:
+    return f"{getattr(handler, '__module__', '?')}.{getattr(handler, '__qualname__', handler)}"
+
+
+async def run_startup_handlers(handlers: Sequence[Callable[[], Any]]) -> None:
+    """Call each ``on_event("startup")`` handler in order; a failure is logged and raised."""
+    for handler in handlers:
+        try:
+            result = handler()
+            if inspect.isawaitable(result):
+                await result
+        except Exception:
+            logger.exception("startup handler %s failed: the server does not start", _name(handler))
+            raise
+
+
+async def run_shutdown_handlers(handlers: Sequence[Callable[[], Any]]) -> None:
+    """Call each ``on_event("shutdown")`` handler; a failure is logged, the others still run."""
+    for handler in handlers:
+        try:
+            result = handler()
+            if inspect.isawaitable(result):
+                await result
+        except Exception:
+            logger.exception("shutdown handler %s failed", _name(handler))
+
+
 @contextlib.asynccontextmanager
 async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     """Start tracing, the scheduler, Serving registration and the model loading; undo them.
@@ -38,6 +74,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     models are loaded); stopping never waits for a model still loading or a stuck job.
     Under nginx_run the launcher registers with Serving; a lone server.py does it here.
     """
+    replace_shadowed_routes(app)  # a route the service added wins over the atom's
     settings, store, metrics = app.state.settings, app.state.models, app.state.metrics
     threads.apply(settings.thread_budget)
     logger.info(
@@ -50,14 +87,20 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     stop_tracing = start_agent(settings)
     scheduler = AtomScheduler(app.state.jobs, settings.atom_runtime_dir)
     scheduler.start()
+    app.state.schedulers = scheduler.scheduler  # linker_atom's name: services add jobs to it
     on_event = metrics.serving.on_serving_event if metrics is not None else None
     serving = None if settings.atom_supervised else serving_agent(settings, on_event)
     if serving is not None:
         serving.start()
     loading = asyncio.create_task(load_models(store, settings, metrics), name="load-models")
+    started = False
     try:
+        await run_startup_handlers(app.router.on_startup)
+        started = True
         yield
     finally:
+        if started:
+            await run_shutdown_handlers(app.router.on_shutdown)
         if serving is not None:
             await run_in_daemon_thread(serving.stop, name="serving-stop")
         loading.cancel()

@@ -2,11 +2,13 @@
 
 ``RequestContextMiddleware`` is the one middleware of the atom, pure ASGI, around the
 whole app: it keeps or creates the request id (``X-Request-ID``) and exposes it to the
-logs, refuses bodies above the limit with 413, counts and times each request for the
-metrics (``control/metrics.RequestRecorder``), and turns any unhandled exception into a
-generic 500 whose traceback goes only to the log. One middleware instead of one per
-concern: each layer costs a coroutine and a ``send`` wrapper per request. The exception
-handlers render 404, 405, 413, 422 and ``VqlError`` with the same envelope.
+logs, answers 404 to a path holding control characters (``check_path``), refuses bodies
+above the limit with 413, counts and times each request for the metrics
+(``control/metrics.RequestRecorder``), and turns any unhandled exception into a generic
+500 whose traceback goes only to the log. One middleware instead of one per concern: each
+layer costs a coroutine and a ``send`` wrapper per request. The exception handlers render
+404, 405, 413, 422 and ``VqlError`` with the same envelope. Paths are logged raw (as
+sent, percent-encoded) and escaped (``path_for_log``).
 """
 
 import itertools
@@ -16,7 +18,7 @@ import re
 import time
 from collections.abc import Awaitable, Callable
 from http import HTTPStatus
-from typing import Any, cast
+from typing import Any, TypeGuard, cast
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -25,7 +27,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from ...control.logs import request_id_ctx
 from ...control.metrics import RequestRecorder, route_template
-from ...lib.common import summarize
+from ...lib.common import LOG_UNSAFE_RE, escape_for_log, summarize
 from ...lib.exception import VqlError
 from ..schema.response import ORJSONResponse, envelope_response
 
@@ -33,7 +35,8 @@ logger = logging.getLogger(__name__)
 
 REQUEST_ID_HEADER = b"x-request-id"
 # An incoming id is kept only if it is short and plain (it goes into every log line).
-REQUEST_ID_RE = re.compile(rb"^[A-Za-z0-9._:-]{1,128}$")
+# fullmatch: a "$" would also match before a final newline.
+REQUEST_ID_RE = re.compile(rb"[A-Za-z0-9._:-]{1,128}")
 VALIDATION_MSG = "Request Entity Error"
 ExceptionHandler = Callable[[Request, Exception], Awaitable[ORJSONResponse]]
 INTERNAL_MSG = "Internal Server Error"
@@ -48,6 +51,27 @@ def scope_header(scope: Scope, name: bytes) -> bytes | None:
         if key == name:
             return value
     return None
+
+
+def valid_request_id(value: bytes | None) -> TypeGuard[bytes]:
+    """True for a request id worth keeping: 1 to 128 letters, digits and ``._:-``."""
+    return value is not None and REQUEST_ID_RE.fullmatch(value) is not None
+
+
+def check_path(scope: Scope) -> bool:
+    """False when the decoded path holds a control character.
+
+    Such a path matches no route, except that Starlette's path patterns end in ``$``,
+    which also matches before a final newline: ``/detect%0a`` would reach ``/detect``.
+    """
+    return LOG_UNSAFE_RE.search(scope["path"]) is None
+
+
+def path_for_log(scope: Scope) -> str:
+    """The path as the client sent it (percent-encoded), escaped for a log line."""
+    raw = scope.get("raw_path")
+    path = raw.decode("latin-1") if raw else scope["path"]
+    return escape_for_log(path)
 
 
 class _NewIds:
@@ -90,7 +114,7 @@ def _read_head(scope: Scope) -> tuple[bytes | None, int | None, bool]:
 def _request_id(incoming: bytes | None) -> str:
     """The caller's X-Request-ID if it is short and plain, otherwise a new one."""
     global _new_ids  # noqa: PLW0603 - made on first use: no fork hook at import
-    if incoming and REQUEST_ID_RE.match(incoming):
+    if valid_request_id(incoming):
         return incoming.decode()
     if _new_ids is None:
         _new_ids = _NewIds()
@@ -131,17 +155,15 @@ class RequestContextMiddleware:
             await send(message)
 
         try:
-            if length is not None and length > self.max_body_bytes:
-                logger.info(
-                    "%s %s: body of %d bytes refused", scope["method"], scope["path"], length
-                )
-                await self._reply(scope, send_with_id, _too_large(self.max_body_bytes))
+            refusal = self._refusal(scope, length)
+            if refusal is not None:
+                await self._reply(scope, send_with_id, refusal)
                 return
             if length is None and (chunked or scope["method"] not in BODYLESS):
                 receive = self._limit(receive)  # a body without Content-Length: count it
             await self.app(scope, receive, send_with_id)
         except Exception:
-            logger.exception("unhandled error in %s %s", scope["method"], scope["path"])
+            logger.exception("unhandled error in %s %s", *_call(scope))
             if started:
                 raise
             await self._reply(scope, send_with_id, envelope_response(500, 500, INTERNAL_MSG))
@@ -150,6 +172,16 @@ class RequestContextMiddleware:
             if recorder is not None:
                 seconds = time.perf_counter() - began
                 recorder.finished(route_template(scope), scope["method"], status, seconds)
+
+    def _refusal(self, scope: Scope, length: int | None) -> ORJSONResponse | None:
+        """The reply to a request refused before the app sees it, or None."""
+        if not check_path(scope):
+            logger.info("%s %s: control character in the path", *_call(scope))
+            return envelope_response(404, 404, "Not Found")
+        if length is not None and length > self.max_body_bytes:
+            logger.info("%s %s: body of %d bytes refused", *_call(scope), length)
+            return _too_large(self.max_body_bytes)
+        return None
 
     @staticmethod
     async def _reply(scope: Scope, send: Send, response: ORJSONResponse) -> None:
@@ -175,6 +207,11 @@ class RequestContextMiddleware:
         return limited_receive
 
 
+def _call(scope: Scope) -> tuple[str, str]:
+    """Method and path of a request, as logged."""
+    return escape_for_log(scope["method"]), path_for_log(scope)
+
+
 def _too_large_msg(limit: int) -> str:
     return f"Request Entity Too Large (limit {limit} bytes)"
 
@@ -194,7 +231,7 @@ async def http_error(request: Request, exc: HTTPException) -> ORJSONResponse:
         msg, data = exc.detail, None
     else:
         msg, data = HTTPStatus(exc.status_code).phrase, summarize(exc.detail)
-    logger.info("%s %s -> %d %s", request.method, request.url.path, exc.status_code, msg)
+    logger.info("%s %s -> %d %s", *_call(request.scope), exc.status_code, escape_for_log(msg))
     return envelope_response(exc.status_code, exc.status_code, msg, data, headers=exc.headers)
 
 
@@ -206,7 +243,7 @@ async def validation_error(request: Request, exc: RequestValidationError) -> ORJ
 async def vql_error(request: Request, exc: VqlError) -> ORJSONResponse:
     """A business error: its code and message in the body, a real HTTP status."""
     log = logger.error if exc.status >= 500 else logger.info
-    log("%s %s -> %d code=%d %s", request.method, request.url.path, exc.status, exc.code, exc.msg)
+    log("%s %s -> %d code=%d %s", *_call(request.scope), exc.status, exc.code, exc.msg)
     return envelope_response(exc.status, exc.code, exc.msg, summarize(exc.data))
 
 

@@ -23,3 +23,31 @@ class DetectPayload(BaseModel):
         None, ge=0, le=1, description="minimum confidence; the model's default if absent"
     )
     model_id: str | None = Field(None, max_length=256, description="which model to use")
+
+
+class VideoPayload(BaseModel):
+    """A video to detect in, frame by frame (``POST /detect/stream``)."""
+
+    data: str = Field(
+        min_length=1,
+        max_length=4096,
+        description="the video (AVI, MP4, QuickTime, Matroska or WebM): an absolute path"
+        " under IMAGE_LOCAL_ROOTS for local, a URL for url",
+    )
+    src_type: Literal["local", "url"] = Field(description="how data names the video")
+    threshold: float | None = Field(
+        None, ge=0, le=1, description="minimum confidence; the model's default if absent"
+    )
+    model_id: str | None = Field(None, max_length=256, description="which model to use")
+    every: int = Field(1, ge=1, le=10000, description="detect in every n-th frame (1: all)")
+    max_frames: int | None = Field(
+        None, ge=1, le=1000000, description="stop after this many detected frames"
+    )
+
+
+class MmapReadBody(BaseModel):
+    """``linker_atom``'s body naming bytes of a file: ``path``, ``position``, ``size``."""
+
+    path: str = Field(default="")
+    position: int = Field(default=0)
+    size: int = Field(default=0)

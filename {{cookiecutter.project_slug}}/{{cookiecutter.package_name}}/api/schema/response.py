@@ -75,11 +75,19 @@ class PingResponse(BaseModel):
     is_alive: bool = True
 
 
+class TemplateInfo(BaseModel):
+    """The atom-template release of the atom's runtime (``about.py``; make upgrade moves it)."""
+
+    version: str
+    commit: str = Field(description="the template's git commit; empty when not recorded")
+
+
 class ReadyResponse(BaseModel):
-    """Readiness: every model is loaded."""
+    """Readiness: every model is loaded; and the template release the runtime comes from."""
 
     is_ready: bool
     models: dict[str, str]
+    template: TemplateInfo
 
 
 class DetectObject(BaseModel):
@@ -100,3 +108,104 @@ class DetectResponse(BaseModel):
     msg: str = ""
     took: float = Field(description="milliseconds spent in the route")
     objects: list[list[DetectObject]]
+
+
+class FrameEvent(BaseModel):
+    """The objects found in one sampled frame of a video."""
+
+    frame: int = Field(description="index of the frame in the video, from 0")
+    time_ms: float = Field(description="time of the frame in the video, in milliseconds")
+    objects: list[DetectObject]
+
+
+class StreamSummary(BaseModel):
+    """The end of a video: frames detected in, objects found, time taken."""
+
+    code: int = 200
+    msg: str = ""
+    frames: int = Field(description="frames detected in")
+    objects: int = Field(description="objects found in all of them")
+    took: float = Field(description="milliseconds from the call to the end")
+
+
+# linker_atom's bodies ----------------------------------------------------------------
+# Kept for services that build their replies with them. Errors need none of them: raise
+# VqlError or HTTPException and the atom answers with the envelope and a real status.
+
+
+class BaseJsonResModel(BaseModel):
+    """``{"code", "msg", "data"}``: ``linker_atom``'s reply envelope."""
+
+    code: int = Field(title="状态码")
+    msg: str = Field(title="状态值说明")
+    data: Any = Field(default_factory=dict)
+
+
+class SuccessResponse(BaseJsonResModel):
+    """A success envelope: code 0, msg "Success"."""
+
+    code: int = Field(default=0, title="状态码")
+    msg: str = Field(default="Success", title="状态值说明")
+
+
+class FailureResponse(BaseJsonResModel):
+    """A failure envelope: code 1, msg "Failed"."""
+
+    code: int = Field(default=1, title="状态码")
+    msg: str = Field(default="Failed", title="状态值说明")
+
+
+class ExternalInvokeErrorResponse(FailureResponse):
+    """400 "External Invoke Error"."""
+
+    code: int = 400
+    msg: str = "External Invoke Error"
+
+
+class RequestValidErrorResponse(FailureResponse):
+    """422 "Request Entity Error" (the atom's 422 envelope has the same code and msg)."""
+
+    code: int = 422
+    msg: str = "Request Entity Error"
+
+
+class RequestNotFoundErrorResponse(FailureResponse):
+    """404 "NOT FOUND"."""
+
+    code: int = 404
+    msg: str = "NOT FOUND"
+
+
+class InternalErrorResponse(FailureResponse):
+    """500 "Internal Server Error"."""
+
+    code: int = 500
+    msg: str = "Internal Server Error"
+
+
+class Heartbeat(BaseModel):
+    """``{"is_alive": bool}``: the ping body."""
+
+    is_alive: bool
+
+
+class Object(BaseModel):
+    """One detected object, its box in pixels (floats, as ``linker_atom`` declared them)."""
+
+    xmin: float
+    ymin: float
+    xmax: float
+    ymax: float
+    conf: float
+    label: str
+
+
+class DetectionRes(BaseModel):
+    """``linker_atom``'s detection reply: one inner list of objects per image."""
+
+    code: int = 200
+    msg: str = ""
+    description: str = ""
+    kwargs: dict[str, Any] = Field(default_factory=dict)
+    took: int
+    objects: list[list[Object]] = Field(default_factory=list)
