@@ -12,17 +12,19 @@ from prometheus_client.parser import text_string_to_metric_families
 from scripts.atomctl import AtomLauncher, http
 from tests.test_nginx import log_pids, nginx_binary
 
+pytestmark = pytest.mark.nginx
+
 CONCURRENT = 16
 
 
 @pytest.fixture
-def atom(default_atom: Path, tmp_path: Path) -> Iterator[AtomLauncher]:
+def atom(default_atom: Path, tmp_path: Path, runtime_dir: Path) -> Iterator[AtomLauncher]:
     """nginx_run.py with 2 workers of the default atom."""
     nginx_binary()
     launcher = AtomLauncher(
         default_atom,
         workers=2,
-        env={"LOG_ROOT": str(tmp_path / "logs"), "ATOM_RUNTIME_DIR": str(tmp_path / "run")},
+        env={"LOG_ROOT": str(tmp_path / "logs"), "ATOM_RUNTIME_DIR": str(runtime_dir)},
     )
     with launcher:
         yield launcher
