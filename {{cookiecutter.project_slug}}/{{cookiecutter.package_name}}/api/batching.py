@@ -282,7 +282,9 @@ class Batcher:
     def _take(self, key: Hashable) -> list[_Pending]:
         """The requests of the next call, in order: the first one and those of its key that
         fit in max_size; the dropped and the expired are removed on the way."""
-        batch, kept, size, now = [], deque(), 0, time.monotonic()
+        batch: list[_Pending] = []
+        kept: deque[_Pending] = deque()
+        size, now = 0, time.monotonic()
         for pending in self._queue:
             if pending.dropped or now >= pending.deadline:
                 self._queued_items -= len(pending.items)
@@ -368,8 +370,16 @@ class BatchedModel:
     queue if the client disconnects. FastAPI ends it when the route returns.
     """
 
-    __slots__ = ("_batcher", "_loop", "_pending", "_released", "_request", "_submitted")
-    __slots__ += ("_thread", "_watcher")
+    __slots__ = (
+        "_batcher",
+        "_loop",
+        "_pending",
+        "_released",
+        "_request",
+        "_submitted",
+        "_thread",
+        "_watcher",
+    )
 
     def __init__(self, batcher: Batcher, request: Request) -> None:
         self._batcher = batcher

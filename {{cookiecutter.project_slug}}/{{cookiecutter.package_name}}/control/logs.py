@@ -156,7 +156,7 @@ def log_line(logger: logging.Logger, level: int, message: str) -> None:
         logger.log(level, "%s", message)
 
 
-def make_formatter(traced: bool = False) -> logging.Formatter:
+def make_formatter(traced: bool = False) -> LineFormatter:
     """The one line format of console and file (with the trace id when ``traced``)."""
     return LineFormatter(TRACED_LOG_FORMAT if traced else LOG_FORMAT, DATE_FORMAT)
 
@@ -190,11 +190,11 @@ def configure_logging(
     root.addHandler(handler)
     root.setLevel(level)
     traced = trace_id is not None
-    _direct = None if traced else _Direct(handler, formatter)  # type: ignore[arg-type]
+    _direct = None if traced else _Direct(handler, formatter)
     # The line format names no source file, line, function or process name: the logging
     # module's documented switches spare finding them for every record (a walk up the
     # stack, a lookup of the multiprocessing module). Thread ids stay (tracing uses them).
-    logging._srcfile = None  # type: ignore[attr-defined]
+    logging._srcfile = None
     logging.logMultiprocessing = False
     register_fork_hooks()
     # uvicorn's own loggers go through the same handlers; its access log stays off

@@ -19,6 +19,7 @@ Runtime session takes the number from the model loader:
 
 import math
 import os
+from collections.abc import Mapping
 from pathlib import Path
 
 # Variables of the OpenMP and BLAS runtimes (read when the library loads).
@@ -65,10 +66,10 @@ def per_worker(cores: int, workers: int) -> int:
     return max(1, cores // max(1, workers))
 
 
-def library_env(threads: int, environ: dict[str, str] | None = None) -> dict[str, str]:
+def library_env(threads: int, environ: Mapping[str, str] | None = None) -> dict[str, str]:
     """The OpenMP/BLAS variables for ``threads``, except those ``environ`` already sets."""
-    environ = os.environ if environ is None else environ
-    return {name: str(threads) for name in LIBRARY_VARS if name not in environ}
+    present: Mapping[str, str] = os.environ if environ is None else environ
+    return {name: str(threads) for name in LIBRARY_VARS if name not in present}
 
 
 def apply(threads: int) -> None:
