@@ -4,8 +4,9 @@ Copied into a bake of the default atom by bench_choices.py (not part of the atom
 
     python choice_servers.py VARIANT --port P
 
-    detect-def       the example detect as shipped: a plain ``def`` route (one thread hop)
-    detect-async     the same route as ``async def`` with two ``run_in_threadpool`` hops
+    detect-shipped   the example detect as shipped: ``async def``, the images loaded in the
+                     thread pool and the model run by its batch thread, only when there are some
+    detect-def       the same route as a plain ``def`` (a thread hop on every call)
     log-batched      the atom's logging: batched console and file handlers
     log-queue        the standard library's QueueHandler, writes by a QueueListener thread
     routes-flat      routes copied into the app's own list (``routing.include_flat``)
@@ -33,7 +34,6 @@ from my_atom.api.schema.response import DetectResponse
 from my_atom.control import log_handlers
 from my_atom.lib.common import ms_since
 from pydantic import BaseModel
-from starlette.concurrency import run_in_threadpool
 
 
 class Item(BaseModel):
@@ -54,21 +54,22 @@ def echo_router() -> APIRouter:
     return router
 
 
-def async_detect_router() -> APIRouter:
-    """The example detect written ``async def``, its two blocking steps in the thread pool."""
+def def_detect_router() -> APIRouter:
+    """The example detect written as a plain ``def``: FastAPI runs it in its thread pool."""
     router = UdfAPIRoute(tags=["detect"])
     router.model_loaders.update(detect.router.model_loaders)
+    router.batching.update(detect.router.batching)
     FaceModel = Annotated[detect.FaceDetector, Model(detect.MODEL_NAME)]  # noqa: N806
 
     @router.post("/detect", response_model=DetectResponse)
-    async def detect_async(
+    def detect_def(
         payload: DetectPayload, model: FaceModel, images: Images, model_ids: ModelIds
     ) -> DetectResponse:
         started = time.perf_counter()
         model_ids.check(payload.model_id)
-        frames = await run_in_threadpool(images.load, payload.src_type, payload.data)
+        frames = images.load(payload.src_type, payload.data)
         threshold = detect.DEFAULT_THRESHOLD if payload.threshold is None else payload.threshold
-        objects = await run_in_threadpool(model.predict_batch, frames, threshold)
+        objects = model.predict_batch(frames, threshold)
         return DetectResponse(took=round(ms_since(started), 2), objects=objects)
 
     return router
@@ -87,9 +88,8 @@ def use_queue_logging() -> None:
     atom_handlers = list(root.handlers)
     stamp = atom_handlers[0].filters[0]
     line_format = atom_handlers[0].formatter
-    file_handler = next(
-        h for h in atom_handlers if isinstance(h, log_handlers.SharedRotatingFileHandler)
-    )
+    outputs = [o for h in atom_handlers for o in getattr(h, "outputs", [h])]
+    file_handler = next(o for o in outputs if isinstance(o, log_handlers.SharedRotatingFileHandler))
     for handler in atom_handlers:
         root.removeHandler(handler)
     plain = logging.Formatter("%(message)s")  # QueueHandler.prepare formatted the line
@@ -111,8 +111,8 @@ def factory(variant: str):
 
     def build(settings: object) -> FastAPI:
         routers = [*routing.listed_routers(route.ROUTE_MODULES), echo_router()]
-        if variant == "detect-async":
-            routers = [async_detect_router(), echo_router()]
+        if variant == "detect-def":
+            routers = [def_detect_router(), echo_router()]
         if variant == "routes-included":
             routing.include_flat = lambda app, router, prefix: app.include_router(
                 router, prefix=prefix
@@ -126,8 +126,8 @@ def factory(variant: str):
 
 
 VARIANTS = (
+    "detect-shipped",
     "detect-def",
-    "detect-async",
     "log-batched",
     "log-queue",
     "routes-flat",

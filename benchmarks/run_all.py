@@ -26,7 +26,9 @@ BENCHMARKS = (
     ("choices", "bench_choices.py", "Runtime choices against their alternatives"),
     ("boot", "bench_boot.py", "Cold start, import, bake time and footprint"),
     ("memory", "bench_memory.py", "Memory after 10,000 requests"),
-    ("workers", "bench_workers.py", "Throughput of a CPU-bound detect with several workers"),
+    ("batching", "bench_batching.py", "Dynamic batching: a model bound by reading its weights"),
+    ("workers", "bench_workers.py", "Workers that scale: a CPU-bound detect on 1..N workers"),
+    ("peer", "bench_peer.py", "The peer, side by side: the atom against LitServe"),
     ("images", "bench_images.py", "Image inputs: base64, mmap and shared memory"),
     ("protector", "bench_protector.py", "Model decryption"),
     ("protocols", "bench_protocols.py", "Standard protocols: streams through nginx, v2 tensors"),
@@ -44,6 +46,7 @@ PACKAGES = (
     "numpy",
     "cryptography",
     "Cython",
+    "onnxruntime",
 )
 TIMEOUT = 1800  # seconds, per script
 METHOD = """\

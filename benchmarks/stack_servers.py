@@ -4,10 +4,13 @@ Copied into a bake of the default atom by bench_stack.py (not part of the atom):
 
     python stack_servers.py atom --port P    the full atom stack (request id, route logging,
                                              error envelope, metrics) plus an echo route
-    python stack_servers.py bare --port P    a bare FastAPI app with the same two routes
+    python stack_servers.py bare --port P    a bare FastAPI app with the same two routes, and
+                                             the atom's detect written by hand with the same
+                                             payload and response models
 """
 
 import sys
+import time
 
 import uvicorn
 from fastapi import FastAPI
@@ -48,6 +51,20 @@ def bare_app() -> FastAPI:
     @app.post("/d2atom/bench/echo")
     async def bare_echo(item: Item) -> Echo:
         return echo(item)
+
+    from my_atom.api.schema.payload import DetectPayload
+    from my_atom.api.schema.response import DetectResponse
+
+    @app.post("/d2atom/detect", response_model=DetectResponse)
+    def bare_detect(payload: DetectPayload) -> DetectResponse:
+        # The atom's detect written by hand with the same bodies: nothing to load for
+        # "stream", so the model gets no image.
+        started = time.perf_counter()
+        frames: list = [] if payload.src_type == "stream" else list(payload.data)
+        objects = [[] for _ in frames]
+        return DetectResponse(
+            took=round((time.perf_counter() - started) * 1000, 2), objects=objects
+        )
 
     return app
 

@@ -258,12 +258,23 @@ class AtomLauncher(AtomServer):
 
 
 def wrk(
-    url: str, seconds: int, connections: int, script: Path | None = None, threads: int = 2
+    url: str,
+    seconds: int,
+    connections: int,
+    script: Path | None = None,
+    threads: int = 2,
+    timeout: int | None = None,
 ) -> dict[str, float]:
-    """Load ``url`` with wrk; return requests/s, p50 and p99 latency (ms), non-2xx count."""
+    """Load ``url`` with wrk; return requests/s, p50 and p99 latency (ms), non-2xx count.
+
+    ``timeout`` (seconds) replaces wrk's own 2 s, past which a reply counts as a socket
+    error and not in the latencies.
+    """
     binary = shutil.which("wrk")
     assert binary, "wrk is missing: run scripts/setup.sh (apt-get install wrk)"
     command = [binary, f"-t{threads}", f"-c{connections}", f"-d{seconds}s", "--latency"]
+    if timeout is not None:
+        command.append(f"--timeout={timeout}s")
     if script is not None:
         command += ["-s", str(script)]
     result = subprocess.run(

@@ -16,7 +16,12 @@ from {{ cookiecutter.package_name }}.control.log_handlers import (
     SharedRotatingFileHandler,
     register_fork_hooks,
 )
-from {{ cookiecutter.package_name }}.control.logs import make_formatter
+from {{ cookiecutter.package_name }}.control.logs import (
+    configure_logging,
+    log_line,
+    make_formatter,
+    request_id_ctx,
+)
 
 LINE_RE = re.compile(r"^proc=(\d+) seq=(\d+) (x+) end$")
 PROCESSES, LINES, MAX_BYTES = 4, 500, 8192
@@ -191,3 +196,40 @@ def test_batches_still_rotate_before_the_limit(tmp_path: Path) -> None:
     assert max(p.stat().st_size for p in files) <= 1024
     assert sorted(all_lines(tmp_path)) == [f"line {seq:03d} " + "w" * 50 for seq in range(100)]
     handler.close()
+
+
+def test_call_lines_skip_the_record_and_read_the_same(tmp_path: Path) -> None:
+    """A call line queued directly reads as the same message logged through a LogRecord."""
+    configure_logging(level=logging.INFO, file=tmp_path / "atom.log")
+    logger = logging.getLogger("tests.call_lines")
+    made = []
+    factory = logging.getLogRecordFactory()
+
+    def counting(*args: object, **kwargs: object) -> logging.LogRecord:
+        made.append(args)
+        return factory(*args, **kwargs)
+
+    logging.setLogRecordFactory(counting)
+    token = request_id_ctx.set("rid-7")
+    root = logging.getLogger()
+    others = [h for h in root.handlers if not getattr(h, "_atom_handler", False)]
+    for handler in others:  # pytest's capture: it would listen too
+        root.removeHandler(handler)
+    try:
+        log_line(logger, logging.INFO, "GET /x -> 200 in 1.00 ms")
+        assert made == []  # queued as text: no record was made
+        logger.addFilter(lambda record: True)  # something else listens: the usual way
+        log_line(logger, logging.INFO, "GET /x -> 200 in 1.00 ms")
+        assert len(made) == 1
+    finally:
+        request_id_ctx.reset(token)
+        logging.setLogRecordFactory(factory)
+        logger.filters.clear()
+        configure_logging(level=logging.INFO)
+        for handler in others:
+            root.addHandler(handler)
+    direct, usual = (tmp_path / "atom.log").read_text().splitlines()
+    stamp = r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d{3} "
+    assert re.match(stamp, direct) and re.match(stamp, usual)
+    expected = f"INFO {os.getpid()} [rid-7] tests.call_lines: GET /x -> 200 in 1.00 ms"
+    assert direct[24:] == usual[24:] == expected

@@ -8,6 +8,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from {{ cookiecutter.package_name }}.api.app import get_app
 from {{ cookiecutter.package_name }}.config import Settings
+from {{ cookiecutter.package_name }}.control.metrics import Metrics, RequestRecorder
 
 from .conftest import wait_ready
 
@@ -64,3 +65,40 @@ def test_no_label_per_path(client: TestClient, prefix: str) -> None:
         client.get(f"/random/{n}")
     text = client.get(f"{prefix}/metrics").text
     assert not re.search(r'route="/random/', text)
+
+
+def test_latency_histogram_counts_every_request(client: TestClient, prefix: str) -> None:
+    """The bulk-written histogram holds each request once: buckets, count and sum agree."""
+    for _ in range(5):
+        client.get(f"{prefix}/v1/health/ping")
+    found = samples(client, prefix)
+    route = (("method", "GET"), ("route", f"{prefix}/v1/health/ping"))
+    assert found[("atom_request_duration_seconds_count", route)] == 5
+    assert found[("atom_request_duration_seconds_bucket", (("le", "+Inf"), *route))] == 5
+    assert found[("atom_request_duration_seconds_bucket", (("le", "10.0"), *route))] == 5
+    assert 0 < found[("atom_request_duration_seconds_sum", route)] < 5
+
+
+def test_a_busy_process_writes_its_counts_at_least_every_interval() -> None:
+    """Counts are held while requests are in flight, and written once the interval passed
+    or the process went idle."""
+    metrics = Metrics()
+    recorder = RequestRecorder(metrics, interval=3600)
+
+    def count() -> float:
+        labels = {"route": "/r", "method": "GET", "status": "200"}
+        return metrics.registry.get_sample_value("atom_requests_total", labels) or 0.0
+
+    recorder.started()
+    recorder.started()
+    recorder.finished("/r", "GET", 200, 0.01)
+    assert count() == 0  # one still in flight, the interval not over
+    recorder.interval = 0
+    recorder.started()
+    recorder.finished("/r", "GET", 200, 0.01)
+    assert count() == 2
+    assert metrics.registry.get_sample_value("atom_requests_in_flight") == 1
+    recorder.interval = 3600
+    recorder.finished("/r", "GET", 200, 0.01)  # idle now: written at once
+    assert count() == 3
+    assert metrics.registry.get_sample_value("atom_requests_in_flight") == 0

@@ -9,17 +9,24 @@ from fastapi.datastructures import Default
 from .. import __version__, about, jobs
 from ..config import Settings, resolve_settings
 from ..config.logger import configure_logging
-from ..control.metrics import Metrics, MetricsMiddleware
+from ..control.metrics import Metrics
 from ..control.scheduler import Job
 from ..images.loader import ImageLoader, set_default_loader
 from . import route
+from .batching import Batching
 from .dependencies import AssignedModelIds
 from .interface import metrics as metrics_route
 from .interface.docs import install_docs
 from .middleware.event import lifespan
 from .middleware.http import install_error_handling
 from .model_store import ModelLoader, ModelStore
-from .routing import collect_model_loaders, include_flat, install_routers, listed_routers
+from .routing import (
+    collect_batching,
+    collect_model_loaders,
+    include_flat,
+    install_routers,
+    listed_routers,
+)
 from .schema.response import ORJSONResponse
 from .v2.routes import install_v2
 
@@ -35,6 +42,7 @@ def get_app(
     *,
     routers: Sequence[APIRouter] | None = None,
     model_loaders: Mapping[str, ModelLoader] | None = None,
+    batching: Mapping[str, Batching] | None = None,
     periodic_jobs: list[Job] | None = None,
 ) -> FastAPI:
     """Build the app: logging, routes, error envelope, request ids, metrics, docs, lifespan.
@@ -45,7 +53,8 @@ def get_app(
     ``jobs.JOBS``. The models are those the routers declare; tests pass ``model_loaders``
     to load fakes instead. Routes added to the app afterwards (``app.include_router``) win
     over the atom's at the same path and method (``routing.replace_shadowed_routes``), and
-    ``@app.on_event`` handlers run (``middleware/event.py``).
+    ``@app.on_event`` handlers run (``middleware/event.py``). ``batching`` defaults to
+    what the routers declare, with ATOM_BATCH's overrides.
     """
     settings = resolve_settings(config)
     configure_logging(settings)
@@ -64,20 +73,27 @@ def get_app(
     )
     if model_loaders is None:
         model_loaders = collect_model_loaders(routers)
+    if batching is None:
+        batching = collect_batching(routers, settings)
     app.state.settings = settings
-    app.state.models = ModelStore(model_loaders)
+    template = {"version": about.TEMPLATE_VERSION, "commit": about.TEMPLATE_COMMIT}
+    app.state.metrics = Metrics(template) if settings.metrics_switch else None
+    app.state.models = ModelStore(
+        model_loaders,
+        batching,
+        batch_timeout=settings.atom_batch_timeout,
+        observer=app.state.metrics.batches if app.state.metrics is not None else None,
+    )
     app.state.model_ids = AssignedModelIds(settings.model_id_list)
     app.state.image_loader = ImageLoader(settings.image_limits())
     set_default_loader(app.state.image_loader)  # lib.load_image.load_image uses it
     app.state.jobs = jobs.JOBS if periodic_jobs is None else periodic_jobs
-    template = {"version": about.TEMPLATE_VERSION, "commit": about.TEMPLATE_COMMIT}
-    app.state.metrics = Metrics(template) if settings.metrics_switch else None
-    install_error_handling(app, settings.atom_max_body_bytes)
+    recorder = app.state.metrics.recorder if app.state.metrics is not None else None
+    install_error_handling(app, settings.atom_max_body_bytes, recorder)
     install_routers(app, routers, settings)
     if settings.v2_switch:
         install_v2(app, routers, settings)  # Open Inference Protocol v2, for every model
     if app.state.metrics is not None:
-        app.add_middleware(MetricsMiddleware, metrics=app.state.metrics)  # outermost
         include_flat(app, metrics_route.router, settings.atom_api_prefix)
     if settings.docs_switch:
         install_docs(app)

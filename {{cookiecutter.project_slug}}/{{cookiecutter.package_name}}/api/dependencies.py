@@ -14,7 +14,7 @@ def detect(
 ``app.state.engine``, the model a startup handler stored there.
 """
 
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Annotated, Any
 
 from fastapi import Depends, HTTPException, Request
@@ -24,6 +24,7 @@ from starlette.datastructures import State
 from ..config import Settings
 from ..images.loader import ImageLoader
 from ..lib.exception import VqlError
+from .batching import BatchedModel
 from .model_store import ModelLoader, ModelStore
 
 __all__ = [
@@ -60,22 +61,26 @@ class AssignedModelIds:
             raise VqlError(513, f"model_id {model_id!r} is not served by this atom")
 
 
-def get_settings(request: Request) -> Settings:
+# The dependencies are ``async def``: FastAPI runs a plain ``def`` dependency in its thread
+# pool, a hop that costs more than reading app.state.
+
+
+async def get_settings(request: Request) -> Settings:
     """The settings the app was built with."""
     return request.app.state.settings
 
 
-def get_image_loader(request: Request) -> ImageLoader:
+async def get_image_loader(request: Request) -> ImageLoader:
     """The app's image loader (``images/loader.py``), built with the settings' limits."""
     return request.app.state.image_loader
 
 
-def get_model_store(request: Request) -> ModelStore:
+async def get_model_store(request: Request) -> ModelStore:
     """The app's model store."""
     return request.app.state.models
 
 
-def get_model_ids(request: Request) -> AssignedModelIds:
+async def get_model_ids(request: Request) -> AssignedModelIds:
     """The model ids this atom serves, to check a request's ``model_id``."""
     return request.app.state.model_ids
 
@@ -93,11 +98,18 @@ def get_engine(request: Request) -> Any:
     return engine
 
 
-def use_model(name: str) -> Callable[[Request], Any]:
-    """A dependency giving the loaded model ``name`` (503 until it is loaded)."""
+def use_model(name: str) -> Callable[[Request], Awaitable[Any]]:
+    """A dependency giving the loaded model ``name`` (503 until it is loaded).
 
-    def dependency(request: Request) -> Any:
-        return request.app.state.models.get(name)
+    When the model batches, it gives the request a ``BatchedModel``: the same methods,
+    but its batch method shares the model with concurrent requests (``api/batching.py``).
+    """
+
+    async def dependency(request: Request) -> Any:
+        store = request.app.state.models
+        model = store.get(name)
+        batcher = store.batchers.get(name)
+        return model if batcher is None else BatchedModel(batcher, request)
 
     dependency.__name__ = f"model_{name}"
     return dependency

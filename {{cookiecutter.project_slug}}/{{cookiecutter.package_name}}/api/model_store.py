@@ -10,6 +10,7 @@ from fastapi import HTTPException
 
 from ..config import Settings
 from ..lib.common import run_in_daemon_thread
+from .batching import Batcher, Batching, BatchObserver
 
 logger = logging.getLogger(__name__)
 
@@ -24,12 +25,24 @@ class ModelStore:
     ``status`` maps each model name to "loading", "ready" or "failed"; the atom is
     ready when every model is. ``load_seconds`` keeps how long each one took, and
     ``loading`` tells whether a loader is running right now (its thread may be inside a
-    C++ library: the process must not run interpreter exit then).
+    C++ library: the process must not run interpreter exit then). A model with a
+    ``Batching`` gets its ``Batcher`` (``batchers``) once loaded.
     """
 
-    def __init__(self, loaders: Mapping[str, ModelLoader]) -> None:
+    def __init__(
+        self,
+        loaders: Mapping[str, ModelLoader],
+        batching: Mapping[str, Batching] | None = None,
+        *,
+        batch_timeout: float = 30.0,
+        observer: BatchObserver | None = None,
+    ) -> None:
         self.loaders = dict(loaders)
+        self.batching = {name: config for name, config in (batching or {}).items()}
+        self.batch_timeout = batch_timeout
+        self.observer = observer
         self.models: dict[str, Any] = {}
+        self.batchers: dict[str, Batcher] = {}
         self.status = dict.fromkeys(self.loaders, LOADING)
         self.load_seconds: dict[str, float] = {}
         self._running: set[str] = set()
@@ -58,6 +71,7 @@ class ModelStore:
                 model = await run_in_daemon_thread(
                     self._run_loader, name, loader, settings, name=f"load-{name}"
                 )
+                self._start_batcher(name, model)  # before the model is seen by requests
             except Exception as exc:  # noqa: BLE001 - any failure leaves the model unloaded
                 self.status[name] = FAILED
                 logger.error("model %r failed to load: %s: %s", name, type(exc).__name__, exc)
@@ -66,6 +80,23 @@ class ModelStore:
             self.load_seconds[name] = time.perf_counter() - started
             self.status[name] = READY
             logger.info("model %r loaded in %.3f s", name, self.load_seconds[name])
+
+    def _start_batcher(self, name: str, model: Any) -> None:
+        """Start the batcher of a model that takes batches."""
+        config = self.batching.get(name)
+        if config is None:
+            return
+        if not callable(getattr(model, config.method, None)):
+            raise TypeError(f"model {name!r} batches but has no method {config.method!r}")
+        batcher = Batcher(name, model, config, self.batch_timeout, self.observer)
+        batcher.start()
+        self.batchers[name] = batcher
+        logger.info(
+            "model %r batches: up to %d items, waiting up to %g ms",
+            name,
+            config.max_size,
+            config.max_wait_ms,
+        )
 
     def _run_loader(self, name: str, loader: ModelLoader, settings: Settings) -> Any:
         """Call one loader (in its thread), marking it as running meanwhile."""
@@ -86,7 +117,10 @@ class ModelStore:
         return model
 
     def close(self) -> None:
-        """Release the models that have a ``close()`` method."""
+        """Stop the batchers; release the models that have a ``close()`` method."""
+        for batcher in self.batchers.values():
+            batcher.stop()
+        self.batchers.clear()
         for name, model in self.models.items():
             close = getattr(model, "close", None)
             if callable(close):

@@ -20,6 +20,7 @@ from fastapi.routing import APIRoute, RouteContext, iter_route_contexts
 from starlette.routing import BaseRoute
 
 from ..config import Settings
+from .batching import Batching
 from .interface import healthcheck
 from .model_store import ModelLoader
 
@@ -61,6 +62,27 @@ def collect_model_loaders(routers: Iterable[APIRouter]) -> dict[str, ModelLoader
                 raise ValueError(f"two routers declare a loader for the model {name!r}")
             loaders[name] = loader
     return loaders
+
+
+def collect_batching(routers: Iterable[APIRouter], settings: Settings) -> dict[str, Batching]:
+    """The batching of each model: as the routers declare it, overridden by ATOM_BATCH.
+
+    A model named in ATOM_BATCH but declared without batching batches with the defaults of
+    ``Batching`` and the overrides; ``max_size`` 1 turns batching off. Names are compared
+    case-insensitively (environment variables are).
+    """
+    declared: dict[str, Batching] = {}
+    names: dict[str, str] = {}
+    for router in routers:
+        declared.update(getattr(router, "batching", {}))
+        names.update({name.lower(): name for name in getattr(router, "model_loaders", {})})
+    for key, override in settings.atom_batch.items():
+        name = names.get(key.lower())
+        if name is None:
+            raise ValueError(f"ATOM_BATCH names the model {key!r}, which no router declares")
+        base = declared.get(name, Batching())
+        declared[name] = base.overridden(**override.model_dump())
+    return {name: config for name, config in declared.items() if config.max_size > 1}
 
 
 def install_routers(app: FastAPI, routers: Iterable[APIRouter], settings: Settings) -> None:

@@ -19,6 +19,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import (
     AfterValidator,
+    BaseModel,
     BeforeValidator,
     Field,
     SecretStr,
@@ -29,6 +30,7 @@ from pydantic import (
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from .. import about
+from ..control import threads
 from ..control.health import PING_PATH
 from ..control.meta import ServingMeta, parse_meta
 from ..images.limits import ImageLimits
@@ -106,10 +108,27 @@ Port = Annotated[int, Field(ge=1, le=65535)]
 StrList = Annotated[tuple[str, ...], NoDecode, BeforeValidator(parse_list)]
 
 
-class Settings(BaseSettings):
-    """One field per environment variable (the variable is the field name in capitals)."""
+class BatchOverride(BaseModel):
+    """Batching of one model set by the environment (``ATOM_BATCH__<MODEL>__<FIELD>``)."""
 
-    model_config = SettingsConfigDict(env_file=".env", env_file_encoding="utf-8", extra="ignore")
+    model_config = {"extra": "forbid"}
+
+    max_size: int | None = Field(None, ge=1)
+    max_wait_ms: float | None = Field(None, ge=0, le=10000)
+    queue_size: int | None = Field(None, ge=1)
+    timeout: float | None = Field(None, gt=0, le=3600)
+
+
+class Settings(BaseSettings):
+    """One field per environment variable (the variable is the field name in capitals).
+
+    ``ATOM_BATCH`` is read from variables named ``ATOM_BATCH__<MODEL>__<FIELD>`` (or from
+    JSON in ``ATOM_BATCH`` itself).
+    """
+
+    model_config = SettingsConfigDict(
+        env_file=".env", env_file_encoding="utf-8", extra="ignore", env_nested_delimiter="__"
+    )
 
     # Server and routes.
     atom_workers: int = Field(about.WORKERS, ge=1)
@@ -122,6 +141,13 @@ class Settings(BaseSettings):
     atom_max_body_bytes: int = Field(ImageLimits.max_bytes, ge=1024)
     docs_switch: Bool = True
     profiling: Bool = False
+
+    # Dynamic batching (api/batching.py): per-model overrides of the code's Batching, and
+    # the longest a request waits for its batch's results.
+    atom_batch: dict[str, BatchOverride] = {}
+    atom_batch_timeout: float = Field(30.0, gt=0, le=3600)
+    # Threads of OpenCV, OpenMP/BLAS and ONNX Runtime per server; 0: cores / ATOM_WORKERS.
+    atom_threads: int = Field(0, ge=0, le=1024)
 
     # Logging.
     log_level: LogLevel = "INFO"
@@ -217,6 +243,14 @@ class Settings(BaseSettings):
             mmap_roots=self.image_mmap_roots,
         )
 
+    @cached_property
+    def thread_budget(self) -> int:
+        """Threads per server process for the numeric libraries (``control/threads.py``):
+        ATOM_THREADS, or the cores available to the container divided by ATOM_WORKERS."""
+        if self.atom_threads:
+            return self.atom_threads
+        return threads.per_worker(threads.available_cores(), self.atom_workers)
+
     @property
     def model_id_list(self) -> list[str]:
         """The model ids that Serving assigned to this atom (META ``modelIds``)."""
@@ -288,6 +322,8 @@ def describe_errors(exc: ValidationError) -> str:
     parts = []
     for error in exc.errors(include_url=False):
         field = str(error["loc"][0]) if error["loc"] else "settings"
+        if field == "atom_batch":  # named as it is set: ATOM_BATCH__FACE__MAX_SIZE
+            field = "__".join(str(part) for part in error["loc"])
         message = error["msg"].removeprefix("Value error, ")
         if message.startswith(field.upper()):  # the message names the variable itself
             parts.append(message)

@@ -41,9 +41,19 @@ class BatchedHandler(logging.Handler):
         except Exception:  # noqa: BLE001 - a log handler must never raise
             self.handleError(record)
             return
-        pending = self._pending  # handle() holds self.lock
+        self._queue(line, record.levelno or 0)  # handle() holds self.lock
+
+    def queue_line(self, line: str, levelno: int) -> None:
+        """Queue a line already formatted (``control.logs.log_line``)."""
+        lock = self.lock
+        assert lock is not None  # Handler.__init__ creates it
+        with lock:
+            self._queue(line, levelno)
+
+    def _queue(self, line: str, levelno: int) -> None:
+        pending = self._pending
         pending.append(line)
-        if (record.levelno or 0) >= logging.WARNING or len(pending) >= MAX_PENDING:
+        if levelno >= logging.WARNING or len(pending) >= MAX_PENDING:
             self.flush()
         elif len(pending) == 1:
             _FLUSHER.wake()
@@ -153,6 +163,27 @@ class ConsoleHandler(BatchedHandler):
         self.stream.flush()
 
 
+class TeeHandler(BatchedHandler):
+    """One handler writing each batch of lines to several outputs (other batched handlers).
+
+    Logging set-up installs one, over the console and the file: a record is filtered,
+    locked, formatted and queued once instead of once per output.
+    """
+
+    def __init__(self, outputs: list[BatchedHandler]) -> None:
+        super().__init__()
+        self.outputs = outputs
+
+    def write_lines(self, lines: list[str]) -> None:
+        for output in self.outputs:
+            output.write_lines(lines)
+
+    def close(self) -> None:
+        super().close()
+        for output in self.outputs:
+            output.close()
+
+
 class SharedRotatingFileHandler(BatchedHandler):
     """A size-rotated log file that several processes append to at once.
 
@@ -175,6 +206,10 @@ class SharedRotatingFileHandler(BatchedHandler):
         self._pid = -1
 
     def write_lines(self, lines: list[str]) -> None:
+        self._locked_write(lines, ("\n".join(lines) + "\n").encode("utf-8", "backslashreplace"))
+
+    def _chunks(self, lines: list[str]) -> list[bytes]:
+        """Each line as bytes, cut when longer than ``max_bytes``."""
         limit = self.max_bytes
         chunks = []
         for line in lines:
@@ -182,17 +217,21 @@ class SharedRotatingFileHandler(BatchedHandler):
             if len(data) > limit:
                 data = data[: limit - 16] + b" ...(cut)\n"
             chunks.append(data)
-        self._locked_write(chunks)
+        return chunks
 
-    def _locked_write(self, chunks: list[bytes]) -> None:
-        """Append the lines while holding the cross-process lock, rotating when one would
-        not fit: as few writes as the size limit allows."""
+    def _locked_write(self, lines: list[str], joined: bytes) -> None:
+        """Append the lines while holding the cross-process lock: in one write when they fit
+        in the current file, else line by line, rotating when one would not fit."""
         if self._pid != os.getpid():
             self._reopen_after_fork()
         assert self._lock_fd is not None
         fcntl.flock(self._lock_fd, fcntl.LOCK_EX)
         try:
             size = self._current_size()
+            if size + len(joined) <= self.max_bytes:
+                self._write(joined)
+                return
+            chunks = self._chunks(lines)
             start = 0
             for index, chunk in enumerate(chunks):
                 if size and size + len(chunk) > self.max_bytes:

@@ -10,13 +10,20 @@ into the records.
 
 import contextvars
 import logging
+import os
 import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
 
 from ..lib.common import LOG_UNSAFE_RE, escape_for_log
-from .log_handlers import ConsoleHandler, SharedRotatingFileHandler, register_fork_hooks
+from .log_handlers import (
+    BatchedHandler,
+    ConsoleHandler,
+    SharedRotatingFileHandler,
+    TeeHandler,
+    register_fork_hooks,
+)
 
 # The id of the request being served ("-" outside a request). Set by the request-context
 # middleware; asyncio tasks, ``run_in_threadpool`` and the image loading threads inherit it.
@@ -77,6 +84,20 @@ class LineFormatter(logging.Formatter):
             self._date = cached
         return cached[1]
 
+    def line(self, levelno: int, name: str, message: str) -> str:
+        """The line ``format`` makes of a record of ``message`` logged now by ``name``
+        (the untraced format, escaped the same way), without making the record."""
+        now = time.time()
+        second = int(now)
+        cached = self._date
+        if cached[0] != second:
+            cached = (second, time.strftime(self.datefmt or DATE_FORMAT, self.converter(second)))
+            self._date = cached
+        return one_record(
+            f"{cached[1]}.{int((now - second) * 1000):03d} {logging.getLevelName(levelno)}"
+            f" {os.getpid()} [{request_id_ctx.get()}] {name}: {message}"
+        )
+
     def format(self, record: logging.LogRecord) -> str:
         cached = record.__dict__.get("_atom_line")
         if cached is not None and cached[0] is self:
@@ -86,7 +107,56 @@ class LineFormatter(logging.Formatter):
         return text
 
 
-def make_formatter(traced: bool = False) -> logging.Formatter:
+class _Direct:
+    """The handler and formatter configure_logging installed, to queue finished lines into."""
+
+    def __init__(self, handler: BatchedHandler, formatter: LineFormatter) -> None:
+        self.handler = handler
+        self.formatter = formatter
+        self.filters = list(handler.filters)
+
+    def reaches_only_ours(self, logger: logging.Logger, level: int) -> bool:
+        """True when a record of ``logger`` at ``level`` would reach our handler alone, as
+        configured: no other handler or filter on the way, nothing changed since."""
+        handler: logging.Handler = self.handler
+        node: logging.Logger | None = logger
+        while node is not None:
+            if node.filters or node.disabled:
+                return False
+            if node.parent is None:  # the root logger
+                return (
+                    len(node.handlers) == 1
+                    and node.handlers[0] is handler
+                    and handler.filters == self.filters
+                    and handler.formatter is self.formatter
+                    and level >= handler.level
+                )
+            if node.handlers or not node.propagate:
+                return False
+            node = node.parent
+        return False
+
+
+_direct: _Direct | None = None
+
+
+def log_line(logger: logging.Logger, level: int, message: str) -> None:
+    """Log ``message`` (already formatted) at ``level``: the routes' call lines.
+
+    When the record would reach only the handler that configure_logging installed (no
+    other handler or filter on the way, SkyWalking off), the line is made here as that
+    handler's formatter makes it and queued directly: creating the LogRecord and running
+    the format are most of the cost of a logged call. Otherwise it goes through
+    ``logger.log`` like any record. The two give the same line (tests/test_log.py).
+    """
+    direct = _direct
+    if direct is not None and direct.reaches_only_ours(logger, level):
+        direct.handler.queue_line(direct.formatter.line(level, logger.name, message), level)
+    else:
+        logger.log(level, "%s", message)
+
+
+def make_formatter(traced: bool = False) -> LineFormatter:
     """The one line format of console and file (with the trace id when ``traced``)."""
     return LineFormatter(TRACED_LOG_FORMAT if traced else LOG_FORMAT, DATE_FORMAT)
 
@@ -108,16 +178,24 @@ def configure_logging(
     for handler in [h for h in root.handlers if getattr(h, _OWNED, False)]:
         root.removeHandler(handler)
         handler.close()
-    handlers: list[logging.Handler] = [ConsoleHandler(sys.stderr)]
+    outputs: list[BatchedHandler] = [ConsoleHandler(sys.stderr)]
     if file is not None:
-        handlers.append(SharedRotatingFileHandler(file, max_bytes, backup_count))
-    formatter, stamp = make_formatter(traced=trace_id is not None), RequestIdFilter(trace_id)
-    for handler in handlers:
-        handler.setFormatter(formatter)
-        handler.addFilter(stamp)
-        setattr(handler, _OWNED, True)
-        root.addHandler(handler)
+        outputs.append(SharedRotatingFileHandler(file, max_bytes, backup_count))
+    global _direct  # noqa: PLW0603 - logging's configuration is process-wide
+    handler = TeeHandler(outputs)  # console and file: each record handled once
+    formatter = make_formatter(traced=trace_id is not None)
+    handler.setFormatter(formatter)
+    handler.addFilter(RequestIdFilter(trace_id))
+    setattr(handler, _OWNED, True)
+    root.addHandler(handler)
     root.setLevel(level)
+    traced = trace_id is not None
+    _direct = None if traced else _Direct(handler, formatter)
+    # The line format names no source file, line, function or process name: the logging
+    # module's documented switches spare finding them for every record (a walk up the
+    # stack, a lookup of the multiprocessing module). Thread ids stay (tracing uses them).
+    logging._srcfile = None
+    logging.logMultiprocessing = False
     register_fork_hooks()
     # uvicorn's own loggers go through the same handlers; its access log stays off
     # (routes log themselves, with the request id).

@@ -6,10 +6,13 @@ Under ``nginx_run`` every process writes its values to files in PROMETHEUS_MULTI
 them. A lone ``server.py`` keeps them in memory.
 """
 
+import asyncio
+import bisect
+import math
 import os
 import re
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from prometheus_client import (
@@ -20,23 +23,41 @@ from prometheus_client import (
     generate_latest,
     multiprocess,
 )
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from starlette.types import Scope
 
 from .runtime_dir import METRICS_DIR_ENV
 
 BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
+BATCH_SIZES = (1, 2, 4, 8, 16, 32, 64, 128, 256)
+WAIT_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
 UNMATCHED = "<unmatched>"  # requests that matched no route share one label value
+FLUSH_INTERVAL = 0.5  # seconds: the longest a busy worker keeps its request counts
+
+
+_PLAIN_ROUTES: dict[tuple[str, str], str] = {}  # (route path, request path) -> template
 
 
 def route_template(scope: Scope) -> str:
     """The template of the route that served the request ("/d2atom/items/{item_id}").
 
     The matched route knows its template relative to its router; the router's prefix is
-    what precedes the rendered template in the request path.
+    what precedes the rendered template in the request path. Routes without parameters
+    are looked up once (their request paths are as few as the routes).
     """
     template = getattr(scope.get("route"), "path", None)
     if template is None:
         return UNMATCHED
+    if not scope.get("path_params"):
+        key = (template, scope["path"])
+        found = _PLAIN_ROUTES.get(key)
+        if found is None:
+            found = _PLAIN_ROUTES[key] = _full_template(scope, template)
+        return found
+    return _full_template(scope, template)
+
+
+def _full_template(scope: Scope, template: str) -> str:
+    """The route's template with the prefix that precedes it in the request path."""
     rendered = template
     for name, value in scope.get("path_params", {}).items():
         rendered = re.sub(r"\{" + re.escape(name) + r"(:[^}]*)?\}", str(value), rendered)
@@ -69,6 +90,48 @@ class ServingMetrics:
             self.heartbeat_failures.inc()
         else:
             self.registered.set(1 if event == "registered" else 0)
+
+
+class BatchMetrics:
+    """What the batchers report (``api/batching.py``), labelled by model.
+
+    ``atom_batch_queue_depth`` (items waiting, summed over the workers) is the one an
+    autoscaler can scale on: it grows when the atom cannot keep up.
+    """
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.size = Histogram(
+            "atom_batch_size",
+            "Items per call of a model's batch method",
+            ["model"],
+            buckets=BATCH_SIZES,
+            registry=registry,
+        )
+        self.wait = Histogram(
+            "atom_batch_wait_seconds",
+            "Time a request waited in the queue before its batch started",
+            ["model"],
+            buckets=WAIT_BUCKETS,
+            registry=registry,
+        )
+        self.depth = Gauge(
+            "atom_batch_queue_depth",
+            "Items waiting for a batch",
+            ["model"],
+            multiprocess_mode="livesum",
+            registry=registry,
+        )
+        self._wait_bounds = (*WAIT_BUCKETS, math.inf)
+
+    def batch_ran(self, model: str, size: int, waits: Sequence[float]) -> None:
+        """One batch started: its size, and how long each of its requests waited."""
+        self.size.labels(model).observe(size)
+        wait = self.wait.labels(model)
+        add_observations(wait, sum(waits), bucket_counts(self._wait_bounds, waits))
+
+    def queue_depth(self, model: str, depth: int) -> None:
+        """Items waiting now."""
+        self.depth.labels(model).set(depth)
 
 
 class Metrics:
@@ -122,6 +185,8 @@ class Metrics:
             registry=registry,
         )
         self.serving = ServingMetrics(registry)
+        self.batches = BatchMetrics(registry)
+        self.recorder = RequestRecorder(self)
         # Streamed replies (api/streaming.py).
         self.streams_open = Gauge(
             "atom_streams_open",
@@ -140,6 +205,7 @@ class Metrics:
 
     def render(self) -> bytes:
         """The exposition text: every process's values in multiprocess mode, ours otherwise."""
+        self.recorder.flush()
         if os.environ.get(METRICS_DIR_ENV):
             registry = CollectorRegistry()
             multiprocess.MultiProcessCollector(registry)
@@ -147,46 +213,100 @@ class Metrics:
         return generate_latest(self.registry)
 
 
-class MetricsMiddleware:
-    """Count, time and track every HTTP request by route template, method and status."""
+class RequestRecorder:
+    """Counts and times requests in the process, and writes them to the metrics in bulk.
 
-    def __init__(self, app: ASGIApp, metrics: Metrics) -> None:
-        self.app = app
+    prometheus_client takes a lock and, under nginx_run, writes to a memory-mapped file
+    for every ``inc`` and ``observe``: five writes per request for the count, the latency
+    and the in-flight gauge. The recorder adds them up in plain Python (the event loop's
+    thread is the only one that calls it) and writes the totals, one write per series,
+    at the end of the event loop's turn in which the process went idle (nothing in
+    flight), every ``interval`` seconds under continuous load, and before a scrape of this
+    process. A scrape sees every request answered by an idle worker (its counts are
+    written right after its reply, as they were with a write per request), and at most
+    ``interval`` seconds less of a busy one.
+    """
+
+    def __init__(self, metrics: "Metrics", interval: float = FLUSH_INTERVAL) -> None:
         self.metrics = metrics
-        # (route, method, status) -> (counter, histogram) children: labels() costs a lookup
-        # under a lock each time; the set of keys is bounded by the routes and statuses.
+        self.interval = interval
+        self.in_flight = 0
+        self._bounds = (*BUCKETS, math.inf)
+        # (route, method, status) -> [count, seconds, per-bucket counts]
+        self._pending: dict[tuple[str, str, int], list] = {}
         self._children: dict[tuple[str, str, int], tuple[Any, Any]] = {}
+        self._flushed = time.monotonic()
+        self._scheduled = False
+        self._gauge = -1
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
+    def started(self) -> None:
+        """A request came in."""
+        self.in_flight += 1
+
+    def finished(self, route: str, method: str, status: int, seconds: float) -> None:
+        """A request was answered."""
+        self.in_flight -= 1
+        key = (route, method, status)
+        entry = self._pending.get(key)
+        if entry is None:
+            entry = self._pending[key] = [0, 0.0, [0] * len(self._bounds)]
+        entry[0] += 1
+        entry[1] += seconds
+        entry[2][bisect.bisect_left(self._bounds, seconds)] += 1
+        if self._scheduled:
             return
-        status = 500
+        if self.in_flight == 0 or time.monotonic() - self._flushed >= self.interval:
+            try:  # at the end of this turn of the loop: the requests it answers go together
+                asyncio.get_running_loop().call_soon(self.flush)
+                self._scheduled = True
+            except RuntimeError:  # no loop (a direct call): now
+                self.flush()
 
-        async def send_with_status(message: Message) -> None:
-            nonlocal status
-            if message["type"] == "http.response.start":
-                status = message["status"]
-            await send(message)
+    def flush(self) -> None:
+        """Write what was counted since the last flush."""
+        self._scheduled = False
+        self._flushed = time.monotonic()
+        pending, self._pending = self._pending, {}
+        for key, (count, seconds, buckets) in pending.items():
+            counter, latency = self._children_of(key)
+            counter.inc(count)
+            add_observations(latency, seconds, buckets)
+        if self._gauge != self.in_flight:
+            self._gauge = self.in_flight
+            self.metrics.in_flight.set(self.in_flight)
 
-        metrics = self.metrics
-        metrics.in_flight.inc()
-        started = time.perf_counter()
-        try:
-            await self.app(scope, receive, send_with_status)
-        finally:
-            metrics.in_flight.dec()
-            key = (route_template(scope), scope["method"], status)
-            children = self._children.get(key)
-            if children is None:
-                route, method = key[0], key[1]
-                children = (
-                    metrics.requests.labels(route, method, str(status)),
-                    metrics.latency.labels(route, method),
-                )
-                self._children[key] = children
-            children[0].inc()
-            children[1].observe(time.perf_counter() - started)
+    def _children_of(self, key: tuple[str, str, int]) -> tuple[Any, Any]:
+        children = self._children.get(key)
+        if children is None:  # bounded: routes x methods x statuses
+            route, method, status = key
+            children = (
+                self.metrics.requests.labels(route, method, str(status)),
+                self.metrics.latency.labels(route, method),
+            )
+            self._children[key] = children
+        return children
+
+
+def add_observations(histogram: Any, total: float, buckets: Sequence[int]) -> None:
+    """Add many observations to a histogram's child: its sum and each bucket's count in one
+    write each (``observe`` writes twice per value). ``buckets[i]`` counts the values in
+    bucket ``i`` alone (at most its bound, above the previous one), +Inf last.
+
+    This uses prometheus_client's per-bucket values (``_sum``, ``_buckets``), pinned in
+    requirements.txt; tests/test_metrics.py checks the scrape against the requests made.
+    """
+    histogram._sum.inc(total)
+    for value, count in zip(histogram._buckets, buckets, strict=True):
+        if count:
+            value.inc(count)
+
+
+def bucket_counts(bounds: Sequence[float], values: Sequence[float]) -> list[int]:
+    """How many of ``values`` fall in each bucket of ``bounds`` (the last one +Inf)."""
+    counts = [0] * len(bounds)
+    for value in values:
+        counts[bisect.bisect_left(bounds, value)] += 1
+    return counts
 
 
 def mark_process_dead(pid: int) -> None:

@@ -46,6 +46,7 @@ from ..config.logger import configure_logging
 from ..control.backoff import delay
 from ..control.health import METRICS_PATH, PING_PATH, answers_ok
 from ..control.runtime_dir import METRICS_DIR_ENV, RUNTIME_DIR_ENV, RuntimeDir
+from ..control.threads import library_env
 from .nginx import RuntimeDirError, WorkerUser, nginx_config, worker_user, write_config
 
 logger = logging.getLogger(__name__)
@@ -181,6 +182,9 @@ class Launcher:
         self.nginx: subprocess.Popen[bytes] | None = None
         self.serving: Any = None  # control.serving.ServingAgent, once nginx runs
         env = {**os.environ, RUNTIME_DIR_ENV: str(self.runtime), "ATOM_SUPERVISED": "1"}
+        # Each worker's share of the cores for OpenMP/BLAS (read when they load; variables
+        # already set are kept) and, through ATOM_THREADS, for OpenCV and ONNX Runtime.
+        env.update(library_env(settings.thread_budget), ATOM_THREADS=str(settings.thread_budget))
         if settings.metrics_switch:
             env[METRICS_DIR_ENV] = str(self.layout.metrics)
         command = [sys.executable, str(server_script)]

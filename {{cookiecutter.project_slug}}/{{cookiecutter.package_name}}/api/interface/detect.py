@@ -7,8 +7,12 @@
    encrypts a model file). Replace ``FaceDetector`` with your model.
 2. ``detect()`` declares what it needs as typed dependencies (``api/dependencies.py``):
    the model (503 until loaded), the app's image loader (every src_type, RGB arrays) and
-   the model ids Serving assigned. It is a plain ``def``: FastAPI runs it in its thread
-   pool, so the server keeps answering while the model computes.
+   the model ids Serving assigned. It is an ``async def`` that hands the blocking work to
+   threads with ``load_images`` and ``predict`` (``api/calls.py``): the images load in the
+   thread pool, the model runs in its batch thread (with the images of concurrent
+   requests) and a request with nothing to load costs no thread at all; the server keeps
+   answering meanwhile. (A plain ``def`` route works too, with ``model.predict_batch``:
+   FastAPI runs it in its thread pool, a hop on every call.)
 3. Raise ``VqlError(code, msg)`` for errors the caller should see (``lib/exception.py``).
 4. ``detect_stream()`` is a route written as a generator (``router.stream``,
    ``api/streaming.py``): each ``yield`` is one event sent at once (Server-Sent Events or
@@ -33,6 +37,8 @@ from ...dependency.keys import load_protector, model_path
 from ...images.video import open_video
 from ...lib.common import ms_since
 from ..base import UdfAPIRoute
+from ..batching import Batching
+from ..calls import load_images, predict
 from ..dependencies import Images, Model, ModelIds
 from ..schema.payload import DetectPayload, VideoPayload
 from ..schema.response import (
@@ -99,7 +105,9 @@ class FaceDetector:
         return [self.predict(image, threshold) for image in images]
 
 
-@router.model_loader(MODEL_NAME)
+# Concurrent requests share calls of predict_batch (api/batching.py; ATOM_BATCH__FACE__*
+# variables override these numbers, ATOM_BATCH__FACE__MAX_SIZE=1 turns it off).
+@router.model_loader(MODEL_NAME, batch=Batching(max_size=16, max_wait_ms=5))
 def load_model(settings: Settings) -> FaceDetector:
     """Decrypt the model into memory and build it, once at start (in a background thread)."""
     protector = load_protector(settings)
@@ -123,7 +131,7 @@ router.v2_signature(MODEL_NAME, detector_signature(threshold=DEFAULT_THRESHOLD))
     },
     summary="Detect faces",
 )
-def detect(
+async def detect(
     payload: DetectPayload,
     model: Annotated[FaceDetector, Model(MODEL_NAME)],
     images: Images,
@@ -132,9 +140,9 @@ def detect(
     """Detect objects in each image of ``data``; one list of objects per image, in order."""
     started = time.perf_counter()
     model_ids.check(payload.model_id)
-    frames = images.load(payload.src_type, payload.data)
+    frames = await load_images(images, payload.src_type, payload.data)
     threshold = DEFAULT_THRESHOLD if payload.threshold is None else payload.threshold
-    objects = model.predict_batch(frames, threshold)
+    objects = await predict(model, frames, threshold)
     return DetectResponse(took=round(ms_since(started), 2), objects=objects)
 
 

@@ -23,10 +23,13 @@ healthcheck_route = router  # linker_atom's name
 TEMPLATE = TemplateInfo(version=about.TEMPLATE_VERSION, commit=about.TEMPLATE_COMMIT)
 
 
+ALIVE = PingResponse()  # the same reply every time: built once
+
+
 @router.get(PING_PATH, response_model=PingResponse, summary="Liveness")
 async def ping() -> PingResponse:
     """200 ``{"is_alive": true}`` while the process serves."""
-    return PingResponse()
+    return ALIVE
 
 
 @router.get(

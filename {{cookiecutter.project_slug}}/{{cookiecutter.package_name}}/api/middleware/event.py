@@ -18,6 +18,7 @@ from fastapi import FastAPI
 from ...config import Settings
 from ...config.serving import serving_agent
 from ...config.skywalking import start_agent
+from ...control import threads
 from ...control.metrics import Metrics
 from ...control.scheduler import AtomScheduler
 from ...lib.common import run_in_daemon_thread
@@ -75,11 +76,13 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     """
     replace_shadowed_routes(app)  # a route the service added wins over the atom's
     settings, store, metrics = app.state.settings, app.state.models, app.state.metrics
+    threads.apply(settings.thread_budget)
     logger.info(
-        "starting %s (prefix %r, models %s)",
+        "starting %s (prefix %r, models %s, %d thread(s) for the numeric libraries)",
         settings.atom_title,
         settings.atom_api_prefix,
         ", ".join(store.loaders) or "none",
+        settings.thread_budget,
     )
     stop_tracing = start_agent(settings)
     scheduler = AtomScheduler(app.state.jobs, settings.atom_runtime_dir)

@@ -1,17 +1,21 @@
 """The request context and the error envelope (DESIGN.md section 5).
 
-``RequestContextMiddleware`` is a pure ASGI middleware placed around the whole app:
-it keeps or creates the request id (``X-Request-ID``) and exposes it to the logs,
-answers 404 to a path holding control characters (``check_path``), refuses bodies above
-the limit with 413, and turns any unhandled exception into a generic 500 whose traceback
-goes only to the log. The exception handlers render 404, 405, 413, 422 and ``VqlError``
-with the same envelope. Paths are logged raw (as sent, percent-encoded) and escaped
-(``path_for_log``).
+``RequestContextMiddleware`` is the one middleware of the atom, pure ASGI, around the
+whole app: it keeps or creates the request id (``X-Request-ID``) and exposes it to the
+logs, answers 404 to a path holding control characters (``check_path``), refuses bodies
+above the limit with 413, counts and times each request for the metrics
+(``control/metrics.RequestRecorder``), and turns any unhandled exception into a generic
+500 whose traceback goes only to the log. One middleware instead of one per concern: each
+layer costs a coroutine and a ``send`` wrapper per request. The exception handlers render
+404, 405, 413, 422 and ``VqlError`` with the same envelope. Paths are logged raw (as
+sent, percent-encoded) and escaped (``path_for_log``).
 """
 
+import itertools
 import logging
 import os
 import re
+import time
 from collections.abc import Awaitable, Callable
 from http import HTTPStatus
 from typing import Any, TypeGuard, cast
@@ -22,6 +26,7 @@ from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from ...control.logs import request_id_ctx
+from ...control.metrics import RequestRecorder, route_template
 from ...lib.common import LOG_UNSAFE_RE, escape_for_log, summarize
 from ...lib.exception import VqlError
 from ..schema.response import ORJSONResponse, envelope_response
@@ -35,6 +40,9 @@ REQUEST_ID_RE = re.compile(rb"[A-Za-z0-9._:-]{1,128}")
 VALIDATION_MSG = "Request Entity Error"
 ExceptionHandler = Callable[[Request, Exception], Awaitable[ORJSONResponse]]
 INTERNAL_MSG = "Internal Server Error"
+# Methods whose requests carry no body unless chunked (a body needs Content-Length or
+# Transfer-Encoding in HTTP/1.1): their receive is not wrapped to count one.
+BODYLESS = frozenset({"GET", "HEAD", "OPTIONS"})
 
 
 def scope_header(scope: Scope, name: bytes) -> bytes | None:
@@ -66,50 +74,93 @@ def path_for_log(scope: Scope) -> str:
     return escape_for_log(path)
 
 
-def _content_length(scope: Scope) -> int | None:
-    """The declared body length, or None when absent or unreadable."""
-    value = scope_header(scope, b"content-length")
-    return int(value) if value is not None and value.isdigit() else None
+class _NewIds:
+    """New request ids: 32 hex digits, a random half per process and a counter.
+
+    Unique across processes and restarts like a uuid4's hex, without a system call per
+    request (``os.urandom`` was one); a forked child draws its own random half.
+    """
+
+    def __init__(self) -> None:
+        self._reset()
+        os.register_at_fork(after_in_child=self._reset)
+
+    def _reset(self) -> None:
+        self._prefix = os.urandom(8).hex()
+        self._count = itertools.count(int.from_bytes(os.urandom(4), "big"))
+
+    def next(self) -> str:
+        return f"{self._prefix}{next(self._count) & 0xFFFFFFFFFFFFFFFF:016x}"
+
+
+_new_ids: _NewIds | None = None
+
+
+def _read_head(scope: Scope) -> tuple[bytes | None, int | None, bool]:
+    """X-Request-ID, the declared body length (None when absent or unreadable) and whether
+    the body is chunked: one pass over the headers."""
+    incoming = length = None
+    chunked = False
+    for key, value in scope["headers"]:
+        if key == REQUEST_ID_HEADER:
+            incoming = incoming or value
+        elif key == b"content-length":
+            length = length if length is not None else int(value) if value.isdigit() else None
+        elif key == b"transfer-encoding":
+            chunked = True
+    return incoming, length, chunked
+
+
+def _request_id(incoming: bytes | None) -> str:
+    """The caller's X-Request-ID if it is short and plain, otherwise a new one."""
+    global _new_ids  # noqa: PLW0603 - made on first use: no fork hook at import
+    if valid_request_id(incoming):
+        return incoming.decode()
+    if _new_ids is None:
+        _new_ids = _NewIds()
+    return _new_ids.next()
 
 
 class RequestContextMiddleware:
-    """Request id, body limit and last-resort 500 for every HTTP request."""
+    """Request id, body limit, metrics and last-resort 500 for every HTTP request."""
 
-    def __init__(self, app: ASGIApp, max_body_bytes: int) -> None:
+    def __init__(
+        self, app: ASGIApp, max_body_bytes: int, recorder: RequestRecorder | None = None
+    ) -> None:
         self.app = app
         self.max_body_bytes = max_body_bytes
+        self.recorder = recorder
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        incoming = scope_header(scope, REQUEST_ID_HEADER)
-        # A new id has 32 hex digits, like a uuid4's hex.
-        request_id = incoming.decode() if valid_request_id(incoming) else os.urandom(16).hex()
+        recorder = self.recorder
+        if recorder is not None:
+            recorder.started()
+        began = time.perf_counter()
+        incoming, length, chunked = _read_head(scope)
+        request_id = _request_id(incoming)
         token = request_id_ctx.set(request_id)
+        id_header = (REQUEST_ID_HEADER, request_id.encode())
         started = False
+        status = 500
 
         async def send_with_id(message: Message) -> None:
-            nonlocal started
+            nonlocal started, status
             if message["type"] == "http.response.start":
                 started = True
-                headers = list(message.get("headers", ()))
-                headers.append((REQUEST_ID_HEADER, request_id.encode()))
-                message["headers"] = headers
+                status = message["status"]
+                message["headers"] = [*message.get("headers", ()), id_header]
             await send(message)
 
         try:
-            if not check_path(scope):
-                logger.info("%s %s: control character in the path", *_call(scope))
-                await self._reply(scope, send_with_id, envelope_response(404, 404, "Not Found"))
+            refusal = self._refusal(scope, length)
+            if refusal is not None:
+                await self._reply(scope, send_with_id, refusal)
                 return
-            length = _content_length(scope)
-            if length is not None and length > self.max_body_bytes:
-                logger.info("%s %s: body of %d bytes refused", *_call(scope), length)
-                await self._reply(scope, send_with_id, _too_large(self.max_body_bytes))
-                return
-            if length is None:
-                receive = self._limit(receive)
+            if length is None and (chunked or scope["method"] not in BODYLESS):
+                receive = self._limit(receive)  # a body without Content-Length: count it
             await self.app(scope, receive, send_with_id)
         except Exception:
             logger.exception("unhandled error in %s %s", *_call(scope))
@@ -118,6 +169,19 @@ class RequestContextMiddleware:
             await self._reply(scope, send_with_id, envelope_response(500, 500, INTERNAL_MSG))
         finally:
             request_id_ctx.reset(token)
+            if recorder is not None:
+                seconds = time.perf_counter() - began
+                recorder.finished(route_template(scope), scope["method"], status, seconds)
+
+    def _refusal(self, scope: Scope, length: int | None) -> ORJSONResponse | None:
+        """The reply to a request refused before the app sees it, or None."""
+        if not check_path(scope):
+            logger.info("%s %s: control character in the path", *_call(scope))
+            return envelope_response(404, 404, "Not Found")
+        if length is not None and length > self.max_body_bytes:
+            logger.info("%s %s: body of %d bytes refused", *_call(scope), length)
+            return _too_large(self.max_body_bytes)
+        return None
 
     @staticmethod
     async def _reply(scope: Scope, send: Send, response: ORJSONResponse) -> None:
@@ -183,10 +247,13 @@ async def vql_error(request: Request, exc: VqlError) -> ORJSONResponse:
     return envelope_response(exc.status, exc.code, exc.msg, summarize(exc.data))
 
 
-def install_error_handling(app: FastAPI, max_body_bytes: int) -> None:
-    """Add the envelope handlers and the request-context middleware to an app."""
+def install_error_handling(
+    app: FastAPI, max_body_bytes: int, recorder: RequestRecorder | None = None
+) -> None:
+    """Add the envelope handlers and the request-context middleware to an app
+    (counting requests into ``recorder`` when metrics are on)."""
     # Starlette calls each handler with the exception class it is registered for.
     app.add_exception_handler(HTTPException, cast(ExceptionHandler, http_error))
     app.add_exception_handler(RequestValidationError, cast(ExceptionHandler, validation_error))
     app.add_exception_handler(VqlError, cast(ExceptionHandler, vql_error))
-    app.add_middleware(RequestContextMiddleware, max_body_bytes=max_body_bytes)
+    app.add_middleware(RequestContextMiddleware, max_body_bytes=max_body_bytes, recorder=recorder)

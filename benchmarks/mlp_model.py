@@ -1,0 +1,67 @@
+"""The model of the batching benchmarks: an MLP whose cost is reading its 64 MiB of weights.
+
+Four 2048 x 2048 float32 layers (MatMul + Relu), built with ``onnx`` and run by ONNX
+Runtime on one thread. On one input the run reads every weight for 2048 x 2048 x 4
+multiply-adds per layer: memory-bound, as large networks are on GPUs; on 16 inputs it
+reads them once for 16 times the work, so a batch of 16 runs many times the items per
+second of a batch of 1. Each item of a request is a number; the model's input row is that
+number repeated, its answer the sum of the output row (so each request can check its own).
+
+Shared by bench_batching.py, the atom's server (batching_server.py) and LitServe's
+(litserve_server.py); ``python mlp_model.py OUT.onnx`` writes the model.
+"""
+
+import sys
+from pathlib import Path
+
+import numpy as np
+
+WIDTH, LAYERS = 2048, 4
+
+
+def build(path: Path, seed: int = 0) -> Path:
+    """Write the ONNX model to ``path`` (about 64 MiB)."""
+    from onnx import TensorProto, helper, numpy_helper
+
+    rng = np.random.default_rng(seed)
+    nodes, weights, name = [], [], "x"
+    for layer in range(LAYERS):
+        matrix = (rng.standard_normal((WIDTH, WIDTH)) / np.sqrt(WIDTH)).astype(np.float32)
+        weights.append(numpy_helper.from_array(matrix, f"w{layer}"))
+        nodes.append(helper.make_node("MatMul", [name, f"w{layer}"], [f"m{layer}"]))
+        nodes.append(helper.make_node("Relu", [f"m{layer}"], [f"h{layer}"]))
+        name = f"h{layer}"
+    graph = helper.make_graph(
+        nodes,
+        "mlp",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["n", WIDTH])],
+        [helper.make_tensor_value_info(name, TensorProto.FLOAT, ["n", WIDTH])],
+        weights,
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    path.write_bytes(model.SerializeToString())
+    return path
+
+
+class Mlp:
+    """The model loaded by ONNX Runtime with ``threads`` intra-op threads."""
+
+    def __init__(self, path: str | Path, threads: int = 1) -> None:
+        import onnxruntime
+
+        options = onnxruntime.SessionOptions()
+        options.intra_op_num_threads = threads
+        options.inter_op_num_threads = 1
+        self.session = onnxruntime.InferenceSession(
+            str(path), options, providers=["CPUExecutionProvider"]
+        )
+
+    def predict_batch(self, items: list[float]) -> list[float]:
+        """One answer per item, in order (one run for all of them)."""
+        rows = np.repeat(np.asarray(items, dtype=np.float32)[:, None], WIDTH, axis=1)
+        (out,) = self.session.run(None, {"x": rows})
+        return [round(float(value), 3) for value in out.sum(axis=1)]
+
+
+if __name__ == "__main__":
+    print(build(Path(sys.argv[1])))
