@@ -271,6 +271,23 @@ def test_unknown_models_versions_paths_and_methods(client: TestClient) -> None:
     assert client.get(f"{PREFIX}/nothing").json()["code"] == 404  # the envelope elsewhere
 
 
+def test_errors_made_before_the_routes_use_the_protocol_body(
+    make_settings: Callable[..., Settings],
+) -> None:
+    """A path with a control character (404) and a body above the limit (413), refused by
+    the middleware before any route runs, answer {"error": ...} under /v2 too."""
+    settings = make_settings(atom_max_body_bytes=2048)
+    with TestClient(make_app(settings)) as client:
+        for root in ("/v2", f"{PREFIX}/v2"):
+            reply = client.get(f"{root}/models/face%0a")
+            assert (reply.status_code, reply.json()) == (404, {"error": "Not Found"})
+            reply = client.post(f"{root}/models/face/infer", content=b"x" * 4096)
+            assert reply.status_code == 413
+            assert reply.json() == {"error": "Request Entity Too Large (limit 2048 bytes)"}
+        reply = client.post(f"{PREFIX}/detect", content=b"x" * 4096)
+        assert (reply.status_code, reply.json()["code"]) == (413, 413)  # the envelope elsewhere
+
+
 def test_not_ready_until_the_model_loads(make_settings: Callable[..., Settings]) -> None:
     """While a model loads, ready routes and infer answer 503."""
     release = threading.Event()

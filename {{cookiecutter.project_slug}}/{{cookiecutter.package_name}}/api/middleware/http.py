@@ -16,7 +16,7 @@ import logging
 import os
 import re
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from http import HTTPStatus
 from typing import Any, TypeGuard, cast
 
@@ -166,7 +166,7 @@ class RequestContextMiddleware:
             logger.exception("unhandled error in %s %s", *_call(scope))
             if started:
                 raise
-            await self._reply(scope, send_with_id, envelope_response(500, 500, INTERNAL_MSG))
+            await self._reply(scope, send_with_id, error_reply(scope, 500, INTERNAL_MSG))
         finally:
             request_id_ctx.reset(token)
             if recorder is not None:
@@ -177,10 +177,10 @@ class RequestContextMiddleware:
         """The reply to a request refused before the app sees it, or None."""
         if not check_path(scope):
             logger.info("%s %s: control character in the path", *_call(scope))
-            return envelope_response(404, 404, "Not Found")
+            return error_reply(scope, 404, "Not Found")
         if length is not None and length > self.max_body_bytes:
             logger.info("%s %s: body of %d bytes refused", *_call(scope), length)
-            return _too_large(self.max_body_bytes)
+            return error_reply(scope, 413, _too_large_msg(self.max_body_bytes))
         return None
 
     @staticmethod
@@ -216,13 +216,34 @@ def _too_large_msg(limit: int) -> str:
     return f"Request Entity Too Large (limit {limit} bytes)"
 
 
-def _too_large(limit: int) -> ORJSONResponse:
-    return envelope_response(413, 413, _too_large_msg(limit))
-
-
 def json_safe_errors(errors: Any) -> Any:
     """Validation errors made JSON-safe: exceptions as text, long inputs cut, bytes counted."""
     return summarize(errors, max_chars=200, max_items=50, depth=6)
+
+
+# A protocol whose paths answer errors with a body of their own (the Open Inference
+# Protocol's ``{"error": ...}``): (path roots, function(status, msg, headers) -> reply),
+# listed in ``app.state.error_bodies`` by whoever installs its routes.
+ErrorBody = Callable[[int, str, Mapping[str, str] | None], ORJSONResponse]
+
+
+def error_reply(
+    scope: Scope,
+    status: int,
+    msg: str,
+    *,
+    code: int | None = None,
+    data: Any = None,
+    headers: Mapping[str, str] | None = None,
+) -> ORJSONResponse:
+    """An error answered outside a route's own code: the envelope, or the error body of the
+    protocol the path belongs to (every error of ``/v2/...`` is ``{"error": msg}``)."""
+    state = getattr(scope.get("app"), "state", None)
+    path = scope["path"]
+    for roots, body in getattr(state, "error_bodies", ()):
+        if any(path == root or path.startswith(root + "/") for root in roots):
+            return body(status, msg, headers)
+    return envelope_response(status, status if code is None else code, msg, data, headers)
 
 
 async def http_error(request: Request, exc: HTTPException) -> ORJSONResponse:
@@ -232,7 +253,7 @@ async def http_error(request: Request, exc: HTTPException) -> ORJSONResponse:
     else:
         msg, data = HTTPStatus(exc.status_code).phrase, summarize(exc.detail)
     logger.info("%s %s -> %d %s", *_call(request.scope), exc.status_code, escape_for_log(msg))
-    return envelope_response(exc.status_code, exc.status_code, msg, data, headers=exc.headers)
+    return error_reply(request.scope, exc.status_code, msg, data=data, headers=exc.headers)
 
 
 async def validation_error(request: Request, exc: RequestValidationError) -> ORJSONResponse:

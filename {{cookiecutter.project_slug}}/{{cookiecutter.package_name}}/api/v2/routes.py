@@ -16,11 +16,10 @@ the model loads, 500 (message generic, details in the log) for a failure of ours
 
 import logging
 from collections.abc import Iterable, Mapping
-from typing import Any, cast
+from typing import Any
 
 from fastapi import APIRouter, FastAPI, Request, Response
 from starlette.concurrency import run_in_threadpool
-from starlette.exceptions import HTTPException
 
 from ... import __version__
 from ...config import Settings
@@ -310,24 +309,6 @@ def build_routers(include_in_schema: bool) -> list[APIRouter]:
     return [probes, infers]
 
 
-def _under(path: str, roots: tuple[str, ...]) -> bool:
-    return any(path == root or path.startswith(root + "/") for root in roots)
-
-
-def _protocol_errors(app: FastAPI, roots: tuple[str, ...]) -> None:
-    """404 and 405 under the v2 roots answered with the protocol's error body."""
-    previous = app.exception_handlers[HTTPException]
-
-    async def handler(request: Request, exc: Exception) -> Response:
-        assert isinstance(exc, HTTPException)
-        if _under(request.url.path, roots):
-            msg = exc.detail if isinstance(exc.detail, str) else "error"
-            return error(msg, exc.status_code, headers=exc.headers)
-        return await previous(request, exc)  # type: ignore[misc]  # Starlette's handler is async
-
-    app.add_exception_handler(HTTPException, cast(Any, handler))
-
-
 def install_v2(app: FastAPI, routers: Iterable[APIRouter], settings: Settings) -> None:
     """Mount the v2 routes under ATOM_API_PREFIX and at the root, for the app's models."""
     store: ModelStore = app.state.models
@@ -339,4 +320,10 @@ def install_v2(app: FastAPI, routers: Iterable[APIRouter], settings: Settings) -
     if prefix:
         for router in build_routers(include_in_schema=False):
             include_flat(app, router, "")
-    _protocol_errors(app, tuple(dict.fromkeys((prefix + ROOT, ROOT))))
+    # Every error under the v2 roots, the middleware's and FastAPI's 404/405 included, is
+    # the protocol's body.
+    roots = tuple(dict.fromkeys((prefix + ROOT, ROOT)))
+    app.state.error_bodies = [
+        *getattr(app.state, "error_bodies", ()),
+        (roots, lambda status, msg, headers: error(msg, status, headers)),
+    ]
