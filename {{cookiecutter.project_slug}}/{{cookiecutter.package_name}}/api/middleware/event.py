@@ -43,27 +43,20 @@ def _name(handler: Callable[[], Any]) -> str:
     return f"{getattr(handler, '__module__', '?')}.{getattr(handler, '__qualname__', handler)}"
 
 
-async def run_startup_handlers(handlers: Sequence[Callable[[], Any]]) -> None:
-    """Call each ``on_event("startup")`` handler in order; a failure is logged and raised."""
+async def run_event_handlers(handlers: Sequence[Callable[[], Any]], event: str) -> None:
+    """Call each ``on_event(event)`` handler in order. A failing startup handler is logged and
+    raised (the server does not start); a failing shutdown handler is logged, the others
+    still run."""
     for handler in handlers:
         try:
             result = handler()
             if inspect.isawaitable(result):
                 await result
         except Exception:
-            logger.exception("startup handler %s failed: the server does not start", _name(handler))
-            raise
-
-
-async def run_shutdown_handlers(handlers: Sequence[Callable[[], Any]]) -> None:
-    """Call each ``on_event("shutdown")`` handler; a failure is logged, the others still run."""
-    for handler in handlers:
-        try:
-            result = handler()
-            if inspect.isawaitable(result):
-                await result
-        except Exception:
-            logger.exception("shutdown handler %s failed", _name(handler))
+            if event == "startup":
+                logger.exception("startup handler %s failed: no start", _name(handler))
+                raise
+            logger.exception("%s handler %s failed", event, _name(handler))
 
 
 @contextlib.asynccontextmanager
@@ -95,12 +88,12 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     loading = asyncio.create_task(load_models(store, settings, metrics), name="load-models")
     started = False
     try:
-        await run_startup_handlers(app.router.on_startup)
+        await run_event_handlers(app.router.on_startup, "startup")
         started = True
         yield
     finally:
         if started:
-            await run_shutdown_handlers(app.router.on_shutdown)
+            await run_event_handlers(app.router.on_shutdown, "shutdown")
         if serving is not None:
             await run_in_daemon_thread(serving.stop, name="serving-stop")
         loading.cancel()
