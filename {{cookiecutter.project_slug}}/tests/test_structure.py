@@ -3,6 +3,8 @@ line to register a route module with its models, a model store that knows what l
 
 import ast
 import asyncio
+import inspect
+import json
 import subprocess
 import sys
 import threading
@@ -132,6 +134,81 @@ def test_listing_a_router_registers_its_routes_and_models(settings: Settings) ->
         assert client.get(f"{prefix}/plates").json() == {"model": "plate reader"}
         assert client.get(f"{prefix}/v1/health/ready").json()["models"] == {"plates": "ready"}
     assert calls == [settings.atom_title]
+
+
+def test_state_dependencies_of_an_async_route_are_read_without_changing_its_interface(
+    settings: Settings,
+) -> None:
+    """An ``async def`` route's ``Model``/``AppSettings``/``ModelIds``/``Store`` are filled
+    by the route's wrapper: the same values, the same OpenAPI parameters, 503 while loading."""
+    from pydantic import BaseModel
+
+    from {{ cookiecutter.package_name }}.api.dependencies import (
+        REQUEST_PARAM,
+        AppSettings,
+        ModelIds,
+        Store,
+    )
+
+    class Body(BaseModel):
+        n: int
+
+    release = threading.Event()
+
+    def load_slowly(_: Settings) -> str:
+        release.wait(10)
+        return "plate reader"
+
+    def routes(inline: bool) -> UdfAPIRoute:
+        router = UdfAPIRoute(tags=["plates"])
+        router.model_loader("plates")(load_slowly)
+        add = router.add_api_route if inline else super(UdfAPIRoute, router).add_api_route
+
+        async def read(
+            *,
+            body: Body,
+            model: Annotated[str, Model("plates")],
+            conf: AppSettings,
+            ids: ModelIds,
+            store: Store,
+            page: int = 1,
+        ) -> dict:
+            return {
+                "model": model,
+                "title": conf.atom_title,
+                "ids": list(ids.served),
+                "store": type(store).__name__,
+                "n": body.n,
+                "page": page,
+            }
+
+        add("/plates", read, methods=["POST"])
+        return router
+
+    inlined = get_app(settings, routers=[routes(True)])
+    solved = get_app(settings, routers=[routes(False)])
+    prefix = settings.atom_api_prefix
+    path = f"{prefix}/plates"
+    (endpoint,) = [r.endpoint for r in inlined.routes if getattr(r, "path", "") == path]
+    assert REQUEST_PARAM in inspect.signature(endpoint).parameters  # the wrapper is in place
+    paths = [app.openapi()["paths"][path] for app in (inlined, solved)]
+    assert paths[0] == paths[1]
+    assert REQUEST_PARAM not in json.dumps(inlined.openapi())
+    with TestClient(inlined) as one, TestClient(solved) as two:
+        for client in (one, two):
+            early = client.post(f"{path}?page=2", json={"n": 3})
+            assert early.status_code == 503, early.text
+            assert "'plates' is not available" in early.text
+        release.set()
+        wait_ready(one, prefix)
+        wait_ready(two, prefix)
+        answers = [c.post(f"{path}?page=2", json={"n": 3}) for c in (one, two)]
+        assert [a.status_code for a in answers] == [200, 200]
+        assert answers[0].json() == answers[1].json()
+        assert answers[0].json()["model"] == "plate reader"
+        assert answers[0].json()["title"] == settings.atom_title
+        bad = one.post(path, json={"n": "three"})
+        assert bad.status_code == 422, bad.text
 
 
 def test_two_route_modules_on_one_path_stop_the_start(settings: Settings) -> None:

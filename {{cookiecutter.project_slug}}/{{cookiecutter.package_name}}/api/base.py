@@ -34,6 +34,7 @@ from fastapi.routing import APIRoute
 from ..control.logs import log_line
 from ..lib.common import SECRET_WORDS, escape_for_log, format_long, ms_since, redact_headers
 from .batching import Batching
+from .dependencies import inline_state_dependencies
 from .middleware.http import path_for_log, scope_header
 from .schema.response import ERROR_RESPONSES
 from .streaming import stream_route
@@ -177,6 +178,12 @@ class UdfAPIRoute(APIRouter):
         self.model_loaders: dict[str, ModelLoader] = {}
         self.batching: dict[str, Batching] = {}
         self.v2_signatures: dict[str, Any] = {}
+
+    def add_api_route(self, path: str, endpoint: Callable[..., Any], **kwargs: Any) -> None:
+        """APIRouter's, with the endpoint's state dependencies (``Images``, ``Model(name)``...)
+        read by a wrapper instead of solved by FastAPI at every request (the same values,
+        about 10 us less each: ``dependencies.inline_state_dependencies``)."""
+        super().add_api_route(path, inline_state_dependencies(endpoint), **kwargs)
 
     def model_loader(
         self, name: str, *, batch: Batching | None = None
