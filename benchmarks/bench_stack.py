@@ -69,6 +69,8 @@ def loaded(server: StackServer, url: str, seconds: int, connections: int, script
     before = cpu_seconds(server.process.pid)
     row = wrk(url, seconds, connections, script, threads=1)
     spent = cpu_seconds(server.process.pid) - before
+    # A route that answers errors (a 404 of a missing route, a 422) measures nothing.
+    assert not row["errors"], f"{server.kind} {url}: {row['errors']:.0f} replies were not 2xx"
     row["cpu_us"] = spent / max(1.0, row["rps"] * seconds) * 1e6
     return row
 

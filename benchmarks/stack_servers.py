@@ -6,7 +6,9 @@ Copied into a bake of the default atom by bench_stack.py (not part of the atom):
                                              error envelope, metrics) plus an echo route
     python stack_servers.py bare --port P    a bare FastAPI app with the same two routes, and
                                              the atom's detect written by hand with the same
-                                             payload and response models
+                                             payload and response models (as a plain def at
+                                             the atom's path, as an async def at
+                                             /bench/detect-async)
 """
 
 import sys
@@ -55,8 +57,7 @@ def bare_app() -> FastAPI:
     from my_atom.api.schema.payload import DetectPayload
     from my_atom.api.schema.response import DetectResponse
 
-    @app.post("/d2atom/detect", response_model=DetectResponse)
-    def bare_detect(payload: DetectPayload) -> DetectResponse:
+    def hand_written_detect(payload: DetectPayload) -> DetectResponse:
         # The atom's detect written by hand with the same bodies: nothing to load for
         # "stream", so the model gets no image.
         started = time.perf_counter()
@@ -65,6 +66,14 @@ def bare_app() -> FastAPI:
         return DetectResponse(
             took=round((time.perf_counter() - started) * 1000, 2), objects=objects
         )
+
+    @app.post("/d2atom/detect", response_model=DetectResponse)
+    def bare_detect(payload: DetectPayload) -> DetectResponse:
+        return hand_written_detect(payload)
+
+    @app.post("/d2atom/bench/detect-async", response_model=DetectResponse)
+    async def bare_detect_async(payload: DetectPayload) -> DetectResponse:
+        return hand_written_detect(payload)
 
     return app
 

@@ -6,6 +6,7 @@ import logging
 import multiprocessing
 import os
 import re
+import threading
 import time
 from pathlib import Path
 from unittest import mock
@@ -155,6 +156,41 @@ def test_a_warning_is_written_at_once_after_the_lines_before_it() -> None:
         handler.handle(record(logging.WARNING, "third"))
         assert stream.getvalue() == "first\nsecond\nthird\n"
     handler.close()
+
+
+class SlowOutput(log_module.BatchedHandler):
+    """A handler whose first write takes 0.5 s (a slow disk or a console pipe nobody reads)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.written: list[str] = []
+        self.writing = threading.Event()
+
+    def write_lines(self, lines: list[str]) -> None:
+        if not self.written:
+            self.writing.set()
+            time.sleep(0.5)
+        self.written.extend(lines)
+
+
+def test_a_slow_write_never_holds_up_the_next_line() -> None:
+    """While a batch is being written, queuing a line takes no time; a WARNING waits for
+    the batch before it and comes out after it, in order."""
+    handler = SlowOutput()
+    with mock.patch.object(log_module, "FLUSH_INTERVAL", 60):
+        handler.queue_line("first", logging.INFO)
+        writer = threading.Thread(target=handler.flush)
+        writer.start()
+        assert handler.writing.wait(5)
+        started = time.perf_counter()
+        handler.queue_line("second", logging.INFO)
+        queued_in = time.perf_counter() - started
+        handler.queue_line("third", logging.WARNING)  # flushes: waits for "first"
+        waited = time.perf_counter() - started
+        writer.join(5)
+    assert queued_in < 0.1, f"queuing a line waited {queued_in:.3f} s for a write"
+    assert waited > 0.2  # the WARNING was written after the slow batch, not before
+    assert handler.written == ["first", "second", "third"]
 
 
 def test_close_writes_what_is_pending(tmp_path: Path) -> None:

@@ -7,6 +7,7 @@ set-up does it), before ``os.fork``. Batching saves most of the cost of a logged
 one write, and one lock of the shared file, per batch instead of per line.
 """
 
+import collections
 import contextlib
 import fcntl
 import logging
@@ -33,6 +34,11 @@ class BatchedHandler(logging.Handler):
     def __init__(self) -> None:
         super().__init__()
         self._pending: list[str] = []
+        # Batches taken from _pending, written in order by whoever holds _write_lock. The
+        # handler's lock is never held while writing: a route queuing its line never waits
+        # for a slow disk or console pipe, only for the swap of a list.
+        self._batches: collections.deque[list[str]] = collections.deque()
+        self._write_lock = threading.Lock()
         _BATCHED.add(self)
 
     def emit(self, record: logging.LogRecord) -> None:
@@ -59,22 +65,31 @@ class BatchedHandler(logging.Handler):
             _FLUSHER.wake()
 
     def flush(self) -> None:
-        """Write the pending lines now."""
+        """Write the pending lines now (when this returns, every line queued before the call
+        is written, by this thread or by one that was writing already)."""
         lock = self.lock
         assert lock is not None  # Handler.__init__ creates it
         with lock:
-            if not self._pending:
-                return
-            lines, self._pending = self._pending, []
-            try:
-                self.write_lines(lines)
-            except ValueError:  # a closed stream (at exit): nowhere to write
-                pass
-            except Exception as exc:  # noqa: BLE001 - a log handler must never raise
-                stream = sys.__stderr__
-                if logging.raiseExceptions and stream is not None:
-                    with contextlib.suppress(Exception):
-                        stream.write(f"--- logging: {len(lines)} lines lost: {exc!r}\n")
+            if self._pending:
+                self._batches.append(self._pending)
+                self._pending = []
+        # Taken even with nothing left to take: another thread may be writing the batch
+        # this call put in the deque. Never the handler's lock while holding this one (a
+        # WARNING flushes from inside the handler's lock): the deque needs no lock.
+        with self._write_lock:
+            while self._batches:
+                self._write_batch(self._batches.popleft())
+
+    def _write_batch(self, lines: list[str]) -> None:
+        try:
+            self.write_lines(lines)
+        except ValueError:  # a closed stream (at exit): nowhere to write
+            pass
+        except Exception as exc:  # noqa: BLE001 - a log handler must never raise
+            stream = sys.__stderr__
+            if logging.raiseExceptions and stream is not None:
+                with contextlib.suppress(Exception):
+                    stream.write(f"--- logging: {len(lines)} lines lost: {exc!r}\n")
 
     def write_lines(self, lines: list[str]) -> None:
         """Write formatted lines (without their newlines), in order."""
@@ -87,6 +102,8 @@ class BatchedHandler(logging.Handler):
     def _forget_pending(self) -> None:
         """In a forked child: the parent writes its own lines."""
         self._pending = []
+        self._batches.clear()
+        self._write_lock = threading.Lock()  # a thread of the parent may have held it
 
 
 class _Flusher:
