@@ -23,11 +23,16 @@ pytestmark = pytest.mark.soak
 
 SOAK_REQUESTS = int(os.environ.get("SOAK_REQUESTS", "2000"))
 CONCURRENCY = 32
-# The warm-up runs at 4x the concurrency: each worker then has more calls in flight than
-# anyio's thread pool has tokens (40), so the pool reaches its ceiling, and the thread
-# count measured after it cannot rise through the pool later (idle pool threads exit).
+# The warm-up runs at 4x the concurrency so that the pools and buffers of every process
+# have grown to what the load needs before usage is measured.
 WARM_UP_REQUESTS = 800
 WARM_UP_CONCURRENCY = 4 * CONCURRENCY
+# A worker's thread count may rise by up to the size of anyio's thread pool (its default
+# 40 tokens, which the atom keeps): detect is an async route that hops to the pool only to
+# decode images, so how many pool threads exist depends on how many decodes happened to
+# overlap, not on the number of calls (idle pool threads exit after 10 s). A leak of a
+# thread per call exceeds it within the first 100 of the 2,000 calls.
+POOL_THREADS = 40
 # Usage is measured at rest: uvicorn closes idle keep-alive connections after 5 s (its
 # timeout_keep_alive; server.py keeps the default), so after this pause no connection
 # from nginx to a worker is left open and fd counts compare exactly.
@@ -194,5 +199,6 @@ def test_soak(atom: AtomLauncher, default_atom: Path) -> None:
     assert http("GET", atom.url("/v1/health/ping"))[0::2] == (200, {"is_alive": True})
     for name in named:
         assert after[name].fds <= before[name].fds, name
-        assert after[name].threads <= before[name].threads, name
+        slack = POOL_THREADS if name.startswith("worker") else 0
+        assert after[name].threads <= before[name].threads + slack, name
         assert after[name].rss_kib - before[name].rss_kib < RSS_GROWTH_KIB, name

@@ -171,7 +171,12 @@ def inline_state_dependencies(endpoint: Callable[..., Any]) -> Callable[..., Any
         for name in signature.parameters
         if (getter := _state_getter(hints.get(name))) is not None
     }
-    if not getters or REQUEST_PARAM in signature.parameters:
+    variadic = (inspect.Parameter.VAR_POSITIONAL, inspect.Parameter.VAR_KEYWORD)
+    if (
+        not getters
+        or REQUEST_PARAM in signature.parameters
+        or any(param.kind in variadic for param in signature.parameters.values())
+    ):
         return endpoint
     if not inspect.iscoroutinefunction(endpoint):
         # A plain ``def`` runs in the thread pool, and some getters need the event loop
