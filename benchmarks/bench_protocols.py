@@ -229,6 +229,9 @@ def main() -> int:
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="bench-protocols-") as folder:
         work = Path(folder)
+        # nginx's workers (nobody, when the benchmark runs as root) pass through this
+        # folder to the runtime folder inside it: mkdtemp's 0700 would stop the launcher.
+        work.chmod(0o755)
         project = bake(work / "bake")
         print("\n".join(stream_table(project, work, args.runs)))
         print()

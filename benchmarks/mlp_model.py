@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 
 WIDTH, LAYERS = 2048, 4
+IR_VERSION = 9  # the ONNX IR version the model is written in (see build)
 
 
 def build(path: Path, seed: int = 0) -> Path:
@@ -38,7 +39,12 @@ def build(path: Path, seed: int = 0) -> Path:
         [helper.make_tensor_value_info(name, TensorProto.FLOAT, ["n", WIDTH])],
         weights,
     )
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    # The IR version is set, not left to the onnx package: a newer onnx writes a version
+    # that the ONNX Runtime of the servers cannot load yet (onnx 1.23 writes 14, ONNX
+    # Runtime 1.23 reads up to 11). 9 with opset 17 loads in every ONNX Runtime since 1.15.
+    model = helper.make_model(
+        graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=IR_VERSION
+    )
     path.write_bytes(model.SerializeToString())
     return path
 
