@@ -6,7 +6,6 @@ import importlib.util
 import json
 import os
 import re
-import subprocess
 import sys
 from pathlib import Path
 from types import ModuleType
@@ -19,10 +18,10 @@ from scripts.atomctl import TEMPLATE, hook_scripts_contained
 
 from .conftest import DEFAULT_ANSWERS, run
 from .throwaway import (
-    GIT_ENV,
     cookiecutter_config,
     copy_template,
     generate,
+    git,
     new_repository,
     template_version,
 )
@@ -46,20 +45,6 @@ def load_hook(folder: Path, answers: dict) -> ModuleType:
 def hook(tmp_path_factory: pytest.TempPathFactory) -> ModuleType:
     """The hook rendered with the default answers."""
     return load_hook(tmp_path_factory.mktemp("hook"), DEFAULT_ANSWERS)
-
-
-def git(cwd: Path, *args: str) -> str:
-    """git in ``cwd`` with a test identity; its output."""
-    result = subprocess.run(
-        ["git", *args],
-        cwd=cwd,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        env={**os.environ, **GIT_ENV},
-        check=True,
-    )
-    return result.stdout.strip()
 
 
 def fake_template(folder: Path, tag: str | None = "v9.9.9") -> Path:

@@ -2,8 +2,6 @@
 section, and make release (scripts/release.py) dating, committing and tagging a version."""
 
 import json
-import os
-import subprocess
 from pathlib import Path
 
 import pytest
@@ -11,7 +9,7 @@ import pytest
 from scripts import release
 from scripts.atomctl import TEMPLATE
 
-from .throwaway import GIT_ENV
+from .throwaway import GIT_ENV, git
 
 CHANGELOG = """# Changelog
 
@@ -31,20 +29,6 @@ CHANGELOG = """# Changelog
 
 - The first version.
 """
-
-
-def git(cwd: Path, *args: str) -> str:
-    """git in ``cwd`` with a test identity; its output."""
-    result = subprocess.run(
-        ["git", *args],
-        cwd=cwd,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        env={**os.environ, **GIT_ENV},
-        check=True,
-    )
-    return result.stdout.strip()
 
 
 @pytest.fixture
