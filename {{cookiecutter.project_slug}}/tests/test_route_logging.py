@@ -1,5 +1,6 @@
 """UdfAPIRoute: what each call logs, what it hides, and when it profiles."""
 
+import json
 import re
 from collections.abc import Callable, Iterator
 
@@ -139,3 +140,49 @@ def test_health_routes_are_quiet_at_info(make_settings: Callable[..., Settings])
     with TestClient(build(make_settings)) as client:
         client.get(f"{settings.atom_api_prefix}/v1/health/ping", headers={"X-Request-ID": "q1"})
     assert log_lines(settings, "q1") == []
+
+
+@pytest.mark.parametrize("level", ["INFO", "WARNING"])
+def test_a_json_body_is_parsed_once(
+    make_settings: Callable[..., Settings], monkeypatch: pytest.MonkeyPatch, level: str
+) -> None:
+    """At INFO the call line's parse of the body is the one the route gets: the json
+    module's parser does not run again. At WARNING (no call line) FastAPI parses it."""
+    calls = []
+    real_loads = json.loads
+
+    def counting_loads(*args: object, **kwargs: object) -> object:
+        calls.append(args)
+        return real_loads(*args, **kwargs)
+
+    with TestClient(build(make_settings, log_level=level)) as client:
+        monkeypatch.setattr(json, "loads", counting_loads)
+        reply = client.post("/e/json", json={"a": 1, "b": [2.5, {"c": None}], "d": "x"})
+        monkeypatch.undo()
+    assert reply.status_code == 200
+    assert reply.json() == {"n": 3}
+    assert len(calls) == (0 if level == "INFO" else 1)
+
+
+@pytest.mark.parametrize(
+    "literal",
+    [b"123456789012345678901234567890", b"-9223372036854775809", b"18446744073709551616"],
+)
+def test_integers_beyond_64_bits_stay_exact(
+    make_settings: Callable[..., Settings], literal: bytes
+) -> None:
+    """orjson reads integer literals beyond 64 bits as floats: for such a body the route gets
+    the json module's exact value, as without the call line."""
+    router = UdfAPIRoute()
+
+    @router.post("/int")
+    async def int_route(body: dict) -> dict:
+        return {"text": str(body["n"]), "type": type(body["n"]).__name__}
+
+    app = get_app(make_settings(), model_loaders={})
+    app.include_router(router, prefix="/e")
+    with TestClient(app) as client:
+        body = b'{"n": ' + literal + b"}"
+        reply = client.post("/e/int", content=body, headers={"Content-Type": "application/json"})
+    assert reply.status_code == 200
+    assert reply.json() == {"text": literal.decode(), "type": "int"}
