@@ -1,9 +1,14 @@
 """Stack overhead: the full atom stack against a bare FastAPI app, same uvicorn settings.
 
 Two routes: ``GET ping`` (quiet: logged at DEBUG) and a small JSON ``POST`` (logged at
-INFO, like a model route: one line per call, request id, metrics). Load from wrk; atom
-and bare alternate over several rounds (which goes first alternates too), and the table
+INFO, like a model route: one line per call, request id, metrics), plus the atom's
+``detect`` with nothing to load against the same route written by hand. Load from wrk;
+the servers alternate over several rounds (which goes first rotates too), and the table
 gives medians, and the median of each round's atom / bare ratio.
+
+A last row sets the logged POST beside the bare app run as uvicorn runs it by default,
+with its access log: what one log line per call costs without the atom (its line is
+shorter than the atom's, without request id or body, and goes to one output, not two).
 
     .venv/bin/python benchmarks/bench_stack.py [--seconds 5] [--rounds 5] [--connections 16]
 """
@@ -78,6 +83,7 @@ def loaded(server: StackServer, url: str, seconds: int, connections: int, script
 # (row key, path, body script name or None); the bare app serves the atom's detect
 # written by hand twice, as a plain def and as an async def.
 LOADS = {
+    "bare-logged": (("echo_logged", "/bench/echo", "echo"),),
     "atom": (
         ("ping", "/v1/health/ping", None),
         ("echo", "/bench/echo", "echo"),
@@ -91,12 +97,33 @@ LOADS = {
         ("detect_async", "/bench/detect-async", "stream"),
     ),
 }
+# (label, atom's row, the other server, its row, target)
 ROWS = (
-    ("ping", "GET ping", TARGET),
-    ("echo", "POST small JSON", TARGET),
-    ("detect", "POST detect, no image (stream); bare: hand-written `def`", DETECT_TARGET),
-    ("detect_async", "POST detect, no image (stream); bare: hand-written `async def`", None),
+    ("GET ping", "ping", "bare", "ping", TARGET),
+    ("POST small JSON", "echo", "bare", "echo", TARGET),
+    (
+        "POST detect, no image (stream); bare: hand-written `def`",
+        "detect",
+        "bare",
+        "detect",
+        DETECT_TARGET,
+    ),
+    (
+        "POST detect, no image (stream); bare: hand-written `async def`",
+        "detect_async",
+        "bare",
+        "detect_async",
+        None,
+    ),
+    (
+        "POST small JSON; bare with uvicorn's access log on (its default)",
+        "echo",
+        "bare-logged",
+        "echo_logged",
+        None,
+    ),
 )
+KINDS = ("atom", "bare", "bare-logged")
 
 
 def measure(server: StackServer, seconds: int, connections: int, scripts: dict) -> dict:
@@ -124,9 +151,10 @@ def main() -> int:
         scripts["echo"].write_text(POST_SCRIPT.format(body=ECHO_BODY))
         scripts["stream"].write_text(POST_SCRIPT.format(body=STREAM_BODY))
         env = {"LOG_ROOT": str(workdir / "logs")}  # the atom logs as it does by default
-        runs: dict[str, list[dict]] = {"atom": [], "bare": []}
+        runs: dict[str, list[dict]] = {kind: [] for kind in KINDS}
         for round_ in range(args.rounds):
-            for kind in ("atom", "bare") if round_ % 2 else ("bare", "atom"):
+            shift = round_ % len(KINDS)
+            for kind in KINDS[shift:] + KINDS[:shift]:
                 server = StackServer(project, kind, env=env)
                 runs[kind].append(measure(server, args.seconds, args.connections, scripts))
     print(
@@ -139,17 +167,12 @@ def main() -> int:
         " | bare p50 / p99 ms | CPU µs per request, atom / bare | bare / atom CPU | target |"
     )
     print("|---|---|---|---|---|---|---|---|---|")
-    for route, label, target in ROWS:
-        atom = {k: statistics.median(r[route][k] for r in runs["atom"]) for k in KEYS}
-        bare = {k: statistics.median(r[route][k] for r in runs["bare"]) for k in KEYS}
-        ratio = statistics.median(
-            a[route]["rps"] / b[route]["rps"]
-            for a, b in zip(runs["atom"], runs["bare"], strict=True)
-        )
-        cpu = statistics.median(
-            b[route]["cpu_us"] / a[route]["cpu_us"]
-            for a, b in zip(runs["atom"], runs["bare"], strict=True)
-        )
+    for label, route, other, other_route, target in ROWS:
+        pairs = list(zip(runs["atom"], runs[other], strict=True))
+        atom = {k: statistics.median(a[route][k] for a, _ in pairs) for k in KEYS}
+        bare = {k: statistics.median(b[other_route][k] for _, b in pairs) for k in KEYS}
+        ratio = statistics.median(a[route]["rps"] / b[other_route]["rps"] for a, b in pairs)
+        cpu = statistics.median(b[other_route]["cpu_us"] / a[route]["cpu_us"] for a, b in pairs)
         verdict = (
             "-"
             if target is None

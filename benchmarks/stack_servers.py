@@ -9,6 +9,9 @@ Copied into a bake of the default atom by bench_stack.py (not part of the atom):
                                              payload and response models (as a plain def at
                                              the atom's path, as an async def at
                                              /bench/detect-async)
+    python stack_servers.py bare-logged --port P
+                                             the bare app as uvicorn runs it by default: its
+                                             access log on, one line per call on stderr
 """
 
 import sys
@@ -102,14 +105,10 @@ def main() -> int:
 
         return server.main(argv, app_factory=atom_factory)
     port = int(argv[argv.index("--port") + 1])
-    uvicorn.run(
-        bare_app(),
-        host="127.0.0.1",
-        port=port,
-        log_config=None,
-        access_log=False,
-        server_header=False,
-    )
+    # bare: no log line at all; bare-logged: uvicorn's defaults (log_config and access_log
+    # left alone), what a FastAPI app run by uvicorn logs for each call.
+    quiet = {} if kind == "bare-logged" else {"log_config": None, "access_log": False}
+    uvicorn.run(bare_app(), host="127.0.0.1", port=port, server_header=False, **quiet)
     return 0
 
 
