@@ -57,7 +57,9 @@ METHOD = """\
   by the scripts on 127.0.0.1 and stopped by pid. The atom runs with its defaults: log
   file and console at INFO, request ids, error envelope, metrics on.
 - "bare FastAPI" is `benchmarks/stack_servers.py bare`: the same routes in a FastAPI app
-  with nothing else, run by uvicorn with the atom's `server.py` settings.
+  with nothing else, run by uvicorn with the atom's `server.py` settings;
+  `stack_servers.py bare-logged` runs it with uvicorn's default logging instead, its
+  access log writing one line per call.
 - Machines shared with other work (this one is a 2-core VM) vary by tens of percent
   from one second to the next: the scripts alternate variants over several rounds and
   report medians. Even so, a ratio here can move by about 0.1 from one run to the next.
