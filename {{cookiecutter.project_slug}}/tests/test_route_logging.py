@@ -165,11 +165,16 @@ def test_a_json_body_is_parsed_once(
 
 
 @pytest.mark.parametrize(
-    "literal",
-    [b"123456789012345678901234567890", b"-9223372036854775809", b"18446744073709551616"],
+    ("literal", "items"),
+    [
+        (b"123456789012345678901234567890", 0),
+        (b"-9223372036854775809", 0),
+        (b"18446744073709551616", 0),
+        (b"18446744073709551616", 100),  # the last of a long list of numbers
+    ],
 )
 def test_integers_beyond_64_bits_stay_exact(
-    make_settings: Callable[..., Settings], literal: bytes
+    make_settings: Callable[..., Settings], literal: bytes, items: int
 ) -> None:
     """orjson reads integer literals beyond 64 bits as floats: for such a body the route gets
     the json module's exact value, as without the call line."""
@@ -177,12 +182,35 @@ def test_integers_beyond_64_bits_stay_exact(
 
     @router.post("/int")
     async def int_route(body: dict) -> dict:
-        return {"text": str(body["n"]), "type": type(body["n"]).__name__}
+        n = body["n"][-1] if isinstance(body["n"], list) else body["n"]
+        return {"text": str(n), "type": type(n).__name__}
 
     app = get_app(make_settings(), model_loaders={})
     app.include_router(router, prefix="/e")
+    value = b"[" + b"1.5, " * items + literal + b"]" if items else literal
     with TestClient(app) as client:
-        body = b'{"n": ' + literal + b"}"
+        body = b'{"n": ' + value + b"}"
         reply = client.post("/e/int", content=body, headers={"Content-Type": "application/json"})
     assert reply.status_code == 200
     assert reply.json() == {"text": literal.decode(), "type": "int"}
+
+
+def test_a_long_list_of_numbers_is_parsed_once(
+    make_settings: Callable[..., Settings], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A tensor's data (a long list of floats, within 64 bits) takes the call line's parse."""
+    calls = []
+    real_loads = json.loads
+
+    def counting_loads(*args: object, **kwargs: object) -> object:
+        calls.append(args)
+        return real_loads(*args, **kwargs)
+
+    data = [i / 7 for i in range(1000)] + [2.0**62, -(2.0**62), 12345678901234567890]
+    with TestClient(build(make_settings)) as client:
+        monkeypatch.setattr(json, "loads", counting_loads)
+        reply = client.post("/e/json", json={"data": data})
+        monkeypatch.undo()
+    assert reply.status_code == 200
+    assert reply.json() == {"n": 1}
+    assert calls == []

@@ -52,6 +52,8 @@ SHORT_JSON_BYTES = 256
 NOT_JSON = object()  # a body that is not JSON (or not read as JSON)
 WIDE_INT = 2.0**63  # orjson reads integer literals from -2**63 to 2**64 - 1 exactly
 NESTED = frozenset({float, dict, list})  # what as_json_module_reads looks into
+NUMBERS = frozenset({int, float, bool})
+LONG_LIST = 64  # items from which a list of numbers is checked by its bounds
 NOT_PLAIN_RE = re.compile(rb"[\x00-\x1f\x7f@]|" + b"|".join(re.escape(w) for w in SECRET_WORDS))
 
 
@@ -78,19 +80,37 @@ def _read_body(body: bytes, content_type: str) -> tuple[str, Any]:
 def as_json_module_reads(value: Any) -> bool:
     """True when ``value``, from ``orjson.loads``, is what ``json.loads`` makes of the same
     body. orjson reads an integer literal beyond 64 bits as a float (the json module keeps it
-    exact): any integral float that large may be one, and makes this False."""
+    exact): any integral float that large may be one, and makes this False.
+
+    A long list of numbers (a tensor's data) is checked by its minimum and maximum,
+    found in C, instead of a loop over its items.
+    """
     pending = [value]
     while pending:
         item = pending.pop()
         kind = type(item)
         if kind is float:
-            if abs(item) >= WIDE_INT and item.is_integer():
+            if _wide(item):
                 return False
-        elif kind is dict or kind is list:
-            values = item.values() if kind is dict else item
-            if not NESTED.isdisjoint(map(type, values)):
-                pending.extend(v for v in values if type(v) in NESTED)
+            continue
+        if kind is not dict and kind is not list:
+            continue
+        values = item.values() if kind is dict else item
+        if NESTED.isdisjoint(map(type, values)):
+            continue  # strings, integers...: nothing orjson reads otherwise
+        if kind is list and len(item) > LONG_LIST and set(map(type, item)) <= NUMBERS:
+            if min(item) > -WIDE_INT and max(item) < WIDE_INT:
+                continue
+            if any(type(number) is float and _wide(number) for number in item):
+                return False
+            continue
+        pending.extend(v for v in values if type(v) in NESTED)
     return True
+
+
+def _wide(number: float) -> bool:
+    """An integral float beyond what orjson reads as an integer."""
+    return abs(number) >= WIDE_INT and number.is_integer()
 
 
 def _plain(body: bytes) -> bool:

@@ -43,14 +43,27 @@ INTERNAL_MSG = "Internal Server Error"
 # Methods whose requests carry no body unless chunked (a body needs Content-Length or
 # Transfer-Encoding in HTTP/1.1): their receive is not wrapped to count one.
 BODYLESS = frozenset({"GET", "HEAD", "OPTIONS"})
+HEADERS_KEY = "atom.headers"  # the scope key of scope_headers()
+
+
+def scope_headers(scope: Scope) -> dict[bytes, bytes]:
+    """The request headers by name (lower case), each with its first value.
+
+    Made once per request (the middleware makes it first) and kept in the scope: ``dict``
+    over the reversed header list runs in C, where a loop over the list ran in Python for
+    each header looked up.
+    """
+    headers = scope.get(HEADERS_KEY)
+    if headers is None:
+        raw = scope["headers"]
+        headers = dict(reversed(raw if isinstance(raw, list) else list(raw)))
+        scope[HEADERS_KEY] = headers
+    return headers
 
 
 def scope_header(scope: Scope, name: bytes) -> bytes | None:
     """The first value of a request header (``name`` in lower case), or None."""
-    for key, value in scope["headers"]:
-        if key == name:
-            return value
-    return None
+    return scope_headers(scope).get(name)
 
 
 def valid_request_id(value: bytes | None) -> TypeGuard[bytes]:
@@ -98,17 +111,11 @@ _new_ids: _NewIds | None = None
 
 def _read_head(scope: Scope) -> tuple[bytes | None, int | None, bool]:
     """X-Request-ID, the declared body length (None when absent or unreadable) and whether
-    the body is chunked: one pass over the headers."""
-    incoming = length = None
-    chunked = False
-    for key, value in scope["headers"]:
-        if key == REQUEST_ID_HEADER:
-            incoming = incoming or value
-        elif key == b"content-length":
-            length = length if length is not None else int(value) if value.isdigit() else None
-        elif key == b"transfer-encoding":
-            chunked = True
-    return incoming, length, chunked
+    the body is chunked."""
+    headers = scope_headers(scope)
+    declared = headers.get(b"content-length")
+    length = int(declared) if declared is not None and declared.isdigit() else None
+    return headers.get(REQUEST_ID_HEADER), length, b"transfer-encoding" in headers
 
 
 def _request_id(incoming: bytes | None) -> str:
