@@ -47,13 +47,13 @@ PROFILE_TOP = 25
 # A JSON body this short, on one line, without a secret-looking word or a URL's userinfo,
 # is logged as sent: summarising it would change nothing but cost more than the log line.
 SHORT_JSON_BYTES = 256
-# A control character (the body spans lines), an @ or a secret-looking word, in a
-# lower-cased body: one search (measured 2.3x faster than a substring test per word).
 NOT_JSON = object()  # a body that is not JSON (or not read as JSON)
 WIDE_INT = 2.0**63  # orjson reads integer literals from -2**63 to 2**64 - 1 exactly
 NESTED = frozenset({float, dict, list})  # what as_json_module_reads looks into
 NUMBERS = frozenset({int, float, bool})
 LONG_LIST = 64  # items from which a list of numbers is checked by its bounds
+# A control character (the body spans lines), an @ or a secret-looking word, in a
+# lower-cased body: one search (measured 2.3x faster than a substring test per word).
 NOT_PLAIN_RE = re.compile(rb"[\x00-\x1f\x7f@]|" + b"|".join(re.escape(w) for w in SECRET_WORDS))
 
 
