@@ -3,6 +3,7 @@
 import json
 import re
 from collections.abc import Callable, Iterator
+from typing import Any
 
 import pytest
 from fastapi import FastAPI, Request
@@ -142,26 +143,34 @@ def test_health_routes_are_quiet_at_info(make_settings: Callable[..., Settings])
     assert log_lines(settings, "q1") == []
 
 
-@pytest.mark.parametrize("level", ["INFO", "WARNING"])
-def test_a_json_body_is_parsed_once(
-    make_settings: Callable[..., Settings], monkeypatch: pytest.MonkeyPatch, level: str
-) -> None:
-    """At INFO the call line's parse of the body is the one the route gets: the json
-    module's parser does not run again. At WARNING (no call line) FastAPI parses it."""
-    calls = []
+@pytest.fixture
+def json_loads_calls(monkeypatch: pytest.MonkeyPatch) -> Iterator[list]:
+    """The calls of ``json.loads`` (the parser of Starlette's ``request.json()``) made while
+    the test runs, counted through a wrapper."""
+    calls: list = []
     real_loads = json.loads
 
-    def counting_loads(*args: object, **kwargs: object) -> object:
+    def counting_loads(*args: Any, **kwargs: Any) -> Any:
         calls.append(args)
         return real_loads(*args, **kwargs)
 
+    monkeypatch.setattr(json, "loads", counting_loads)
+    yield calls
+
+
+@pytest.mark.parametrize("level", ["INFO", "WARNING"])
+def test_a_json_body_is_parsed_once(
+    make_settings: Callable[..., Settings], json_loads_calls: list, level: str
+) -> None:
+    """At INFO the call line's parse of the body is the one the route gets: the json
+    module's parser does not run again. At WARNING (no call line) FastAPI parses it."""
     with TestClient(build(make_settings, log_level=level)) as client:
-        monkeypatch.setattr(json, "loads", counting_loads)
+        json_loads_calls.clear()  # the start's own parses
         reply = client.post("/e/json", json={"a": 1, "b": [2.5, {"c": None}], "d": "x"})
-        monkeypatch.undo()
+        calls = len(json_loads_calls)
     assert reply.status_code == 200
     assert reply.json() == {"n": 3}
-    assert len(calls) == (0 if level == "INFO" else 1)
+    assert calls == (0 if level == "INFO" else 1)
 
 
 @pytest.mark.parametrize(
@@ -196,21 +205,14 @@ def test_integers_beyond_64_bits_stay_exact(
 
 
 def test_a_long_list_of_numbers_is_parsed_once(
-    make_settings: Callable[..., Settings], monkeypatch: pytest.MonkeyPatch
+    make_settings: Callable[..., Settings], json_loads_calls: list
 ) -> None:
     """A tensor's data (a long list of floats, within 64 bits) takes the call line's parse."""
-    calls = []
-    real_loads = json.loads
-
-    def counting_loads(*args: object, **kwargs: object) -> object:
-        calls.append(args)
-        return real_loads(*args, **kwargs)
-
     data = [i / 7 for i in range(1000)] + [2.0**62, -(2.0**62), 12345678901234567890]
     with TestClient(build(make_settings)) as client:
-        monkeypatch.setattr(json, "loads", counting_loads)
+        json_loads_calls.clear()
         reply = client.post("/e/json", json={"data": data})
-        monkeypatch.undo()
+        calls = len(json_loads_calls)
     assert reply.status_code == 200
     assert reply.json() == {"n": 1}
-    assert calls == []
+    assert calls == 0
