@@ -57,13 +57,9 @@ LONG_LIST = 64  # items from which a list of numbers is checked by its bounds
 NOT_PLAIN_RE = re.compile(rb"[\x00-\x1f\x7f@]|" + b"|".join(re.escape(w) for w in SECRET_WORDS))
 
 
-def describe_body(body: bytes, content_type: str) -> str:
-    """A log-sized summary of a request body."""
-    return _read_body(body, content_type)[0]
-
-
-def _read_body(body: bytes, content_type: str) -> tuple[str, Any]:
-    """The summary of a body, and its JSON value (``NOT_JSON`` unless it parsed as JSON)."""
+def describe_body(body: bytes, content_type: str) -> tuple[str, Any]:
+    """A log-sized summary of a request body, and its JSON value (``NOT_JSON`` unless it
+    parsed as JSON)."""
     if not body:
         return "-", NOT_JSON
     if "json" in content_type:
@@ -194,7 +190,7 @@ async def _describe_call(request: Request) -> str:
     body = "-"
     if scope["method"] in BODY_METHODS:
         content_type = scope_header(scope, b"content-type") or b""  # cheaper than .headers
-        body, value = _read_body(await request.body(), content_type.decode("latin-1"))
+        body, value = describe_body(await request.body(), content_type.decode("latin-1"))
         if value is not NOT_JSON and as_json_module_reads(value):
             request._json = value
     call = f"{scope['method']} {path_for_log(scope)} client={client} query={query} body={body}"
