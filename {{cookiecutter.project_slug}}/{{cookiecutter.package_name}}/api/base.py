@@ -35,6 +35,7 @@ from ..control.logs import log_line
 from ..lib.common import SECRET_WORDS, escape_for_log, format_long, ms_since, redact_headers
 from .batching import Batching
 from .dependencies import inline_state_dependencies
+from .handler import direct_handler
 from .middleware.http import path_for_log, scope_header
 from .schema.response import ERROR_RESPONSES
 from .streaming import stream_route
@@ -139,12 +140,18 @@ class _Profiler:
 
 
 class LoggedRoute(APIRoute):
-    """An APIRoute that logs its calls at ``log_level``."""
+    """An APIRoute that logs its calls at ``log_level``.
+
+    Calls of the common shape are served by ``api/handler.py``'s direct handler, the others
+    by FastAPI's; a subclass with ``direct = False`` leaves every call to FastAPI's.
+    """
 
     log_level = logging.INFO
+    direct = True
 
     def get_route_handler(self) -> Handler:
-        handler = super().get_route_handler()
+        generic = super().get_route_handler()
+        handler = (self.direct and direct_handler(self, generic)) or generic
         level = self.log_level
 
         async def logged_handler(request: Request) -> Response:
