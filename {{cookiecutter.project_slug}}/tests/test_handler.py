@@ -264,7 +264,7 @@ REASONS = {
     "/sync": "its endpoint is not an async def",
     "/query": "it has query params",
     "/path/{name}": "it has path params",
-    "/two": "its body has several fields",
+    "/two": "its body is embedded",
     "/depends": "it has dependencies",
     "/empty": "no body",
 }
@@ -273,7 +273,7 @@ REASONS = {
 def test_other_shapes_keep_fastapis_handler(
     make_settings: Callable[..., Settings], generic_calls: list[str]
 ) -> None:
-    """Routes with query, path or several body parameters, dependencies, a ``def``
+    """Routes with query, path or embedded body parameters, dependencies, a ``def``
     endpoint or a status without a body are left to FastAPI's handler, and work."""
     router = other_shapes()
     routes = [route for route in router.routes if isinstance(route, APIRoute)]

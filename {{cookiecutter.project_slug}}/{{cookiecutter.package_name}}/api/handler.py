@@ -81,7 +81,7 @@ def unsupported_because(route: Any) -> str | None:
     checks = (
         (not inspect.iscoroutinefunction(dependant.call), "its endpoint is not an async def"),
         (bool(body) and isinstance(body[0].field_info, params.Form), "its body is a form"),
-        (len(body) > 1 or route._embed_body_fields, "its body has several fields"),
+        (len(body) > 1 or route._embed_body_fields, "its body is embedded"),
         (route.is_json_stream or route.stream_item_field is not None, "it streams"),
         (issubclass(response_class, StreamingResponse), "it streams"),
         (status is not None and not is_body_allowed_for_status_code(status), "no body"),
