@@ -17,6 +17,8 @@ from {{ cookiecutter.package_name }}.api.base import LoggedRoute, UdfAPIRoute
 from {{ cookiecutter.package_name }}.api.handler import as_built, unsupported_because
 from {{ cookiecutter.package_name }}.config import Settings
 
+from .conftest import make_app, wait_ready
+
 
 class Item(BaseModel):
     """A body model."""
@@ -195,6 +197,17 @@ def test_common_calls_skip_fastapis_handler(
         ):
             assert client.post("/x/count", content=body, headers=headers).status_code == 422
     assert generic_calls == ["/x/count"] * 4
+
+
+def test_the_probes_skip_fastapis_handler(settings: Settings, generic_calls: list[str]) -> None:
+    """The health routes, which probes call every few seconds, are served directly."""
+    prefix = settings.atom_api_prefix
+    with TestClient(make_app(settings)) as client:
+        wait_ready(client, prefix)
+        assert client.get(f"{prefix}/v1/health/ping").json() == {"is_alive": True}
+        assert client.get(f"{prefix}/v1/health/ready").json()["is_ready"] is True
+        assert client.get("/v2/health/live").status_code == 200
+    assert generic_calls == []
 
 
 def test_a_traced_call_goes_to_fastapis_handler(
