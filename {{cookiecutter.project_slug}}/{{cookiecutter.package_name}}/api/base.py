@@ -24,7 +24,7 @@ import logging
 import pstats
 import re
 import time
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable
 from typing import Any
 
 import orjson
@@ -35,14 +35,13 @@ from ..control.logs import log_line
 from ..lib.common import SECRET_WORDS, escape_for_log, format_long, ms_since, redact_headers
 from .batching import Batching
 from .dependencies import inline_state_dependencies
-from .handler import direct_handler
+from .handler import Handler, direct_handler
 from .middleware.http import path_for_log, scope_header
 from .schema.response import ERROR_RESPONSES
 from .streaming import stream_route
 
 logger = logging.getLogger(__name__)
 
-Handler = Callable[[Request], Coroutine[Any, Any, Response]]
 BODY_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 PROFILE_TOP = 25
 # A JSON body this short, on one line, without a secret-looking word or a URL's userinfo,
