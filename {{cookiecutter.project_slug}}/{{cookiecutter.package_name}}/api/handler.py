@@ -37,6 +37,8 @@ from fastapi.utils import is_body_allowed_for_status_code
 from starlette.responses import StreamingResponse
 from starlette.types import Scope
 
+from .middleware.http import scope_header
+
 Handler = Callable[[Request], Coroutine[Any, Any, Response]]
 BODY_LOC = ("body",)
 RESPONSE_LOC = ("response",)
@@ -75,9 +77,6 @@ def unsupported_because(route: Any) -> str | None:
     for name in UNSUPPORTED_PARAMS:
         if getattr(dependant, name):
             return f"it has {name.replace('_', ' ')}"
-    response_class = route.response_class
-    if isinstance(response_class, DefaultPlaceholder):
-        response_class = response_class.value
     body = dependant.body_params
     status = route.status_code
     checks = (
@@ -85,7 +84,7 @@ def unsupported_because(route: Any) -> str | None:
         (bool(body) and isinstance(body[0].field_info, params.Form), "its body is a form"),
         (len(body) > 1 or route._embed_body_fields, "its body is embedded"),
         (route.is_json_stream or route.stream_item_field is not None, "it streams"),
-        (issubclass(response_class, StreamingResponse), "it streams"),
+        (issubclass(_response_class(route), StreamingResponse), "it streams"),
         (status is not None and not is_body_allowed_for_status_code(status), "no body"),
         (getattr(route, "max_body_size", None) is not None, "it has FastAPI's max_body_size"),
     )
@@ -146,10 +145,16 @@ async def _read_body(request: Request) -> bytes:
 
 def _is_json(scope: Scope) -> bool:
     """The request's content type is ``application/json`` (parameters aside)."""
-    for name, value in scope["headers"]:
-        if name == b"content-type":
-            return value.partition(b";")[0].strip().lower() == JSON_TYPE
-    return False
+    content_type = scope_header(scope, b"content-type")
+    return content_type is not None and content_type.partition(b";")[0].strip().lower() == JSON_TYPE
+
+
+def _response_class(route: Any) -> type[Response]:
+    """The class of the route's responses (the default's value when it keeps the default)."""
+    response_class = route.response_class
+    if isinstance(response_class, DefaultPlaceholder):
+        return response_class.value
+    return response_class
 
 
 def _responder(route: Any) -> Callable[[Request, Any], Response]:
@@ -165,11 +170,9 @@ def _responder(route: Any) -> Callable[[Request, Any], Response]:
         "exclude_none": route.response_model_exclude_none,
     }
     status = {} if route.status_code is None else {"status_code": route.status_code}
-    response_class = route.response_class
+    response_class = _response_class(route)
     # As FastAPI: Pydantic writes the JSON bytes when the route keeps the default class.
-    dump_json = field is not None and isinstance(response_class, DefaultPlaceholder)
-    if isinstance(response_class, DefaultPlaceholder):
-        response_class = response_class.value
+    dump_json = field is not None and isinstance(route.response_class, DefaultPlaceholder)
 
     def respond(request: Request, answer: Any) -> Response:
         if field is None:
