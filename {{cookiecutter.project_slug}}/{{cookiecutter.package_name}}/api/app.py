@@ -32,9 +32,10 @@ from .v2.routes import install_v2
 
 
 def openapi_version() -> str:
-    """The atom's version with the template release of its runtime as semver build metadata:
-    ``0.1.0+atom-template.0.2.0``."""
-    return f"{__version__}+atom-template.{about.TEMPLATE_VERSION}"
+    """The atom's version with the template version of its runtime as semver build metadata
+    (which has no "+" of its own): ``0.1.0+atom-template.0.2.0``, between template releases
+    ``0.1.0+atom-template.0.2.0.dev0.1a2b3c4d5e6f``."""
+    return f"{__version__}+atom-template.{about.TEMPLATE_VERSION.replace('+', '.')}"
 
 
 def get_app(
