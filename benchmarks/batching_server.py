@@ -17,7 +17,7 @@ from fastapi import FastAPI
 from mlp_model import Mlp
 from my_atom.api import route, routing
 from my_atom.api.app import get_app
-from my_atom.api.base import UdfAPIRoute
+from my_atom.api import Router
 from my_atom.api.batching import Batching
 from my_atom.api.calls import predict
 from my_atom.api.dependencies import Model
@@ -38,7 +38,7 @@ class MlpResponse(BaseModel):
     outputs: list[float]
 
 
-router = UdfAPIRoute(tags=["mlp"])
+router = Router(tags=["mlp"])
 
 
 @router.model_loader("mlp", batch=Batching(max_size=16, max_wait_ms=5))

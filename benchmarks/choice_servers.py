@@ -26,13 +26,13 @@ import server
 from fastapi import APIRouter, FastAPI
 from my_atom.api import route, routing
 from my_atom.api.app import get_app
-from my_atom.api.base import UdfAPIRoute
+from my_atom.api import Router
 from my_atom.api.dependencies import Images, Model, ModelIds
 from my_atom.api.interface import detect
 from my_atom.api.schema.payload import DetectPayload
 from my_atom.api.schema.response import DetectResponse
 from my_atom.control import log_handlers
-from my_atom.lib.common import ms_since
+from my_atom.control.logs import ms_since
 from pydantic import BaseModel
 
 
@@ -45,7 +45,7 @@ class Item(BaseModel):
 
 def echo_router() -> APIRouter:
     """A logged echo route, as users add routes."""
-    router = UdfAPIRoute()
+    router = Router()
 
     @router.post("/bench/echo")
     async def echo(item: Item) -> dict:
@@ -56,7 +56,7 @@ def echo_router() -> APIRouter:
 
 def def_detect_router() -> APIRouter:
     """The example detect written as a plain ``def``: FastAPI runs it in its thread pool."""
-    router = UdfAPIRoute(tags=["detect"])
+    router = Router(tags=["detect"])
     router.model_loaders.update(detect.router.model_loaders)
     router.batching.update(detect.router.batching)
     FaceModel = Annotated[detect.FaceDetector, Model(detect.MODEL_NAME)]  # noqa: N806

@@ -82,9 +82,9 @@ def test_wheel_holds_the_compiled_package(tmp_path: Path) -> None:
         archive.extractall(tmp_path / "installed")
         members = {name for name in archive.namelist() if ".dist-info/" not in name}
     compiled = {name for name in members if name.endswith(".so")}
-    assert [Path(name).parent.as_posix() for name in compiled] == [f"{PACKAGE}/dependency"]
+    assert [Path(name).parent.as_posix() for name in compiled] == [f"{PACKAGE}/protection"]
     assert members - compiled == package_files(source)
-    check = f"import {PACKAGE}.dependency.model_protector as m; print(m.__file__)"
+    check = f"import {PACKAGE}.protection.model_protector as m; print(m.__file__)"
     imported = subprocess.run(
         [sys.executable, "-c", check],
         cwd=tmp_path / "installed",  # not the checkout: the wheel's files only

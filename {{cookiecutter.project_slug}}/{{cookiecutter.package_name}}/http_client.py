@@ -8,20 +8,20 @@
   tokens and passwords redacted and long values cut.
 
 It blocks: in an ``async`` route call it through ``starlette.concurrency.run_in_threadpool``.
-``request(url, method, **kwargs)``, ``get`` and ``post`` are ``linker_atom``'s calls: the
-keyword arguments are those of ``requests``; they use one shared client.
+The image downloads use it (``images/fetch.py``); ``linker_atom``'s ``request``, ``get`` and
+``post`` (``lib/requests.py``) share one default client.
 """
 
 import logging
 import time
-from functools import lru_cache
 from typing import Any
 
 import requests
 from urllib3.exceptions import NameResolutionError, NewConnectionError
 
-from ..control import backoff
-from .common import format_long, ms_since, redact_headers, redact_url_secrets
+from .control import backoff
+from .control.log_safety import format_long, redact_headers, redact_url_secrets
+from .control.logs import ms_since
 
 logger = logging.getLogger(__name__)
 
@@ -155,24 +155,3 @@ class HttpClient:
     def close(self) -> None:
         """Close the pooled connections."""
         self.session.close()
-
-
-@lru_cache(maxsize=1)
-def default_client() -> HttpClient:
-    """A shared client with the default settings, created on first use."""
-    return HttpClient()
-
-
-def request(url: str, method: str, **kwargs: Any) -> requests.Response:
-    """``method`` to ``url`` with the shared client (``linker_atom``'s argument order)."""
-    return default_client().request(method, url, **kwargs)
-
-
-def get(url: str, **kwargs: Any) -> requests.Response:
-    """GET with the shared client."""
-    return default_client().get(url, **kwargs)
-
-
-def post(url: str, **kwargs: Any) -> requests.Response:
-    """POST with the shared client."""
-    return default_client().post(url, **kwargs)

@@ -1,8 +1,12 @@
-"""``linker_atom``'s configuration objects, as views of the atom's settings.
+"""``linker_atom``'s settings: ``config.settings`` with its property names, its grouped
+configuration objects, and its dict of settings given to ``get_app(config)``.
 
-``settings.log_config``, ``settings.sw_config`` and ``settings.serving_config`` give these,
-built from the settings (``config/__init__.py``); ``config.logger``, ``config.serving`` and
-``config.skywalking`` re-export them under their old module paths. Built by hand, their
+``from <package>.config import settings`` gives ``LegacySettings``: the process's settings
+(``config.get_settings()``, the same values and the same object's cache) with
+``linker_atom``'s names as properties: ``atom_description``, ``serving_meta_raw``,
+``log_config``, ``sw_config``, ``serving_config``, ``healthcheck_url``. ``LoggerConfig``,
+``SkyWalkingConfig`` and ``ServingConfig`` are those groups; ``config``, ``config.logger``,
+``config.serving`` and ``config.skywalking`` forward them from here. Built by hand, their
 defaults are the documented defaults: the originals read the environment when
 ``linker_atom`` was imported, the atom reads it once, into ``Settings``.
 
@@ -17,7 +21,17 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from ..config import Settings, get_settings
 from ..control.health import PING_PATH
+
+__all__ = [
+    "LegacySettings",
+    "LoggerConfig",
+    "ServingConfig",
+    "SkyWalkingConfig",
+    "legacy_overrides",
+    "legacy_settings",
+]
 
 # linker_atom's field names that the atom's Settings spells differently.
 RENAMED = {
@@ -99,3 +113,79 @@ def legacy_overrides(config: Mapping[str, Any]) -> dict[str, Any]:
         else:
             flat[RENAMED.get(key, key)] = value
     return flat
+
+
+class LegacySettings(Settings):
+    """The atom's ``Settings`` with ``linker_atom``'s names of some of them."""
+
+    @property
+    def atom_description(self) -> str:
+        """ATOM_DESC (``linker_atom``'s field name)."""
+        return self.atom_desc
+
+    @property
+    def serving_meta_raw(self) -> str:
+        """META as given (``linker_atom``'s field name)."""
+        return self.meta
+
+    @property
+    def log_config(self) -> LoggerConfig:
+        """LOG_BACKUP_COUNT, LOG_DIR and LOG_FILE_MAX_BYTES, as ``linker_atom`` grouped them."""
+        return LoggerConfig(
+            log_backup_count=self.log_backup_count,
+            log_dir=self.log_dir,
+            log_file_max_bytes=self.log_file_max_bytes,
+        )
+
+    @property
+    def sw_config(self) -> SkyWalkingConfig:
+        """The SW_* settings, as ``linker_atom`` grouped them."""
+        return SkyWalkingConfig(
+            sw_switch=self.sw_switch,
+            sw_agent_backend=self.sw_agent_collector_backend_services,
+            sw_agent_name=self.sw_agent_name,
+            sw_agent_instance_name=self.sw_agent_instance_name,
+            sw_agent_log_reporter_active=self.sw_agent_log_reporter_active,
+            sw_agent_log_reporter_level=self.sw_agent_log_reporter_level,
+        )
+
+    @property
+    def serving_config(self) -> ServingConfig:
+        """META's raw values, as ``linker_atom`` parsed them (``settings.serving`` is checked)."""
+        if not self.meta.strip():
+            return ServingConfig()
+        return ServingConfig.model_validate_json(self.meta)
+
+    @property
+    def healthcheck_url(self) -> str:
+        """The ping path Serving and Kubernetes probe: META's k8sHealthcheckUrl, else ours.
+
+        Both paths answer (``api/mounting.py``).
+        """
+        return self.serving.k8s_healthcheck_url or self.atom_api_prefix + PING_PATH
+
+
+_views: dict[int, tuple[Settings, LegacySettings]] = {}
+
+
+def legacy_settings(settings: Settings | None = None) -> LegacySettings:
+    """``settings`` (the process's by default) as ``LegacySettings``: the same values,
+    nothing read again (a second read would draw another SW_AGENT_INSTANCE_NAME)."""
+    settings = get_settings() if settings is None else settings
+    if isinstance(settings, LegacySettings):
+        return settings
+    cached = _views.get(id(settings))
+    if cached is not None and cached[0] is settings:
+        return cached[1]
+    values = {name: getattr(settings, name) for name in type(settings).model_fields}
+    view = LegacySettings.model_construct(settings.model_fields_set, **values)
+    _views.clear()  # one view: of the settings asked for last
+    _views[id(settings)] = (settings, view)
+    return view
+
+
+def __getattr__(name: str) -> Any:
+    """``settings``: the process's settings, read on first use (``config.settings``)."""
+    if name == "settings":
+        return legacy_settings()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -11,7 +11,7 @@ The key is looked up in this order; the first that applies wins:
    (git-ignored and docker-ignored), so a fresh checkout runs with no configuration.
 
 A key file holds 32 random bytes as base64 (44 characters) or hex (64 characters):
-``python -m <package>.dependency.protect keygen --out FILE`` writes one.
+``python -m <package>.protection.protect keygen --out FILE`` writes one.
 """
 
 import importlib
