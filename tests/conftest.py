@@ -35,6 +35,7 @@ LANES = (
     "fresh_machine",
     "migration",
     "upgrade",
+    "upstream",
 )
 # Unrendered template syntax that must never reach a generated file (an atom may name the
 # template's cookiecutter.json).
