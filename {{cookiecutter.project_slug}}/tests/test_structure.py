@@ -21,7 +21,10 @@ from {{ cookiecutter.package_name }}.api import Router
 from {{ cookiecutter.package_name }}.api.app import get_app
 from {{ cookiecutter.package_name }}.api.dependencies import Model
 from {{ cookiecutter.package_name }}.api.model_store import ModelStore
-from {{ cookiecutter.package_name }}.api.mounting import collect_model_loaders, listed_routers
+from {{ cookiecutter.package_name }}.api.mounting import (
+    collect_model_loaders,
+    listed_routers,
+)
 from {{ cookiecutter.package_name }}.api.route import ROUTE_MODULES
 from {{ cookiecutter.package_name }}.config import Settings
 
