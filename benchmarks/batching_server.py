@@ -15,9 +15,8 @@ from typing import Annotated
 import server
 from fastapi import FastAPI
 from mlp_model import Mlp
-from my_atom.api import route, routing
+from my_atom.api import Router, route, routing
 from my_atom.api.app import get_app
-from my_atom.api import Router
 from my_atom.api.batching import Batching
 from my_atom.api.calls import predict
 from my_atom.api.dependencies import Model

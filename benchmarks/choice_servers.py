@@ -24,9 +24,8 @@ from typing import Annotated
 
 import server
 from fastapi import APIRouter, FastAPI
-from my_atom.api import route, routing
+from my_atom.api import Router, route, routing
 from my_atom.api.app import get_app
-from my_atom.api import Router
 from my_atom.api.dependencies import Images, Model, ModelIds
 from my_atom.api.interface import detect
 from my_atom.api.schema.payload import DetectPayload

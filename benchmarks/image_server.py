@@ -12,8 +12,8 @@ from typing import Annotated
 
 import uvicorn
 from fastapi import Depends
-from my_atom.api.app import get_app
 from my_atom.api import Router
+from my_atom.api.app import get_app
 from my_atom.api.dependencies import get_image_loader
 from my_atom.api.schema.payload import DetectPayload
 from my_atom.config import get_settings

@@ -84,9 +84,8 @@ def bare_app() -> FastAPI:
 def atom_factory(settings: object) -> FastAPI:
     """The atom's app (its model included) plus the echo route, added as users add routes:
     a Router beside those of ``api/route.py``'s ROUTE_MODULES."""
-    from my_atom.api import route, routing
+    from my_atom.api import Router, route, routing
     from my_atom.api.app import get_app
-    from my_atom.api import Router
 
     router = Router()
 
