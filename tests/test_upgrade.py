@@ -386,7 +386,7 @@ def test_a_real_conflict_is_reported(world: World, released: str) -> None:
     assert git(atom, "diff", "--name-only", "--diff-filter=U") == "requirements.txt"
     assert list(atom.rglob("*.rej")) + list(atom.rglob("*.orig")) == []
     both = pyproject.read_text()
-    assert '"deploy/k8s/configmap.yaml"' in both and '"packaging>=24"' in both
+    assert '"deploy/k8s/configmap.yaml"' in both and f'"{NEW_DEPENDENCY}"' in both
     assert "maxReplicas: 4" in hpa.read_text()
     assert "ImageInputs = Annotated" in (atom / PACKAGE / "api" / "dependencies.py").read_text()
     assert state(atom)["commit"] == released
