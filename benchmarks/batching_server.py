@@ -15,7 +15,7 @@ from typing import Annotated
 import server
 from fastapi import FastAPI
 from mlp_model import Mlp
-from my_atom.api import Router, route, routing
+from my_atom.api import Router, mounting, route
 from my_atom.api.app import get_app
 from my_atom.api.batching import Batching
 from my_atom.api.calls import predict
@@ -54,7 +54,7 @@ async def mlp(payload: MlpPayload, model: Annotated[Mlp, Model("mlp")]) -> MlpRe
 
 def factory(settings: Settings) -> FastAPI:
     """The atom's app plus the MLP route."""
-    return get_app(settings, routers=[*routing.listed_routers(route.ROUTE_MODULES), router])
+    return get_app(settings, routers=[*mounting.listed_routers(route.ROUTE_MODULES), router])
 
 
 if __name__ == "__main__":

@@ -9,7 +9,7 @@ Copied into a bake of the default atom by bench_choices.py (not part of the atom
     detect-def       the same route as a plain ``def`` (a thread hop on every call)
     log-batched      the atom's logging: batched console and file handlers
     log-queue        the standard library's QueueHandler, writes by a QueueListener thread
-    routes-flat      routes copied into the app's own list (``routing.include_flat``)
+    routes-flat      routes copied into the app's own list (``mounting.include_flat``)
     routes-included  routes mounted with FastAPI's ``include_router``
 
 Every variant also serves ``POST {prefix}/bench/echo`` (a small logged JSON route).
@@ -24,7 +24,7 @@ from typing import Annotated
 
 import server
 from fastapi import APIRouter, FastAPI
-from my_atom.api import Router, route, routing
+from my_atom.api import Router, mounting, route
 from my_atom.api.app import get_app
 from my_atom.api.dependencies import Images, Model, ModelIds
 from my_atom.api.interface import detect
@@ -109,11 +109,11 @@ def factory(variant: str):
     """The app factory of a variant."""
 
     def build(settings: object) -> FastAPI:
-        routers = [*routing.listed_routers(route.ROUTE_MODULES), echo_router()]
+        routers = [*mounting.listed_routers(route.ROUTE_MODULES), echo_router()]
         if variant == "detect-def":
             routers = [def_detect_router(), echo_router()]
         if variant == "routes-included":
-            routing.include_flat = lambda app, router, prefix: app.include_router(
+            mounting.include_flat = lambda app, router, prefix: app.include_router(
                 router, prefix=prefix
             )
         app = get_app(settings, routers=routers)
