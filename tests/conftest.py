@@ -36,6 +36,7 @@ LANES = (
     "migration",
     "upgrade",
     "prompts",
+    "upstream",
 )
 # Unrendered template syntax that must never reach a generated file (an atom may name the
 # template's cookiecutter.json).

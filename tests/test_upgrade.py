@@ -79,8 +79,10 @@ def migrate(project: Path, answers: dict) -> list[str]:
     return changed
 '''
 RENAMED_IN = (  # the template's files that name the dependency
+    "{{cookiecutter.package_name}}/api/__init__.py",
     "{{cookiecutter.package_name}}/api/dependencies.py",
     "{{cookiecutter.package_name}}/api/interface/detect.py",
+    "tests/data/detect_before_router.py",
     "{{cookiecutter.package_name}}/lib/load_image.py",
     "README.md",
     "README.zh-CN.md",
@@ -197,11 +199,11 @@ def version_n1(repo: Path) -> None:
     requirements.write_text(requirements.read_text() + NEW_DEPENDENCY + "\n")
     pyproject = slug / "pyproject.toml"
     text = pyproject.read_text()
-    assert text.count('    "apache-skywalking>=1.3,<2",\n]') == 1
+    assert text.count('    "apache-skywalking==1.3.0",\n]') == 1
     pyproject.write_text(
         text.replace(
-            '    "apache-skywalking>=1.3,<2",\n]',
-            '    "apache-skywalking>=1.3,<2",\n    "packaging>=24",\n]',
+            '    "apache-skywalking==1.3.0",\n]',
+            f'    "apache-skywalking==1.3.0",\n    "{NEW_DEPENDENCY}",\n]',
         )
     )
     (slug / "upgrade" / "migrations" / f"{VERSION_N1}.py").write_text(MIGRATION)
@@ -451,7 +453,7 @@ def test_a_real_conflict_is_reported(world: World, released: Commits) -> None:
     assert unmerged == [ADDED, "requirements.txt"]
     assert list(atom.rglob("*.rej")) + list(atom.rglob("*.orig")) == []
     both = pyproject.read_text()
-    assert '"deploy/k8s/configmap.yaml"' in both and '"packaging>=24"' in both
+    assert '"deploy/k8s/configmap.yaml"' in both and f'"{NEW_DEPENDENCY}"' in both
     assert "maxReplicas: 4" in hpa.read_text()
     assert "ImageInputs = Annotated" in (atom / PACKAGE / "api" / "dependencies.py").read_text()
     recorded = state(atom)
