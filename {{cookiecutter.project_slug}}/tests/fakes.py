@@ -1,6 +1,10 @@
 """Fake models: the tests that are not about a real model use them, so adding a model to the
 atom (a router with its own ``model_loader``) breaks none of them.
 
+Every model gets a ``FakeDetector`` unless ``FAKES`` names another fake for it: add yours
+there when a model of yours is not called like the demo detector (``predict_batch(images,
+threshold)`` returning a list of ``DetectObject`` per image).
+
 ``FakeDetector`` answers like the demo detector: per image that is not all black, one object
 covering the whole image, whose ``conf`` comes from the image's red channel (same pixels,
 same ``conf``; channels swapped, another one). It lets image-input tests see what reached
@@ -41,6 +45,10 @@ class FakeDetector:
         return [self.predict(image, threshold) for image in images]
 
 
+# model name -> a function making its fake, for models that are not detectors.
+FAKES: dict[str, Callable[[], Any]] = {}
+
+
 def model_names() -> list[str]:
     """The models the atom's routers declare."""
     return list(collect_model_loaders(listed_routers(ROUTE_MODULES)))
@@ -54,6 +62,11 @@ def loaders(real: Iterable[str] = ()) -> dict[str, Callable[[Any], Any]]:
     if missing:
         raise KeyError(f"no router declares the model(s) {sorted(missing)}")
     return {
-        name: loader if name in wanted else (lambda _settings: FakeDetector())
-        for name, loader in declared.items()
+        name: loader if name in wanted else fake_loader(name) for name, loader in declared.items()
     }
+
+
+def fake_loader(name: str) -> Callable[[Any], Any]:
+    """A loader of the model ``name``'s fake (``FAKES``, else a ``FakeDetector``)."""
+    make = FAKES.get(name, FakeDetector)
+    return lambda _settings: make()
