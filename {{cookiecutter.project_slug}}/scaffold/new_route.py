@@ -137,9 +137,10 @@ def listed_modules(atom: Atom) -> tuple[ast.List, list[str]]:
     """The ``ROUTE_MODULES`` list of api/route.py and the names in it."""
     tree = ast.parse(atom.route_file.read_text(encoding="utf-8"))
     for node in tree.body:
+        targets = node.targets if isinstance(node, ast.Assign) else [getattr(node, "target", None)]
         if (
-            isinstance(node, ast.Assign)
-            and [getattr(t, "id", None) for t in node.targets] == ["ROUTE_MODULES"]
+            isinstance(node, ast.Assign | ast.AnnAssign)
+            and [getattr(target, "id", None) for target in targets] == ["ROUTE_MODULES"]
             and isinstance(node.value, ast.List)
         ):
             names = [e.value for e in node.value.elts if isinstance(e, ast.Constant)]

@@ -39,12 +39,12 @@ from {{ cookiecutter.package_name }}.api.route import ROUTE_MODULES
 from {{ cookiecutter.package_name }}.api.schema import DetectPayload, DetectResponse
 from {{ cookiecutter.package_name }}.config import Settings
 
-from .conftest import ROOT, wait_ready
+from .conftest import wait_ready
 from .fakes import FakeDetector, fake_loader
+from .test_make_route import NEW, scaffold_script
 from .videos import shaded_frames, write_video
 
 SCAFFOLD = "make-route"  # the id of the module make route writes, rendered from scaffold/
-PROBE = "scaffolded"  # the name it is rendered with here
 ENVELOPE = {"code", "msg", "data"}
 NOT_BASE64 = "%%%not base64%%%"
 
@@ -227,16 +227,11 @@ def check_bad_media(subject: Subject) -> int:
 
 
 def render_scaffold(folder: Path) -> APIRouter:
-    """The router of the module ``make route NAME=scaffolded`` would write."""
-    script = ROOT / "scaffold" / "new_route.py"
-    spec = importlib.util.spec_from_file_location("new_route", script)
-    assert spec is not None and spec.loader is not None
-    new_route = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(new_route)
-    source = folder / f"{PROBE}.py"
-    source.write_text(new_route.render(PROBE), encoding="utf-8")
+    """The router of the module ``make route`` would write (named ``NEW``)."""
+    source = folder / f"{NEW}.py"
+    source.write_text(scaffold_script().render(NEW), encoding="utf-8")
     package = Settings.__module__.split(".")[0]
-    spec = importlib.util.spec_from_file_location(f"{package}.api.interface.{PROBE}", source)
+    spec = importlib.util.spec_from_file_location(f"{package}.api.interface.{NEW}", source)
     assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
