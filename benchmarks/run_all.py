@@ -6,7 +6,10 @@ time and wall time, and puts them on one page. A script that fails is reported o
 page and makes the run exit with status 1. ``--only`` runs the scripts named and replaces
 their sections of the page, keeping the others.
 
-    .venv/bin/python benchmarks/run_all.py [--only stack,peer] [--output BENCHMARKS.md]
+    .venv/bin/python benchmarks/run_all.py [--only stack,peer] [--quick] [--output BENCHMARKS.md]
+
+``--quick`` passes ``--quick`` to the scripts that have it (bench_peer.py: one short
+round), a smoke check of the page's making; its numbers are not to be trusted.
 """
 
 import argparse
@@ -53,6 +56,7 @@ TIMEOUT = 1800  # seconds, per script
 # The peers' first run installs three virtual environments, and Ray takes half a minute to
 # start on one busy core, twice per round.
 TIMEOUTS = {"bench_peer.py": 5400}
+QUICK = {"bench_peer.py"}  # the scripts that take --quick
 METHOD = """\
 - Every table compares variants measured in the same run, alternating or one right
   after the other on the same baked atom, so the ratios hold on other machines even
@@ -114,13 +118,13 @@ def _wrk_version() -> str:
     return text[0] if text else "unknown"
 
 
-def run(script: str) -> tuple[int, str, float]:
+def run(script: str, extra: list[str]) -> tuple[int, str, float]:
     """Run one benchmark script; return (status, its output, seconds)."""
     started = time.perf_counter()
     timeout = TIMEOUTS.get(script, TIMEOUT)
     try:
         done = subprocess.run(
-            [sys.executable, str(HERE / script)],
+            [sys.executable, str(HERE / script), *extra],
             cwd=ROOT,
             capture_output=True,
             text=True,
@@ -187,6 +191,7 @@ def main() -> int:
         "--only", help="comma-separated names: " + ",".join(b[0] for b in BENCHMARKS)
     )
     parser.add_argument("--output", type=Path, default=ROOT / "BENCHMARKS.md")
+    parser.add_argument("--quick", action="store_true", help="short runs where a script has them")
     args = parser.parse_args()
     chosen = set(args.only.split(",")) if args.only else {b[0] for b in BENCHMARKS}
     unknown = chosen - {b[0] for b in BENCHMARKS}
@@ -201,15 +206,16 @@ def main() -> int:
             continue
         print(f"bench: {script} ...", flush=True)
         started = now()
-        status, out, seconds = run(script)
+        extra = ["--quick"] if args.quick and script in QUICK else []
+        command = " ".join([Path(sys.executable).name, f"benchmarks/{script}", *extra])
+        status, out, seconds = run(script, extra)
         print(out, flush=True)
         if status != 0:
             failed.append(script)
         sections[title] = [
             f"## {title}",
             "",
-            f"`{Path(sys.executable).name} benchmarks/{script}`, started {started}, took"
-            f" {seconds:.0f} s"
+            f"`{command}`, started {started}, took {seconds:.0f} s"
             + ("" if status == 0 else f" and **failed** (status {status})")
             + ".",
             "",
