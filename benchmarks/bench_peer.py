@@ -17,7 +17,7 @@ dropped), each after a warm-up run on the same server:
 - the empty request (``{"data": [], "src_type": "stream"}``) at 32 and 1: each stack alone;
 - the MLP, one item per request, batched, at 32 and 1.
 
-The model's own limit is measured in the same run, before each round's servers
+The model's own limit is measured in the same run, right before each server
 (model_limit.py, in-process, on the servers' CPUs, with as many threads as the servers
 have workers): decoding the photo and detecting its faces, and the MLP at each batch
 size. Each server's throughput is given as a fraction of it: for the MLP, of the model's
@@ -25,7 +25,7 @@ rate at the batch sizes that server formed (each server's batches are counted by
 model code itself: MLP_BATCH_LOG). The targets of issue 25 are checked at the end.
 
     .venv/bin/python benchmarks/bench_peer.py [--quick] [--rounds 3] [--seconds 6]
-        [--servers atom,litserve,bentoml,ray] [--cpus 1] [--load-cpus 0]
+        [--servers atom,litserve,bentoml,ray] [--cpus 1] [--load-cpus 0] [--workers N]
 
 ``--quick`` runs one short round (a smoke check of the whole harness, numbers not to be
 trusted); the raw results of the last run are kept in build/bench_peer.json
@@ -36,6 +36,7 @@ import argparse
 import base64
 import collections
 import contextlib
+import importlib.metadata
 import json
 import os
 import shutil
@@ -148,8 +149,9 @@ SERVERS = {
         "`ray_server.py`: a local Ray instance with the CPUs of the process, Serve's HTTP"
         " proxy, one deployment per model with a FastAPI ingress (`@serve.ingress`, the body"
         " as a Pydantic model) and a `@serve.batch` method (16, 5 ms) for both models;"
-        " `num_replicas` = workers, one CPU each, `max_ongoing_requests` 64 (Serve's default"
-        " of 5 would cap every batch at 5; its guide says to raise it for async methods);"
+        " `num_replicas` = workers, each reserving its model threads' CPUs,"
+        " `max_ongoing_requests` 64 (Serve's default of 5 would cap every batch at 5; its"
+        " guide says to raise it for async methods);"
         " Ray's defaults otherwise (dashboard, request logs).",
     ),
 }
@@ -173,6 +175,24 @@ def peer_python(name: str) -> str:
     subprocess.run([*pip, "-r", str(requirements)], check=True, timeout=1800)
     marker.write_text(wanted)
     return str(python)
+
+
+MODEL_PACKAGES = ("opencv-python-headless", "onnxruntime", "numpy")
+
+
+def model_packages(peers: list[str]) -> str:
+    """The versions of the models' packages: the atom's, and any peer's that differs."""
+    atom = {package: importlib.metadata.version(package) for package in MODEL_PACKAGES}
+    text = ", ".join(f"{package} {version}" for package, version in atom.items())
+    differ = [
+        f"{SERVERS[name].label} has {package} {pinned_version(name, package)}"
+        for name in peers
+        for package in MODEL_PACKAGES
+        if pinned_version(name, package) != atom[package]
+    ]
+    if differ:
+        return f"The atom has {text}; " + "; ".join(differ) + "."
+    return f"Every environment has {text}."
 
 
 def pinned_version(name: str, package: str) -> str:
@@ -386,22 +406,20 @@ def key(workload: str, connections: int) -> str:
     return f"{workload}/{connections}"
 
 
-def model_alone(setup: Setup, photo: Path, seconds: float) -> dict:
-    """The model's limit on the servers' CPUs: photo images/s, MLP items/s per batch size."""
+def model_alone(setup: Setup, kind: str, seconds: float) -> Any:
+    """The model's limit on the servers' CPUs: the photo's images/s, or the MLP's items/s
+    at each batch size ({"1": ..., "16": ...})."""
     taskset = shutil.which("taskset") or "taskset"
-    base = [taskset, "-c", setup.cpus, sys.executable, str(setup.project / "model_limit.py")]
-    common = ["--callers", str(setup.workers), "--threads", str(setup.threads)]
-    common += ["--seconds", str(seconds)]
-
-    def run(*extra: str) -> dict:
-        done = subprocess.run(
-            [*base, *extra, *common], capture_output=True, text=True, timeout=600, check=True
-        )
-        return json.loads(done.stdout)
-
-    face = run("face", "--photo", str(photo))["images_per_s"]
-    mlp = run("mlp", "--model", str(setup.model))["items_per_s"]
-    return {"photo": face, "mlp": mlp}
+    command = [taskset, "-c", setup.cpus, sys.executable, str(setup.project / "model_limit.py")]
+    if kind == "face":
+        command += ["face", "--photo", str(setup.workdir / "photo.b64")]
+    else:
+        command += ["mlp", "--model", str(setup.model)]
+    command += ["--callers", str(setup.workers), "--threads", str(setup.threads)]
+    command += ["--seconds", str(seconds)]
+    done = subprocess.run(command, capture_output=True, text=True, timeout=600, check=True)
+    result = json.loads(done.stdout)
+    return result["images_per_s"] if kind == "face" else result["items_per_s"]
 
 
 def measure(args: argparse.Namespace) -> dict:
@@ -431,19 +449,25 @@ def measure(args: argparse.Namespace) -> dict:
             (workdir / f"{name}.json").write_text(json.dumps(body))
             scripts[name] = workdir / f"{name}.lua"
             scripts[name].write_text(WRK_SCRIPT.format(body=workdir / f"{name}.json"))
-        workers = len(args.cpus.split(","))
+        cores = len(args.cpus.split(","))
+        workers = args.workers or cores
+        threads = max(1, cores // workers)  # the atom's rule (control/threads.py)
         model = build(workdir / "mlp.onnx")
-        setup = Setup(project, workdir, model, args.cpus, workers, 1, pythons)
+        setup = Setup(project, workdir, model, args.cpus, workers, threads, pythons)
         rounds = []
         for round_ in range(args.rounds):
-            alone = model_alone(setup, workdir / "photo.b64", args.model_seconds)
             turn = round_ % len(args.servers)
             runs: dict[str, dict] = {}
+            alone: dict[str, dict] = {}
             for name in args.servers[turn:] + args.servers[:turn]:
-                runs[name] = {}
+                runs[name], alone[name] = {}, {}
                 for kind in ("face", "mlp"):
                     note = f"bench: round {round_ + 1}, {name} {kind} ..."
                     print(note, file=sys.stderr, flush=True)
+                    # The model alone right before each server: on a shared machine the
+                    # ratio holds better than against one measurement per round.
+                    limit = model_alone(setup, kind, args.model_seconds)
+                    alone[name]["photo" if kind == "face" else "mlp"] = limit
                     runs[name].update(run_server(setup, name, kind, scripts, args))
             rounds.append({"alone": alone, "runs": runs})
     return {
@@ -451,7 +475,7 @@ def measure(args: argparse.Namespace) -> dict:
         "cpus": args.cpus,
         "load_cpus": args.load_cpus,
         "workers": workers,
-        "threads": 1,
+        "threads": threads,
         "rounds_run": args.rounds,
         "seconds": args.seconds,
         "warmup": args.warmup,
@@ -487,9 +511,12 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument(
         "--cpus",
         default=",".join(map(str, cpus[1:] or cpus)),
-        help="the servers' CPUs (one worker each; default: all but the first)",
+        help="the servers' CPUs (default: all but the first)",
     )
     parser.add_argument("--load-cpus", default=str(cpus[0]), help="wrk's CPUs (default: the first)")
+    parser.add_argument(
+        "--workers", type=int, help="workers per server (default: one per server CPU)"
+    )
     parser.add_argument(
         "--from-json", type=Path, help=f"print the tables of earlier raw results ({RAW.name})"
     )
@@ -542,23 +569,25 @@ def report(raw: dict) -> list[str]:
         f" {raw['rounds_run']} round(s), the servers in turn (each round starts with the next"
         f" one); per load a {raw['warmup']} s warm-up, then {raw['seconds']} s measured; medians"
         " over the rounds (ratios and fractions: medians of each round's). "
-        + ", ".join(pins)
-        + "; every environment has OpenCV 4.14.0.94, ONNX Runtime 1.32.0, numpy 2.4.6."
-        f" Took {raw['minutes']:.1f} min; load average {start[0]:.2f} / {start[1]:.2f} /"
+        + "".join(f"{pin}; " for pin in pins)
+        + model_packages(peers)
+        + f" Took {raw['minutes']:.1f} min; load average {start[0]:.2f} / {start[1]:.2f} /"
         f" {start[2]:.2f} (1 / 5 / 15 min) at the start, {end[0]:.2f} / {end[1]:.2f} /"
         f" {end[2]:.2f} at the end.",
         "",
         *(f"- {SERVERS[name].label}: {SERVERS[name].configured}" for name in servers),
         "",
     ]
-    photo = med([r["alone"]["photo"] for r in rounds])
-    mlp = {size: med([r["alone"]["mlp"][size] for r in rounds]) for size in ("1", "8", "16")}
+    measured = [each for r in rounds for each in r["alone"].values()]
+    photo = med([each["photo"] for each in measured])
+    mlp = {size: med([each["mlp"][size] for each in measured]) for size in ("1", "8", "16")}
     lines += [
         f"The model alone (`model_limit.py`: in-process, on CPU {raw['cpus']},"
         f" {raw['workers']} calling thread(s)): decoding the photo and detecting its faces,"
         f" {photo:.2f} images/s; the MLP, {mlp['1']:.0f} items/s at batch 1, {mlp['8']:.0f} at"
-        f" 8, {mlp['16']:.0f} at 16. \"Of the model's limit\" divides a server's requests/s by"
-        " the model's rate: for the MLP, at the batch sizes that server formed (mean batch).",
+        f" 8, {mlp['16']:.0f} at 16 (medians; measured right before each server)."
+        " \"Of the model's limit\" divides a server's requests/s by the model's rate measured"
+        " before it: for the MLP, at the batch sizes that server formed (mean batch).",
         "",
     ]
     table, results = peer_table(rounds, servers)
@@ -594,7 +623,7 @@ def summary(rounds: list[dict], name: str, workload: str, load: str) -> dict:
     fractions, ratios = [], []
     for r in rounds:
         row = r["runs"][name][load]
-        limit = limit_for(workload, r["alone"], row["batches"])
+        limit = limit_for(workload, r["alone"][name], row["batches"])
         if limit:
             fractions.append(row["rps"] / limit)
         if row["rps"] > 0:

@@ -9,7 +9,7 @@ It starts a local Ray instance with as many CPUs as the process may use (``tasks
 Serve's HTTP proxy on 127.0.0.1:P and one application: a deployment with a FastAPI ingress
 (``@serve.ingress``), whose routes take the atom's bodies as Pydantic models and hand the
 work to a ``@serve.batch`` method (16 requests at most, 5 ms wait, as the atom's models
-declare). PEER_WORKERS replicas of one CPU each (``num_replicas``,
+declare). PEER_WORKERS replicas of MODEL_THREADS CPUs each (``num_replicas``,
 ``ray_actor_options``); ``max_ongoing_requests`` 64, raised from Serve's default of 5 as
 its performance guide says for async methods, so that a replica can hold the 32 requests
 of the loaded runs and fill its batches. Ray's defaults otherwise (dashboard, logs, the
@@ -66,7 +66,7 @@ face_app = FastAPI()
 @serve.deployment(
     num_replicas=WORKERS,
     max_ongoing_requests=MAX_ONGOING,
-    ray_actor_options={"num_cpus": 1, "runtime_env": RUNTIME_ENV},
+    ray_actor_options={"num_cpus": model_threads(), "runtime_env": RUNTIME_ENV},
 )
 @serve.ingress(face_app)
 class FaceDeployment:
@@ -101,7 +101,7 @@ mlp_app = FastAPI()
 @serve.deployment(
     num_replicas=WORKERS,
     max_ongoing_requests=MAX_ONGOING,
-    ray_actor_options={"num_cpus": 1, "runtime_env": RUNTIME_ENV},
+    ray_actor_options={"num_cpus": model_threads(), "runtime_env": RUNTIME_ENV},
 )
 @serve.ingress(mlp_app)
 class MlpDeployment:
