@@ -552,6 +552,8 @@ def limit_for(workload: str, alone: dict, batches: dict[str, int]) -> float | No
     rates = alone["mlp"]  # items/s by batch size, "1" to "16"
     if not batches:
         return rates[str(max(map(int, rates)))]
+    if not all(rates[size] for size in batches):
+        return None  # a run of the model alone measured nothing (model_limit.py before a fix)
     items = sum(int(size) * count for size, count in batches.items())
     seconds = sum(count * int(size) / rates[size] for size, count in batches.items())
     return items / seconds
