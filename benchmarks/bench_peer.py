@@ -571,7 +571,8 @@ def report(raw: dict) -> list[str]:
         f" {raw['rounds_run']} round(s), the servers in turn (each round starts with the next"
         f" one); per load a {raw['warmup']} s warm-up, then {raw['seconds']} s measured; medians"
         " over the rounds (ratios and fractions: medians of each round's). "
-        + "".join(f"{pin}; " for pin in pins)
+        + "".join(f"{pin}, " for pin in pins[:-1])
+        + "".join(f"{pin}. " for pin in pins[-1:])
         + model_packages(peers)
         + f" Took {raw['minutes']:.1f} min; load average {start[0]:.2f} / {start[1]:.2f} /"
         f" {start[2]:.2f} (1 / 5 / 15 min) at the start, {end[0]:.2f} / {end[1]:.2f} /"
