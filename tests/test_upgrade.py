@@ -31,7 +31,7 @@ import pytest
 from scripts.atomctl import TEMPLATE
 
 from .conftest import run
-from .test_add_model import EYES_CASCADE, add_route_module
+from .test_add_model import EYES_CASCADE
 from .throwaway import (
     commit_all,
     cookiecutter_config,
@@ -82,6 +82,7 @@ RENAMED_IN = (  # the template's files that name the dependency
     "{{cookiecutter.package_name}}/api/__init__.py",
     "{{cookiecutter.package_name}}/api/dependencies.py",
     "{{cookiecutter.package_name}}/api/interface/detect.py",
+    "scaffold/route_module.py.tmpl",  # what make route writes
     "tests/data/detect_before_router.py",
     "{{cookiecutter.package_name}}/lib/load_image.py",
     "README.md",
@@ -156,9 +157,8 @@ def owner_edits(atom: Path) -> None:
     text = detect.read_text()
     assert text.count('summary="Detect faces"') == 1
     detect.write_text(text.replace('summary="Detect faces"', USER_SUMMARY))
-    add_route_module(atom, PACKAGE)
     cascade = ok([sys.executable, "-c", "import cv2; print(cv2.data.haarcascades)"], atom).strip()
-    assert make(atom, "model", "NAME=eyes", f"SRC={cascade}/{EYES_CASCADE}")[0] == 0
+    assert make(atom, "route", "NAME=eyes", f"SRC={cascade}/{EYES_CASCADE}")[0] == 0
     (atom / ".env").write_text(USER_ENV)
 
 
