@@ -26,8 +26,9 @@ demo: setup
 check: lint
 	$(PY) -m pytest -m "not slow" tests
 
+# Every lane, several at once (scripts/gate.py); the time of each lane printed at the end.
 test: setup
-	$(PY) -m pytest tests
+	$(PY) scripts/gate.py
 
 soak: setup
 	SOAK_REQUESTS=20000 $(PY) -m pytest tests/test_soak.py -s
