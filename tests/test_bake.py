@@ -1,22 +1,32 @@
-"""Every supported combination of answers bakes a clean project that passes its own tests."""
+"""Every supported combination of answers bakes a clean project; the atom's own suite passes.
 
+The atom's whole suite runs once, on the default bake. The other combinations get what
+their answers change: the render (no template syntax, their CI files), lint, types, the
+hook's work, their settings, their own boot (the real model behind their prefix, on their
+Python), and the atom's tests that read the answers (ANSWER_TESTS); the Python 3.12
+combination runs the whole suite, since its answer changes the interpreter under all of it.
+"""
+
+import base64
 import json
 import stat
 import sys
 import sysconfig
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 import pytest
 
-from scripts.atomctl import TEMPLATE
+from scripts.atomctl import AtomServer, cached_bake, http
 
 from .conftest import leftovers, python_for, run
 
-# The supported combinations; each one is baked, linted and tested. Together they cover
-# every prompt: a custom name, a 38-character package (lines stay within the line length),
-# a two-segment prefix, another port and worker count; a Chinese name without a prefix;
-# the Python 3.12 image; each CI choice (gitlab by default).
+pytestmark = pytest.mark.bake
+
+# The supported combinations; each one is baked, linted and type-checked. Together they
+# cover every prompt: a custom name, a 38-character package (lines stay within the line
+# length), a two-segment prefix, another port and worker count; a Chinese name without a
+# prefix; the Python 3.12 image; each CI choice (gitlab by default).
 COMBINATIONS = {
     "default": {},
     "custom": {
@@ -37,23 +47,74 @@ COMBINATIONS = {
 }
 # The CI files of each choice of the `ci` prompt (test_ci.py validates them).
 CI_FILES = {"gitlab": {".gitlab-ci.yml"}, "github": {".github/workflows/ci.yml"}, "none": set()}
-
+# The atom's test modules whose outcome the answers change: the package name (every
+# module imported), the name and description (settings, OpenAPI, README), the prefix (every
+# route), the port and workers (settings, deploy files), the template's record.
+ANSWER_TESTS = (
+    "test_settings.py",
+    "test_structure.py",
+    "test_template_info.py",
+    "test_readme.py",
+    "test_deploy.py",
+    "test_health.py",
+    "test_docs.py",
+    "test_detect.py",
+    "test_handler.py",
+    "test_metrics.py",
+    "test_v2.py",
+)
+# xdist workers of the atom's suite: its tests mostly wait (servers, timeouts, retries).
+SUITE_WORKERS = "3"
 
 # make check bakes only the default answers; make test bakes them all.
 PARAMS = [
     name if name == "default" else pytest.param(name, marks=pytest.mark.slow)
     for name in COMBINATIONS
 ]
+OTHERS = [pytest.param(name, marks=pytest.mark.slow) for name in COMBINATIONS if name != "default"]
+
+
+def bake_of(name: str, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, str]]:
+    """The combination baked (copied from the run's cache) and runnable on its Python: the
+    hook compiled the protector for cookiecutter's Python, another one rebuilds it."""
+    context = COMBINATIONS[name]
+    project = cached_bake(tmp_path_factory.mktemp(name), **context)
+    python = python_for(context)
+    if python != sys.executable:
+        build = run([python, "setup.py", "--quiet", "build_ext", "--inplace"], cwd=project)
+        assert build.returncode == 0, build.stdout + build.stderr
+    return project, context
+
+
+@pytest.fixture(scope="module")
+def bakes(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Callable[[str], tuple[Path, dict[str, str]]]:
+    """The combinations by name, each baked once in the module."""
+    made: dict[str, tuple[Path, dict[str, str]]] = {}
+
+    def get(name: str) -> tuple[Path, dict[str, str]]:
+        if name not in made:
+            made[name] = bake_of(name, tmp_path_factory)
+        return made[name]
+
+    return get
 
 
 @pytest.fixture(scope="module", params=PARAMS)
-def baked(request: pytest.FixtureRequest, cookies_session: Any) -> tuple[Path, dict[str, str]]:
-    """One baked project per combination, made with pytest-cookies."""
-    context = COMBINATIONS[request.param]
-    result = cookies_session.bake(extra_context=context, template=str(TEMPLATE))
-    assert result.exit_code == 0, result.exception
-    assert result.exception is None
-    return Path(result.project_path), context
+def baked(
+    request: pytest.FixtureRequest, bakes: Callable[[str], tuple[Path, dict[str, str]]]
+) -> tuple[Path, dict[str, str]]:
+    """One baked project per combination."""
+    return bakes(request.param)
+
+
+@pytest.fixture(scope="module", params=OTHERS)
+def other(
+    request: pytest.FixtureRequest, bakes: Callable[[str], tuple[Path, dict[str, str]]]
+) -> tuple[Path, dict[str, str]]:
+    """One baked project per combination other than the default."""
+    return bakes(request.param)
 
 
 def test_no_template_syntax_left(baked: tuple[Path, dict[str, str]]) -> None:
@@ -78,14 +139,16 @@ def test_ruff_is_clean(baked: tuple[Path, dict[str, str]]) -> None:
         assert result.returncode == 0, result.stdout + result.stderr
 
 
-def test_types_are_clean(baked: tuple[Path, dict[str, str]]) -> None:
-    """The generated package passes mypy with its own configuration (make lint runs it)."""
+def test_types_are_clean(
+    baked: tuple[Path, dict[str, str]], tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    """The generated package passes mypy with its own configuration (make lint runs it).
+
+    The combinations share one cache, made new in each run: the installed packages are
+    analysed once per Python, each atom's own modules every time (their names differ)."""
     project, context = baked
-    result = run(
-        [python_for(context), "-m", "mypy", "--no-incremental", "--cache-dir", "/dev/null"],
-        cwd=project,
-        timeout=300,
-    )
+    cache = tmp_path_factory.getbasetemp() / "mypy-cache"
+    result = run([python_for(context), "-m", "mypy", "--cache-dir", str(cache)], project, 300)
     assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-2000:]
     assert result.stdout.startswith("Success: no issues found")
 
@@ -100,31 +163,6 @@ def test_hook_finished_the_project(baked: tuple[Path, dict[str, str]]) -> None:
     assert stat.S_IMODE(key.stat().st_mode) == 0o600
     assert (project / "models" / "face.enc").read_bytes().startswith(b"\x89ATOMGCM")
     assert "secrets/" in (project / ".gitignore").read_text().splitlines()
-
-
-@pytest.mark.parametrize(
-    "selection",
-    [
-        pytest.param("not slow", id="unit"),
-        pytest.param("slow", id="slow", marks=pytest.mark.slow),
-    ],
-)
-def test_own_suite_passes(baked: tuple[Path, dict[str, str]], selection: str) -> None:
-    """The generated project's own tests pass, on the Python it was baked for: its unit
-    tests (pytest -m "not slow", make check) and its slow ones (real servers, the wheel)."""
-    project, context = baked
-    python = python_for(context)
-    if python != sys.executable:  # the hook compiled the protector for cookiecutter's Python
-        build = run([python, "setup.py", "--quiet", "build_ext", "--inplace"], cwd=project)
-        assert build.returncode == 0, build.stdout + build.stderr
-    result = run(
-        [python, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-m", selection],
-        cwd=project,
-        timeout=600,
-    )
-    assert result.returncode == 0, result.stdout[-6000:] + result.stderr[-3000:]
-    assert " passed" in result.stdout
-    assert " failed" not in result.stdout and " skipped" not in result.stdout
 
 
 def test_answers_reach_the_code(baked: tuple[Path, dict[str, str]]) -> None:
@@ -143,3 +181,60 @@ def test_answers_reach_the_code(baked: tuple[Path, dict[str, str]]) -> None:
         int(context.get("port", "8000")),
         int(context.get("workers", "1")),
     ]
+
+
+def atom_suite(project: Path, python: str, *args: str) -> None:
+    """The atom's own pytest, on ``python``, in parallel; it must pass and skip nothing."""
+    result = run(
+        [python, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-n", SUITE_WORKERS, *args],
+        cwd=project,
+        timeout=900,
+    )
+    assert result.returncode == 0, result.stdout[-6000:] + result.stderr[-3000:]
+    assert " passed" in result.stdout
+    assert " failed" not in result.stdout and " skipped" not in result.stdout
+
+
+@pytest.fixture(scope="module")
+def default_bake(bakes: Callable[[str], tuple[Path, dict[str, str]]]) -> Path:
+    """The default combination, for its own suite."""
+    return bakes("default")[0]
+
+
+def test_own_unit_tests_pass(default_bake: Path) -> None:
+    """The default atom's unit tests pass (its `pytest -m "not slow"`, in make check)."""
+    atom_suite(default_bake, sys.executable, "-m", "not slow")
+
+
+@pytest.mark.slow
+def test_own_slow_tests_pass(default_bake: Path) -> None:
+    """The default atom's slow tests pass (real server.py processes, the wheel)."""
+    atom_suite(default_bake, sys.executable, "-m", "slow")
+
+
+def test_answer_tests_pass(other: tuple[Path, dict[str, str]]) -> None:
+    """The atom's tests that read the answers pass with this combination's answers, on its
+    Python; on Python 3.12, every test of the atom."""
+    project, context = other
+    every = context.get("python_version") == "3.12"
+    selection = [] if every else [f"tests/{name}" for name in ANSWER_TESTS]
+    atom_suite(project, python_for(context), *selection)
+
+
+def test_boots_and_detects(other: tuple[Path, dict[str, str]], tmp_path: Path) -> None:
+    """server.py of this combination, on its Python, becomes ready with the real model and
+    finds the face in the photograph behind its own prefix."""
+    project, context = other
+    photo = project / "tests" / "data" / "astronaut.jpg"
+    body = {"data": [base64.b64encode(photo.read_bytes()).decode()], "src_type": "base64"}
+    prefix = context.get("api_prefix", "/d2atom")
+    server = AtomServer(
+        project, env={"LOG_ROOT": str(tmp_path)}, python=python_for(context), prefix=prefix
+    )
+    with server:
+        status, _, ready = http("GET", server.url("/v1/health/ready"))
+        assert (status, ready["models"]) == (200, {"face": "ready"})
+        status, _, reply = http("POST", server.url("/detect"), body)
+    assert status == 200
+    assert [len(faces) for faces in reply["objects"]] == [1]
+    assert server.stop() == 0
