@@ -3,11 +3,12 @@ came from recorded (.cruft.json, in cruft's format), its own model key, then the
 protector and the demo model when cookiecutter's Python can make them.
 
 Runs in the new project's folder with the Python that runs cookiecutter, which may have no
-Cython, no OpenCV, or an OpenCV without the Haar cascades. Nothing here fails the
-generation: `make run` and `make test` in the project set up whatever the hook could not
-(a virtual environment with the pinned packages, the protector, the demo model), so the
-hook says what it skipped, why, and that those two commands finish the job. The answers
-come in as JSON (``tojson``), so quotes or backslashes in them cannot break this file.
+Cython, no compiler, no cryptography, no OpenCV, or an OpenCV without the Haar cascades.
+Nothing here fails the generation: `make run` and `make test` in the project set up what
+the hook could not (a virtual environment with the pinned packages, the protector, the
+demo model). The hook ends with a few lines: what it wrote, what it compiled and
+encrypted or every reason it did not, and the command to run next. The answers come in
+as JSON (``tojson``), so quotes or backslashes in them cannot break this file.
 
 When cruft or the atom's `make upgrade` renders the template (to compare two versions),
 the context names the commit (``_commit``): the hook then records it and builds nothing.
@@ -19,6 +20,7 @@ import importlib.util
 import json
 import os
 import re
+import shlex
 import shutil
 import subprocess
 import sys
@@ -32,6 +34,8 @@ CASCADE = "haarcascade_frontalface_default.xml"
 # The protector's in-place build, declared once in the project's setup.py.
 BUILD_COMMAND = ("setup.py", "--quiet", "build_ext", "--inplace")
 BUILD_MODULES = ("Cython", "setuptools")
+# What the demo model's encryption needs besides the protector: name shown -> module.
+MODEL_MODULES = {"cryptography": "cryptography", "OpenCV": "cv2"}
 TIMEOUT = 600
 GIT_TIMEOUT = 30
 STATE_FILE = Path(".cruft.json")
@@ -202,14 +206,20 @@ def record_commit(project: Path, package: str, commit: str | None) -> None:
 
 
 def record_template(project: Path, answers: dict) -> list[str]:
-    """Record where the template came from; return what the owner should know about it."""
+    """Record where the template came from; return the lines that say what was written."""
     origin = provenance(answers)
     try:
         write_state(project, answers, origin)
         record_commit(project, answers.get("package_name", ""), origin["commit"])
     except OSError as exc:
-        return [f"the template was not recorded in {STATE_FILE} ({exc})"]
-    return [f"{STATE_FILE}: {origin['note']}"] if origin["note"] else []
+        return [f"{STATE_FILE} not written ({exc}): make upgrade and cruft need it"]
+    commit = origin["commit"]
+    written = (
+        f"{STATE_FILE} written (template {origin['template']}, commit {commit[:12]})"
+        if commit
+        else f"{STATE_FILE} written without a template commit"
+    )
+    return [written, f"{STATE_FILE}: {origin['note']}"] if origin["note"] else [written]
 
 
 def write_key(project: Path) -> Path:
@@ -224,20 +234,40 @@ def write_key(project: Path) -> Path:
     return path
 
 
+def key_line(project: Path) -> str:
+    """Create the model key unless it exists; say which happened."""
+    if (project / KEY_FILE).exists():
+        return f"{KEY_FILE} kept (it was already there)"
+    try:
+        write_key(project)
+    except OSError as exc:
+        return f"{KEY_FILE} not written ({exc})"
+    return f"{KEY_FILE} written (the atom's model key, mode 600; git and docker ignore it)"
+
+
 def missing_modules(modules: tuple[str, ...]) -> list[str]:
     """The modules this Python cannot import."""
     return [module for module in modules if importlib.util.find_spec(module) is None]
 
 
+def compiler_command() -> str:
+    """The C compiler the build would call: CC, or the one Python was built with."""
+    return (os.environ.get("CC") or sysconfig.get_config_var("CC") or "cc").split()[0]
+
+
 def c_compiler() -> str | None:
-    """The C compiler the build would call (CC, or the one Python was built with), if found."""
-    command = os.environ.get("CC") or sysconfig.get_config_var("CC") or "cc"
-    return shutil.which(command.split()[0])
+    """The C compiler's path, if it is installed."""
+    return shutil.which(compiler_command())
+
+
+def headers_file() -> Path:
+    """This Python's Python.h, which the build compiles against."""
+    return Path(sysconfig.get_paths()["include"], "Python.h")
 
 
 def python_headers() -> bool:
     """True when this Python's Python.h is installed."""
-    return Path(sysconfig.get_paths()["include"], "Python.h").is_file()
+    return headers_file().is_file()
 
 
 def build_problems() -> list[str]:
@@ -247,9 +277,9 @@ def build_problems() -> list[str]:
     if missing:
         problems.append(f"cookiecutter's Python ({sys.executable}) has no {' or '.join(missing)}")
     if c_compiler() is None:
-        problems.append("there is no C compiler (Debian/Ubuntu: apt-get install gcc)")
+        problems.append(f"there is no C compiler ({compiler_command()})")
     if not python_headers():
-        problems.append("there are no Python headers (Debian/Ubuntu: apt-get install python3-dev)")
+        problems.append(f"there are no Python headers ({headers_file()})")
     return problems
 
 
@@ -297,20 +327,19 @@ def find_cascade() -> Path | None:
     return None
 
 
-def cascade_problem() -> str | None:
-    """Why the demo model's source, OpenCV's face cascade, is not here (None: it is)."""
-    folders = opencv_folders()
-    if not folders:
-        return f"cookiecutter's Python ({sys.executable}) has no OpenCV"
-    if find_cascade() is None:
-        version = opencv_version(folders[0])
-        return (
+def model_problems() -> list[str]:
+    """What this Python lacks to encrypt the demo model, OpenCV's face cascade (empty: none)."""
+    problems = []
+    missing = [name for name, module in MODEL_MODULES.items() if missing_modules((module,))]
+    if missing:
+        problems.append(f"cookiecutter's Python ({sys.executable}) has no {' or '.join(missing)}")
+    if "OpenCV" not in missing and find_cascade() is None:
+        version = opencv_version(opencv_folders()[0])
+        problems.append(
             f"the OpenCV next to cookiecutter ({version}) has no Haar cascades: "
             "OpenCV 5 wheels no longer ship them (the atom pins 4.x)"
         )
-    if missing_modules(("cryptography",)):
-        return f"cookiecutter's Python ({sys.executable}) has no cryptography"
-    return None
+    return problems
 
 
 def encrypt_demo_model(project: Path, package: str, cascade: Path) -> str | None:
@@ -320,48 +349,106 @@ def encrypt_demo_model(project: Path, package: str, cascade: Path) -> str | None
     return run_python(project, *command, *options, str(cascade), str(MODEL_FILE))
 
 
-def finish(project: Path, package: str) -> list[str]:
-    """Build the protector and encrypt the demo model; return what was skipped, and why."""
+def build_protector(project: Path) -> str | None:
+    """Compile the protector in the project; None, or why it was not compiled."""
     problems = build_problems()
     if problems:
-        return [f"the model protector was not compiled here: {'; '.join(problems)}"]
-    sys.stderr.write("post-gen: compiling the model protector (Cython, about 10 s)\n")
+        return "; ".join(problems)
+    say("compiling the model protector (Cython, about 10 s)")
     failure = run_python(project, *BUILD_COMMAND)
-    if failure:
-        return [f"the model protector did not compile here: {failure}"]
-    problem = cascade_problem()
-    if problem:
-        return [f"the demo model was not encrypted here: {problem}"]
-    failure = encrypt_demo_model(project, package, find_cascade() or Path(CASCADE))
-    if failure:
-        return [f"the demo model was not encrypted here: {failure}"]
-    return []
+    return f"the build failed: {failure}" if failure else None
+
+
+def encrypt_model(project: Path, package: str, compiled: bool) -> str | None:
+    """Encrypt the demo model; None, or every reason it was not encrypted."""
+    problems = [] if compiled else ["the protector was not compiled"]
+    if not (project / KEY_FILE).is_file():
+        problems.append(f"there is no {KEY_FILE}")
+    problems += model_problems()
+    if problems:
+        return "; ".join(problems)
+    return encrypt_demo_model(project, package, find_cascade() or Path(CASCADE))
+
+
+def build_lines(project: Path, package: str) -> list[str]:
+    """Compile the protector and encrypt the demo model; say what came of each, and why."""
+    protector = build_protector(project)
+    model = encrypt_model(project, package, compiled=protector is None)
+    if protector is None and model is None:
+        return [f"protector compiled, {MODEL_FILE} encrypted"]
+    return [
+        "protector compiled" if protector is None else f"protector not compiled: {protector}",
+        f"{MODEL_FILE} encrypted" if model is None else f"{MODEL_FILE} not encrypted: {model}",
+    ]
+
+
+def left_to_make(project: Path, package: str) -> list[str]:
+    """What the atom's setup (`make run`, `make test`) still has to make in the project."""
+    suffix = sysconfig.get_config_var("EXT_SUFFIX") or ".so"
+    made = {
+        "the protector": project / package / "dependency" / f"model_protector{suffix}",
+        "the key": project / KEY_FILE,
+        str(MODEL_FILE): project / MODEL_FILE,
+    }
+    return [name for name, path in made.items() if not path.is_file()]
+
+
+def system_packages() -> list[str]:
+    """The Debian/Ubuntu packages the atom's setup needs and this machine lacks."""
+    return [
+        name
+        for name, present in (("gcc", c_compiler() is not None), ("python3-dev", python_headers()))
+        if not present
+    ]
+
+
+def shell_path(project: Path) -> str:
+    """The project's folder as the shell that ran cookiecutter reaches it, quoted."""
+    shell = os.environ.get("PWD", "")
+    with contextlib.suppress(ValueError):
+        if os.path.isabs(shell):
+            return shlex.quote(str(project.relative_to(Path(shell).resolve())))
+    return shlex.quote(str(project))
+
+
+def next_line(project: Path, package: str) -> str:
+    """What to run next, and what it will set up."""
+    cd = f"`cd {shell_path(project)}`"
+    rest = left_to_make(project, package)
+    if not rest:
+        return (
+            f"next: {cd}, then `make run` or `make test` (whichever runs first makes "
+            "the atom's .venv with its pinned packages, a minute or two)"
+        )
+    install = " ".join(system_packages())
+    first = ""
+    if install:  # make run needs them too, and cannot install them
+        first = f"install {install} (Debian/Ubuntu: sudo apt-get install {install}), "
+    return (
+        f"next: {first}{cd}, then `make run` or `make test` set up the rest: "
+        f"a .venv with the pinned packages, {', '.join(rest)}"
+    )
+
+
+def say(*lines: str) -> None:
+    """Show lines to the person running cookiecutter."""
+    for line in lines:
+        sys.stderr.write(f"post-gen: {line}\n")
 
 
 def main() -> int:
     """Remove unchosen files, record the template, create the key, build the protector,
-    encrypt the demo model; say what is left to do."""
+    encrypt the demo model; say what was done and what to run next."""
     answers = json.loads(r"""{{ cookiecutter | tojson }}""")
     project = Path.cwd()
+    package = answers["package_name"]
     remove_unchosen(project, answers)
-    notes = record_template(project, answers)
+    recorded = record_template(project, answers)
     if answers.get("_commit"):  # a rendering to compare versions (cruft, make upgrade)
         return 0
-    for line in notes:
-        sys.stderr.write(f"post-gen: {line}\n")
-    todo = []
-    try:
-        write_key(project)
-    except OSError as exc:
-        todo.append(f"the model key was not created here ({exc})")
-    todo += finish(project, answers["package_name"])
-    for line in todo:
-        sys.stderr.write(f"post-gen: {line}\n")
-    if todo:
-        sys.stderr.write(
-            f"post-gen: `cd {project.name}`, then `make run` or `make test` set up the rest "
-            "(a .venv with the pinned packages, the protector, the key, the demo model)\n"
-        )
+    say(*recorded, key_line(project))
+    say(*build_lines(project, package))
+    say(next_line(project, package))
     return 0
 
 

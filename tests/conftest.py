@@ -58,6 +58,7 @@ LANES = {
     "k8s": Lane("the Kubernetes manifests of several combinations validate offline", 25),
     "boot": Lane("python server.py in the default atom: health, detect, errors, logs", 20),
     "demo": Lane("make demo, run for real", 20),
+    "prompts": Lane("a person answers the real cookiecutter prompts in a pseudo-terminal", 30),
 }
 DEFAULT_LANE = "template"
 
