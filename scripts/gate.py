@@ -155,7 +155,7 @@ def outcomes(runs: list[Run]) -> dict[str, str]:
     for run in runs:
         for phase in run.phases:
             nodeid, outcome, when = phase["nodeid"], phase["outcome"], phase["when"]
-            if outcome == "failed":
+            if outcome == "failed" and tests.get(nodeid) != "failed":
                 tests[nodeid] = "failed" if when == "call" else "error"
             elif outcome == "skipped" and tests.get(nodeid) != "failed":
                 tests[nodeid] = "skipped"
