@@ -49,6 +49,7 @@ class Run:
     process: subprocess.Popen | None = None
     started: float = 0.0
     ended: float = 0.0
+    cpu: float = 0.0
     phases: list[dict] = field(default_factory=list)
 
     @property
@@ -137,15 +138,26 @@ def schedule(runs: list[Run], jobs: int, pytest_args: list[str], began: float) -
             running.append(run)
             print(f"[{run.started - began:6.1f} s] {run.lane}: started", flush=True)
         time.sleep(0.2)
-        for run in [run for run in running if run.process.poll() is not None]:
-            run.ended = time.monotonic()
+        for run in [run for run in running if reaped(run)]:
             running.remove(run)
             state = "FAILED" if run.failed else "passed"
             print(
                 f"[{run.ended - began:6.1f} s] {run.lane}: {state} in "
-                f"{run.ended - run.started:.1f} s",
+                f"{run.ended - run.started:.1f} s ({run.cpu:.0f} s of CPU)",
                 flush=True,
             )
+
+
+def reaped(run: Run) -> bool:
+    """Whether the lane's process has ended; if so, note its status, end and CPU time (its
+    own and that of the processes it waited for)."""
+    pid, status, usage = os.wait4(run.process.pid, os.WNOHANG)
+    if pid == 0:
+        return False
+    run.process.returncode = os.waitstatus_to_exitcode(status)
+    run.ended = time.monotonic()
+    run.cpu = usage.ru_utime + usage.ru_stime
+    return True
 
 
 def outcomes(runs: list[Run]) -> dict[str, str]:
@@ -169,12 +181,16 @@ def report(runs: list[Run], began: float) -> int:
     for run in runs:
         if run.record.exists():
             run.phases = [json.loads(line) for line in run.record.read_text().splitlines()]
-    print("\n=== time per lane (process: the lane's pytest; wall: its tests) ===")
-    print(f"{'lane':<16} {'start s':>7} {'process s':>9} {LaneTime.HEADER}")
+    print("\n=== time per lane (process: the lane's pytest; cpu: it and what it waited for;")
+    print("    wall: first test start to last test end; sum: its tests' phases) ===")
+    print(f"{'lane':<16} {'start s':>7} {'process s':>9} {'cpu s':>6} {LaneTime.HEADER}")
     times = lane_times([phase for run in runs for phase in run.phases])
     for run in sorted(runs, key=lambda run: run.started - run.ended):
         row = times.get(run.lane, "(no test ran)")
-        print(f"{run.lane:<16} {run.started - began:>7.1f} {run.ended - run.started:>9.1f} {row}")
+        took = run.ended - run.started
+        print(f"{run.lane:<16} {run.started - began:>7.1f} {took:>9.1f} {run.cpu:>6.0f} {row}")
+    cpu = sum(run.cpu for run in runs)
+    print(f"{'all':<16} {'':>7} {time.monotonic() - began:>9.1f} {cpu:>6.0f}")
     phases = sorted((p for r in runs for p in r.phases), key=lambda p: -p["duration"])
     print(f"\n=== slowest {SLOWEST} test phases ===")
     for phase in phases[:SLOWEST]:

@@ -42,7 +42,11 @@ class Lane:
 # here and `pytestmark = pytest.mark.<name>` in its test module (DEVELOPERS.md).
 LANES = {
     "template": Lane("hooks, CI files, releases, the gate: the template's quick checks", 40, False),
-    "bake": Lane("the bake matrix; the atom's own suite on the default bake", 170, False),
+    "atom_suite": Lane(
+        "the atom's own suite on the default bake (its unit tests quick)", 100, False
+    ),
+    "bake": Lane("each combination of answers baked, linted, type-checked, booted", 90, False),
+    "python312": Lane("the unit tests of the atom baked for Python 3.12, on 3.12", 70),
     "fresh_machine": Lane("make test, make run in an atom baked by a cookiecutter-only venv", 200),
     "container": Lane("the container lane: podman builds and runs the image", 240),
     "upgrade": Lane("atoms over their lifetime: a throw-away template repository, cruft", 150),

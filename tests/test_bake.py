@@ -1,10 +1,10 @@
-"""Every supported combination of answers bakes a clean project; the atom's own suite passes.
+"""Every supported combination of answers bakes a clean project that works.
 
-The atom's whole suite runs once, on the default bake. The other combinations get what
-their answers change: the render (no template syntax, their CI files), lint, types, the
-hook's work, their settings, their own boot (the real model behind their prefix, on their
-Python), and the atom's tests that read the answers (ANSWER_TESTS); the Python 3.12
-combination runs the whole suite, since its answer changes the interpreter under all of it.
+Each combination gets its render (no template syntax, its CI files), lint, types and the
+hook's work, its settings; each other than the default its own boot (the real model behind
+its prefix, on its Python) and the atom's tests that read the answers (ANSWER_TESTS). The
+atom's whole suite runs once, on the default bake, and its unit tests on Python 3.12
+(test_atom_suite.py).
 """
 
 import base64
@@ -63,7 +63,8 @@ ANSWER_TESTS = (
     "test_metrics.py",
     "test_v2.py",
 )
-# xdist workers of the atom's suite: its tests mostly wait (servers, timeouts, retries).
+# xdist workers for the atom's unit tests, which mostly wait (threads, timeouts, retries).
+# Its slow tests (real server.py processes, bounded in time) run one at a time.
 SUITE_WORKERS = "3"
 
 # make check bakes only the default answers; make test bakes them all.
@@ -72,6 +73,8 @@ PARAMS = [
     for name in COMBINATIONS
 ]
 OTHERS = [pytest.param(name, marks=pytest.mark.slow) for name in COMBINATIONS if name != "default"]
+# Python 3.12 runs all the atom's unit tests (test_atom_suite.py), these among them.
+ANSWERED = [param for param in OTHERS if param.values != ("python312",)]
 
 
 def bake_of(name: str, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, str]]:
@@ -184,41 +187,26 @@ def test_answers_reach_the_code(baked: tuple[Path, dict[str, str]]) -> None:
 
 
 def atom_suite(project: Path, python: str, *args: str) -> None:
-    """The atom's own pytest, on ``python``, in parallel; it must pass and skip nothing."""
-    result = run(
-        [python, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-n", SUITE_WORKERS, *args],
-        cwd=project,
-        timeout=900,
-    )
+    """The atom's own pytest with ``args``, on ``python``; it must pass and skip nothing."""
+    result = run([python, "-m", "pytest", "-q", "-p", "no:cacheprovider", *args], project, 900)
     assert result.returncode == 0, result.stdout[-6000:] + result.stderr[-3000:]
     assert " passed" in result.stdout
     assert " failed" not in result.stdout and " skipped" not in result.stdout
 
 
-@pytest.fixture(scope="module")
-def default_bake(bakes: Callable[[str], tuple[Path, dict[str, str]]]) -> Path:
-    """The default combination, for its own suite."""
-    return bakes("default")[0]
+@pytest.fixture(scope="module", params=ANSWERED)
+def answered(
+    request: pytest.FixtureRequest, bakes: Callable[[str], tuple[Path, dict[str, str]]]
+) -> tuple[Path, dict[str, str]]:
+    """The combinations whose answers the atom's tests read differently (not Python 3.12's)."""
+    return bakes(request.param)
 
 
-def test_own_unit_tests_pass(default_bake: Path) -> None:
-    """The default atom's unit tests pass (its `pytest -m "not slow"`, in make check)."""
-    atom_suite(default_bake, sys.executable, "-m", "not slow")
-
-
-@pytest.mark.slow
-def test_own_slow_tests_pass(default_bake: Path) -> None:
-    """The default atom's slow tests pass (real server.py processes, the wheel)."""
-    atom_suite(default_bake, sys.executable, "-m", "slow")
-
-
-def test_answer_tests_pass(other: tuple[Path, dict[str, str]]) -> None:
-    """The atom's tests that read the answers pass with this combination's answers, on its
-    Python; on Python 3.12, every test of the atom."""
-    project, context = other
-    every = context.get("python_version") == "3.12"
-    selection = [] if every else [f"tests/{name}" for name in ANSWER_TESTS]
-    atom_suite(project, python_for(context), *selection)
+def test_answer_tests_pass(answered: tuple[Path, dict[str, str]]) -> None:
+    """The atom's tests that read the answers pass with this combination's answers."""
+    project, context = answered
+    tests = [f"tests/{name}" for name in ANSWER_TESTS]
+    atom_suite(project, python_for(context), "-n", SUITE_WORKERS, "-m", "not slow", *tests)
 
 
 def test_boots_and_detects(other: tuple[Path, dict[str, str]], tmp_path: Path) -> None:

@@ -1,0 +1,40 @@
+"""The atom's own suite: all of it once, on the default bake (its unit tests in make check);
+its unit tests again on Python 3.12, the interpreter that combination's answer changes."""
+
+import sys
+from pathlib import Path
+
+import pytest
+
+from scripts.atomctl import cached_bake
+
+from .conftest import PYTHON312
+from .test_bake import SUITE_WORKERS, atom_suite, bake_of
+
+
+@pytest.fixture(scope="module")
+def default_bake(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The atom baked with the default answers."""
+    return cached_bake(tmp_path_factory.mktemp("default"))
+
+
+@pytest.mark.atom_suite
+def test_unit_tests_pass(default_bake: Path) -> None:
+    """The default atom's unit tests pass (its `pytest -m "not slow"`), several at once."""
+    atom_suite(default_bake, sys.executable, "-n", SUITE_WORKERS, "-m", "not slow")
+
+
+@pytest.mark.atom_suite
+@pytest.mark.slow
+def test_slow_tests_pass(default_bake: Path) -> None:
+    """The default atom's slow tests pass (real server.py processes with time bounds, the
+    wheel), one at a time."""
+    atom_suite(default_bake, sys.executable, "-m", "slow")
+
+
+@pytest.mark.python312
+def test_unit_tests_pass_on_python312(tmp_path_factory: pytest.TempPathFactory) -> None:
+    """The unit tests of the atom baked for Python 3.12 pass on Python 3.12 (its server.py
+    boots there too: test_bake.py)."""
+    project, _ = bake_of("python312", tmp_path_factory)
+    atom_suite(project, str(PYTHON312), "-n", SUITE_WORKERS, "-m", "not slow")
