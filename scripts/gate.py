@@ -206,7 +206,9 @@ def report(runs: list[Run], began: float) -> int:
     tests = outcomes(runs)
     counts = {name: list(tests.values()).count(name) for name in ("passed", "failed", "error")}
     failed = counts["failed"] + counts["error"] + sum(run.failed and not run.phases for run in runs)
+    load = " ".join(f"{n:.2f}" for n in os.getloadavg())
     print(f"\nwall time {time.monotonic() - began:.1f} s, {len(runs)} lanes; logs in {OUT}")
+    print(f"load average at the end (1, 5, 15 min): {load}")
     print(f"gate: {counts['passed']} passed, {failed} failed")
     return 1 if failed or any(run.failed for run in runs) else 0
 
@@ -234,6 +236,7 @@ def main() -> int:
         if not args.lanes or lane in args.lanes
     ]
     print(f"gate: {len(runs)} lanes, {args.jobs} at a time: {' '.join(r.lane for r in runs)}")
+    print(f"load average at the start: {' '.join(f'{n:.2f}' for n in os.getloadavg())}")
     try:
         schedule(runs, args.jobs, pytest_args, began)
     finally:

@@ -41,28 +41,28 @@ class Lane:
 # Every test is in one lane: its marker, or "template" when it has none. A new lane: a row
 # here and `pytestmark = pytest.mark.<name>` in its test module (DEVELOPERS.md).
 LANES = {
-    "template": Lane("hooks, CI files, releases, the gate: the template's quick checks", 40, False),
+    "template": Lane("hooks, CI files, releases, the gate: the template's quick checks", 30, False),
     "atom_suite": Lane(
-        "the atom's own suite on the default bake (its unit tests quick)", 100, False
+        "the atom's own suite on the default bake (its unit tests quick)", 110, False
     ),
-    "bake": Lane("each combination of answers baked, linted, type-checked, booted", 90, False),
-    "python312": Lane("the unit tests of the atom baked for Python 3.12, on 3.12", 70),
-    "fresh_machine": Lane("make test, make run in an atom baked by a cookiecutter-only venv", 200),
-    "container": Lane("the container lane: podman builds and runs the image", 240),
+    "bake": Lane("each combination of answers baked, linted, type-checked, booted", 140, False),
+    "python312": Lane("the unit tests of the atom baked for Python 3.12, on 3.12", 85),
+    "container": Lane("the container lane: podman builds and runs the image", 150),
     "upgrade": Lane("atoms over their lifetime: a throw-away template repository, cruft", 150),
-    "hostile_input": Lane("the attacks of issue 12 against nginx_run.py and 2 workers", 130),
-    "fuzz": Lane("the fuzz lane: schemathesis against a real server", 90),
-    "migration": Lane("linker_atom services moved into a baked atom, run for real", 60),
-    "soak": Lane("the soak lane: thousands of detect calls through nginx", 60),
-    "nginx": Lane("the nginx lane: nginx_run.py with real nginx and workers", 60),
-    "add_model": Lane("a second route module with its own model, the README's way", 40),
-    "answers": Lane("hostile answers (quotes, backslashes, newlines, Chinese) bake clean", 40),
-    "stream": Lane("detect/stream through nginx_run and 2 workers", 30),
-    "docs_render": Lane("/docs and /redoc in headless Chromium: every route, one called", 30),
-    "k8s": Lane("the Kubernetes manifests of several combinations validate offline", 25),
-    "boot": Lane("python server.py in the default atom: health, detect, errors, logs", 20),
-    "demo": Lane("make demo, run for real", 20),
-    "prompts": Lane("a person answers the real cookiecutter prompts in a pseudo-terminal", 30),
+    "fresh_machine": Lane("make test, make run in an atom baked by a cookiecutter-only venv", 125),
+    "answers": Lane("hostile answers (quotes, backslashes, newlines, Chinese) bake clean", 80),
+    "fuzz": Lane("the fuzz lane: schemathesis against a real server", 65),
+    "add_model": Lane("a second route module with its own model, the README's way", 50),
+    "nginx": Lane("the nginx lane: nginx_run.py with real nginx and workers", 40),
+    "migration": Lane("linker_atom services moved into a baked atom, run for real", 30),
+    "hostile_input": Lane("the attacks of issue 12 against nginx_run.py and 2 workers", 25),
+    "prompts": Lane("a person answers the real cookiecutter prompts in a pseudo-terminal", 20),
+    "soak": Lane("the soak lane: thousands of detect calls through nginx", 20),
+    "demo": Lane("make demo, run for real", 15),
+    "stream": Lane("detect/stream through nginx_run and 2 workers", 12),
+    "docs_render": Lane("/docs and /redoc in headless Chromium: every route, one called", 10),
+    "boot": Lane("python server.py in the default atom: health, detect, errors, logs", 8),
+    "k8s": Lane("the Kubernetes manifests of several combinations validate offline", 6),
 }
 DEFAULT_LANE = "template"
 

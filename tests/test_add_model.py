@@ -73,7 +73,7 @@ def test_the_atoms_route_tests_still_pass(two_models: Path) -> None:
     the second module and model added."""
     tests = [f"tests/{name}" for name in ROUTE_TESTS]
     result = run(
-        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-n", "3", *tests],
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", *tests],
         cwd=two_models,
         timeout=900,
     )

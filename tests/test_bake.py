@@ -63,8 +63,9 @@ ANSWER_TESTS = (
     "test_metrics.py",
     "test_v2.py",
 )
-# xdist workers for the atom's unit tests, which mostly wait (threads, timeouts, retries).
-# Its slow tests (real server.py processes, bounded in time) run one at a time.
+# xdist workers for all the atom's unit tests, which mostly wait (threads, timeouts,
+# retries); a few modules of them, or its slow tests (real server.py processes bounded in
+# time), run in one process.
 SUITE_WORKERS = "3"
 
 # make check bakes only the default answers; make test bakes them all.
@@ -206,7 +207,7 @@ def test_answer_tests_pass(answered: tuple[Path, dict[str, str]]) -> None:
     """The atom's tests that read the answers pass with this combination's answers."""
     project, context = answered
     tests = [f"tests/{name}" for name in ANSWER_TESTS]
-    atom_suite(project, python_for(context), "-n", SUITE_WORKERS, "-m", "not slow", *tests)
+    atom_suite(project, python_for(context), "-m", "not slow", *tests)
 
 
 def test_boots_and_detects(other: tuple[Path, dict[str, str]], tmp_path: Path) -> None:
