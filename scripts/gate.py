@@ -9,6 +9,7 @@ lane, the slowest tests, the failures, and one closing line `gate: N passed, N f
     scripts/gate.py                 every lane
     scripts/gate.py nginx soak      those lanes only
     scripts/gate.py --jobs 2 -- -x  two at a time; -x passed on to each pytest
+    scripts/gate.py -m "not slow"   the tests make check runs, its lanes side by side
 """
 
 import argparse
@@ -46,6 +47,7 @@ class Run:
     log: Path
     record: Path
     basetemp: Path
+    marks: str = ""  # a marker expression the lane's tests must also match
     process: subprocess.Popen | None = None
     started: float = 0.0
     ended: float = 0.0
@@ -97,7 +99,7 @@ def start(run: Run, pytest_args: list[str]) -> None:
         "-m",
         "pytest",
         "-m",
-        run.lane,
+        f"{run.lane} and ({run.marks})" if run.marks else run.lane,
         "-p",
         "no:cacheprovider",
         f"--basetemp={run.basetemp}",
@@ -218,6 +220,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("lanes", nargs="*", help="lanes to run (default: all)")
     parser.add_argument("--jobs", type=int, default=JOBS, help=f"lanes at once ({JOBS})")
+    parser.add_argument("-m", dest="marks", default="", help="only tests matching this too")
     parser.add_argument("pytest_args", nargs=argparse.REMAINDER, help="after --: for pytest")
     args = parser.parse_args()
     pytest_args = [arg for arg in args.pytest_args if arg != "--"]
@@ -227,11 +230,18 @@ def main() -> int:
     began = time.monotonic()
     shutil.rmtree(OUT, ignore_errors=True)
     OUT.mkdir(parents=True)
-    files = collect(pytest_args)
+    files = collect(["-m", args.marks, *pytest_args] if args.marks else pytest_args)
     temporary = Path(tempfile.mkdtemp(prefix="atom-gate-"))
     order = sorted(files, key=lambda lane: -LANES[lane].estimate)
     runs = [
-        Run(lane, files[lane], OUT / f"{lane}.log", OUT / f"{lane}.jsonl", temporary / lane)
+        Run(
+            lane,
+            files[lane],
+            OUT / f"{lane}.log",
+            OUT / f"{lane}.jsonl",
+            temporary / lane,
+            args.marks,
+        )
         for lane in order
         if not args.lanes or lane in args.lanes
     ]
