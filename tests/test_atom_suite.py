@@ -20,7 +20,8 @@ def default_bake(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.mark.atom_suite
 def test_unit_tests_pass(default_bake: Path) -> None:
-    """The default atom's unit tests pass (its `pytest -m "not slow"`), several at once."""
+    """The default atom's unit tests pass (its `pytest -m "not slow"`), several at once
+    (make check waits for them)."""
     atom_suite(default_bake, sys.executable, "-n", SUITE_WORKERS, "-m", "not slow")
 
 
@@ -37,4 +38,6 @@ def test_unit_tests_pass_on_python312(tmp_path_factory: pytest.TempPathFactory) 
     """The unit tests of the atom baked for Python 3.12 pass on Python 3.12 (its server.py
     boots there too: test_bake.py)."""
     project, _ = bake_of("python312", tmp_path_factory)
-    atom_suite(project, str(PYTHON312), "-n", SUITE_WORKERS, "-m", "not slow")
+    # One process: this lane runs beside others, which use the cores its tests leave idle
+    # while they wait; xdist's workers would each import the atom again.
+    atom_suite(project, str(PYTHON312), "-m", "not slow")
