@@ -7,7 +7,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -27,6 +27,29 @@ DEFAULT_ANSWERS = {
     "ci": "gitlab",
 }
 
+# The supported combinations of answers; test_bake.py bakes, lints and type-checks each.
+# Together they cover every prompt: a custom name, a 38-character package (lines stay
+# within the line length), a two-segment prefix, another port and worker count; a Chinese
+# name without a prefix; the Python 3.12 image; each CI choice (gitlab by default).
+COMBINATIONS = {
+    "default": {},
+    "custom": {
+        "project_name": "Vehicle Plate Reader",
+        "package_name": "a_rather_long_package_name_for_an_atom",
+        "api_prefix": "/v1atom/plates",
+        "port": "8080",
+        "workers": "4",
+        "ci": "github",
+    },
+    "chinese-no-prefix": {
+        "project_name": "人脸检测",
+        "project_description": "人脸检测服务",
+        "api_prefix": "",
+        "ci": "none",
+    },
+    "python312": {"python_version": "3.12"},
+}
+
 
 @dataclass(frozen=True)
 class Lane:
@@ -34,35 +57,35 @@ class Lane:
     a pytest process of its own, beside other lanes."""
 
     about: str  # the marker's description (pytest --markers)
-    estimate: int  # seconds it takes alone on this machine: the gate starts long lanes first
+    estimate: int  # its seconds in a `make test` here: the gate starts the longest first
     slow: bool = True  # every test of the lane is slow (make check leaves it out)
 
 
-# Every test is in one lane: its marker, or "template" when it has none. A new lane: a row
-# here and `pytestmark = pytest.mark.<name>` in its test module (DEVELOPERS.md).
+# Every test is in one lane: its closest lane marker, or "template" when it has none. A new
+# lane: a row here and `pytestmark = pytest.mark.<name>` in its test module (DEVELOPERS.md).
 LANES = {
-    "template": Lane("hooks, CI files, releases, the gate: the template's quick checks", 30, False),
+    "template": Lane("hooks, CI files, releases, the gate: the template's quick checks", 55, False),
     "atom_suite": Lane(
-        "the atom's own suite on the default bake (its unit tests quick)", 110, False
+        "the atom's own suite on the default bake (its unit tests quick)", 220, False
     ),
-    "bake": Lane("each combination of answers baked, linted, type-checked, booted", 140, False),
-    "python312": Lane("the unit tests of the atom baked for Python 3.12, on 3.12", 85),
-    "container": Lane("the container lane: podman builds and runs the image", 150),
-    "upgrade": Lane("atoms over their lifetime: a throw-away template repository, cruft", 150),
-    "fresh_machine": Lane("make test, make run in an atom baked by a cookiecutter-only venv", 125),
-    "answers": Lane("hostile answers (quotes, backslashes, newlines, Chinese) bake clean", 80),
-    "fuzz": Lane("the fuzz lane: schemathesis against a real server", 65),
-    "add_model": Lane("a second route module with its own model, the README's way", 50),
-    "nginx": Lane("the nginx lane: nginx_run.py with real nginx and workers", 40),
-    "migration": Lane("linker_atom services moved into a baked atom, run for real", 30),
-    "hostile_input": Lane("the attacks of issue 12 against nginx_run.py and 2 workers", 25),
-    "prompts": Lane("a person answers the real cookiecutter prompts in a pseudo-terminal", 20),
-    "soak": Lane("the soak lane: thousands of detect calls through nginx", 20),
-    "demo": Lane("make demo, run for real", 15),
-    "stream": Lane("detect/stream through nginx_run and 2 workers", 12),
-    "docs_render": Lane("/docs and /redoc in headless Chromium: every route, one called", 10),
-    "boot": Lane("python server.py in the default atom: health, detect, errors, logs", 8),
-    "k8s": Lane("the Kubernetes manifests of several combinations validate offline", 6),
+    "bake": Lane("each combination of answers baked, linted, type-checked, booted", 230, False),
+    "python312": Lane("the atom baked for Python 3.12: its checks and unit tests, on 3.12", 180),
+    "container": Lane("the container lane: podman builds and runs the image", 180),
+    "upgrade": Lane("atoms over their lifetime: a throw-away template repository, cruft", 290),
+    "fresh_machine": Lane("make test, make run in an atom baked by a cookiecutter-only venv", 205),
+    "answers": Lane("hostile answers (quotes, backslashes, newlines, Chinese) bake clean", 135),
+    "fuzz": Lane("the fuzz lane: schemathesis against a real server", 135),
+    "add_model": Lane("a second route module with its own model, the README's way", 65),
+    "nginx": Lane("the nginx lane: nginx_run.py with real nginx and workers", 75),
+    "migration": Lane("linker_atom services moved into a baked atom, run for real", 40),
+    "hostile_input": Lane("the attacks of issue 12 against nginx_run.py and 2 workers", 45),
+    "prompts": Lane("a person answers the real cookiecutter prompts in a pseudo-terminal", 30),
+    "soak": Lane("the soak lane: thousands of detect calls through nginx", 35),
+    "demo": Lane("make demo, run for real", 35),
+    "stream": Lane("detect/stream through nginx_run and 2 workers", 20),
+    "docs_render": Lane("/docs and /redoc in headless Chromium: every route, one called", 15),
+    "boot": Lane("python server.py in the default atom: health, detect, errors, logs", 15),
+    "k8s": Lane("the Kubernetes manifests of several combinations validate offline", 10),
 }
 DEFAULT_LANE = "template"
 
@@ -117,11 +140,12 @@ def pytest_configure(config: pytest.Config) -> None:
 
 
 def lane_of(item: pytest.Item) -> str:
-    """The lane of a test: its one lane marker, else DEFAULT_LANE."""
-    marked = [name for name in LANES if item.get_closest_marker(name)]
-    if len(marked) > 1:
-        raise pytest.UsageError(f"{item.nodeid} is in several lanes: {marked}")
-    return marked[0] if marked else DEFAULT_LANE
+    """The lane of a test: its closest lane marker (a parameter's, then the function's,
+    then its class's or module's), else DEFAULT_LANE."""
+    for mark in item.iter_markers():
+        if mark.name in LANES:
+            return mark.name
+    return DEFAULT_LANE
 
 
 @pytest.hookimpl(tryfirst=True)  # before -m selects: the markers added here count
@@ -235,6 +259,34 @@ def runtime_dir() -> Iterator[Path]:
     folder = Path(tempfile.mkdtemp(prefix="atom-run-", dir="/tmp"))
     yield folder
     shutil.rmtree(folder, ignore_errors=True)
+
+
+Bakes = Callable[[str], tuple[Path, dict[str, str]]]
+
+
+def bake_of(name: str, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, str]]:
+    """A combination baked (copied from the bake cache) and runnable on its Python: the
+    hook compiled the protector for cookiecutter's Python, another one rebuilds it."""
+    context = COMBINATIONS[name]
+    project = cached_bake(tmp_path_factory.mktemp(name), **context)
+    python = python_for(context)
+    if python != sys.executable:
+        build = run([python, "setup.py", "--quiet", "build_ext", "--inplace"], cwd=project)
+        assert build.returncode == 0, build.stdout + build.stderr
+    return project, context
+
+
+@pytest.fixture(scope="session")
+def bakes(tmp_path_factory: pytest.TempPathFactory) -> Bakes:
+    """The combinations by name (COMBINATIONS), each made once in the session."""
+    made: dict[str, tuple[Path, dict[str, str]]] = {}
+
+    def get(name: str) -> tuple[Path, dict[str, str]]:
+        if name not in made:
+            made[name] = bake_of(name, tmp_path_factory)
+        return made[name]
+
+    return get
 
 
 @pytest.fixture(scope="session")

@@ -6,16 +6,14 @@ from pathlib import Path
 
 import pytest
 
-from scripts.atomctl import cached_bake
-
-from .conftest import PYTHON312
-from .test_bake import SUITE_WORKERS, atom_suite, bake_of
+from .conftest import PYTHON312, Bakes
+from .test_bake import SUITE_WORKERS, atom_suite
 
 
 @pytest.fixture(scope="module")
-def default_bake(tmp_path_factory: pytest.TempPathFactory) -> Path:
+def default_bake(bakes: Bakes) -> Path:
     """The atom baked with the default answers."""
-    return cached_bake(tmp_path_factory.mktemp("default"))
+    return bakes("default")[0]
 
 
 @pytest.mark.atom_suite
@@ -34,10 +32,10 @@ def test_slow_tests_pass(default_bake: Path) -> None:
 
 
 @pytest.mark.python312
-def test_unit_tests_pass_on_python312(tmp_path_factory: pytest.TempPathFactory) -> None:
-    """The unit tests of the atom baked for Python 3.12 pass on Python 3.12 (its server.py
-    boots there too: test_bake.py)."""
-    project, _ = bake_of("python312", tmp_path_factory)
+def test_unit_tests_pass_on_python312(bakes: Bakes) -> None:
+    """The unit tests of the atom baked for Python 3.12 pass on Python 3.12 (the lane also
+    holds that combination's render, lint, types and boot: test_bake.py)."""
+    project, _ = bakes("python312")
     # One process: this lane runs beside others, which use the cores its tests leave idle
     # while they wait; xdist's workers would each import the atom again.
     atom_suite(project, str(PYTHON312), "-m", "not slow")

@@ -12,39 +12,16 @@ import json
 import stat
 import sys
 import sysconfig
-from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
-from scripts.atomctl import AtomServer, cached_bake, http
+from scripts.atomctl import AtomServer, http
 
-from .conftest import leftovers, python_for, run
+from .conftest import COMBINATIONS, Bakes, leftovers, python_for, run
 
 pytestmark = pytest.mark.bake
 
-# The supported combinations; each one is baked, linted and type-checked. Together they
-# cover every prompt: a custom name, a 38-character package (lines stay within the line
-# length), a two-segment prefix, another port and worker count; a Chinese name without a
-# prefix; the Python 3.12 image; each CI choice (gitlab by default).
-COMBINATIONS = {
-    "default": {},
-    "custom": {
-        "project_name": "Vehicle Plate Reader",
-        "package_name": "a_rather_long_package_name_for_an_atom",
-        "api_prefix": "/v1atom/plates",
-        "port": "8080",
-        "workers": "4",
-        "ci": "github",
-    },
-    "chinese-no-prefix": {
-        "project_name": "人脸检测",
-        "project_description": "人脸检测服务",
-        "api_prefix": "",
-        "ci": "none",
-    },
-    "python312": {"python_version": "3.12"},
-}
 # The CI files of each choice of the `ci` prompt (test_ci.py validates them).
 CI_FILES = {"gitlab": {".gitlab-ci.yml"}, "github": {".github/workflows/ci.yml"}, "none": set()}
 # The atom's test modules whose outcome the answers change: the package name (every
@@ -68,55 +45,25 @@ ANSWER_TESTS = (
 # time), run in one process.
 SUITE_WORKERS = "3"
 
-# make check bakes only the default answers; make test bakes them all.
+# make check bakes only the default answers; make test bakes them all. The Python 3.12
+# combination's tests are in the python312 lane, with its suite (test_atom_suite.py): one
+# protector build for 3.12. Its suite runs all the atom's unit tests, ANSWER_TESTS among them.
+LANE_MARKS = {"default": [], "python312": [pytest.mark.slow, pytest.mark.python312]}
 PARAMS = [
-    name if name == "default" else pytest.param(name, marks=pytest.mark.slow)
-    for name in COMBINATIONS
+    pytest.param(name, marks=LANE_MARKS.get(name, [pytest.mark.slow])) for name in COMBINATIONS
 ]
-OTHERS = [pytest.param(name, marks=pytest.mark.slow) for name in COMBINATIONS if name != "default"]
-# Python 3.12 runs all the atom's unit tests (test_atom_suite.py), these among them.
+OTHERS = [param for param in PARAMS if param.values != ("default",)]
 ANSWERED = [param for param in OTHERS if param.values != ("python312",)]
 
 
-def bake_of(name: str, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, str]]:
-    """The combination baked (copied from the run's cache) and runnable on its Python: the
-    hook compiled the protector for cookiecutter's Python, another one rebuilds it."""
-    context = COMBINATIONS[name]
-    project = cached_bake(tmp_path_factory.mktemp(name), **context)
-    python = python_for(context)
-    if python != sys.executable:
-        build = run([python, "setup.py", "--quiet", "build_ext", "--inplace"], cwd=project)
-        assert build.returncode == 0, build.stdout + build.stderr
-    return project, context
-
-
-@pytest.fixture(scope="module")
-def bakes(
-    tmp_path_factory: pytest.TempPathFactory,
-) -> Callable[[str], tuple[Path, dict[str, str]]]:
-    """The combinations by name, each baked once in the module."""
-    made: dict[str, tuple[Path, dict[str, str]]] = {}
-
-    def get(name: str) -> tuple[Path, dict[str, str]]:
-        if name not in made:
-            made[name] = bake_of(name, tmp_path_factory)
-        return made[name]
-
-    return get
-
-
 @pytest.fixture(scope="module", params=PARAMS)
-def baked(
-    request: pytest.FixtureRequest, bakes: Callable[[str], tuple[Path, dict[str, str]]]
-) -> tuple[Path, dict[str, str]]:
+def baked(request: pytest.FixtureRequest, bakes: Bakes) -> tuple[Path, dict[str, str]]:
     """One baked project per combination."""
     return bakes(request.param)
 
 
 @pytest.fixture(scope="module", params=OTHERS)
-def other(
-    request: pytest.FixtureRequest, bakes: Callable[[str], tuple[Path, dict[str, str]]]
-) -> tuple[Path, dict[str, str]]:
+def other(request: pytest.FixtureRequest, bakes: Bakes) -> tuple[Path, dict[str, str]]:
     """One baked project per combination other than the default."""
     return bakes(request.param)
 
@@ -196,9 +143,7 @@ def atom_suite(project: Path, python: str, *args: str) -> None:
 
 
 @pytest.fixture(scope="module", params=ANSWERED)
-def answered(
-    request: pytest.FixtureRequest, bakes: Callable[[str], tuple[Path, dict[str, str]]]
-) -> tuple[Path, dict[str, str]]:
+def answered(request: pytest.FixtureRequest, bakes: Bakes) -> tuple[Path, dict[str, str]]:
     """The combinations whose answers the atom's tests read differently (not Python 3.12's)."""
     return bakes(request.param)
 
