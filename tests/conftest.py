@@ -61,8 +61,8 @@ class Lane:
     slow: bool = True  # every test of the lane is slow (make check leaves it out)
 
 
-# Every test is in one lane: its closest lane marker, or "template" when it has none. A new
-# lane: a row here and `pytestmark = pytest.mark.<name>` in its test module (DEVELOPERS.md).
+# Every test is in one lane: its lane marker, or "template" when it has none. A new lane: a
+# row here and `pytestmark = pytest.mark.<name>` in its test module (DEVELOPERS.md).
 LANES = {
     "template": Lane("hooks, CI files, releases, the gate: the template's quick checks", 55, False),
     "atom_suite": Lane(
@@ -140,12 +140,12 @@ def pytest_configure(config: pytest.Config) -> None:
 
 
 def lane_of(item: pytest.Item) -> str:
-    """The lane of a test: its closest lane marker (a parameter's, then the function's,
-    then its class's or module's), else DEFAULT_LANE."""
-    for mark in item.iter_markers():
-        if mark.name in LANES:
-            return mark.name
-    return DEFAULT_LANE
+    """The lane of a test: its one lane marker (`pytest -m <lane>` selects it), else
+    DEFAULT_LANE."""
+    marked = {mark.name for mark in item.iter_markers() if mark.name in LANES}
+    if len(marked) > 1:
+        raise pytest.UsageError(f"{item.nodeid} is in several lanes: {sorted(marked)}")
+    return marked.pop() if marked else DEFAULT_LANE
 
 
 @pytest.hookimpl(tryfirst=True)  # before -m selects: the markers added here count

@@ -20,8 +20,6 @@ from scripts.atomctl import AtomServer, http
 
 from .conftest import COMBINATIONS, Bakes, leftovers, python_for, run
 
-pytestmark = pytest.mark.bake
-
 # The CI files of each choice of the `ci` prompt (test_ci.py validates them).
 CI_FILES = {"gitlab": {".gitlab-ci.yml"}, "github": {".github/workflows/ci.yml"}, "none": set()}
 # The atom's test modules whose outcome the answers change: the package name (every
@@ -48,9 +46,14 @@ SUITE_WORKERS = "3"
 # make check bakes only the default answers; make test bakes them all. The Python 3.12
 # combination's tests are in the python312 lane, with its suite (test_atom_suite.py): one
 # protector build for 3.12. Its suite runs all the atom's unit tests, ANSWER_TESTS among them.
-LANE_MARKS = {"default": [], "python312": [pytest.mark.slow, pytest.mark.python312]}
+# Every test here takes a combination: the lane is the combination's.
+LANE_MARKS = {
+    "default": [pytest.mark.bake],
+    "python312": [pytest.mark.python312, pytest.mark.slow],
+}
 PARAMS = [
-    pytest.param(name, marks=LANE_MARKS.get(name, [pytest.mark.slow])) for name in COMBINATIONS
+    pytest.param(name, marks=LANE_MARKS.get(name, [pytest.mark.bake, pytest.mark.slow]))
+    for name in COMBINATIONS
 ]
 OTHERS = [param for param in PARAMS if param.values != ("default",)]
 ANSWERED = [param for param in OTHERS if param.values != ("python312",)]
