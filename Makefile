@@ -13,7 +13,7 @@ help:
 	@echo "make soak   20,000 detect calls through nginx and 2 workers: no failure, no leak"
 	@echo "make bench  run every benchmark (benchmarks/), write BENCHMARKS.md"
 	@echo "make lint   ruff on the hooks, scripts and tests of the template"
-	@echo "make release  date the CHANGELOG's Unreleased section, commit, tag v<version>"
+	@echo "make release  set the release version, date the CHANGELOG, commit, tag v<version>"
 	@echo "make clean  remove build/ and the virtual environments"
 
 setup:

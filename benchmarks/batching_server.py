@@ -15,9 +15,8 @@ from typing import Annotated
 import server
 from fastapi import FastAPI
 from mlp_model import Mlp
-from my_atom.api import route, routing
+from my_atom.api import Router, mounting, route
 from my_atom.api.app import get_app
-from my_atom.api.base import UdfAPIRoute
 from my_atom.api.batching import Batching
 from my_atom.api.calls import predict
 from my_atom.api.dependencies import Model
@@ -38,7 +37,7 @@ class MlpResponse(BaseModel):
     outputs: list[float]
 
 
-router = UdfAPIRoute(tags=["mlp"])
+router = Router(tags=["mlp"])
 
 
 @router.model_loader("mlp", batch=Batching(max_size=16, max_wait_ms=5))
@@ -55,7 +54,7 @@ async def mlp(payload: MlpPayload, model: Annotated[Mlp, Model("mlp")]) -> MlpRe
 
 def factory(settings: Settings) -> FastAPI:
     """The atom's app plus the MLP route."""
-    return get_app(settings, routers=[*routing.listed_routers(route.ROUTE_MODULES), router])
+    return get_app(settings, routers=[*mounting.listed_routers(route.ROUTE_MODULES), router])
 
 
 if __name__ == "__main__":

@@ -44,7 +44,7 @@ class Case(NamedTuple):
 def load_protector(project: Path) -> Any:
     """The compiled protector module of a baked atom."""
     sys.path.insert(0, str(project))
-    module = importlib.import_module("my_atom.dependency.model_protector")
+    module = importlib.import_module("my_atom.protection.model_protector")
     assert module.__file__.endswith(".so"), module.__file__
     return module
 

@@ -9,7 +9,7 @@ Copied into a bake of the default atom by bench_choices.py (not part of the atom
     detect-def       the same route as a plain ``def`` (a thread hop on every call)
     log-batched      the atom's logging: batched console and file handlers
     log-queue        the standard library's QueueHandler, writes by a QueueListener thread
-    routes-flat      routes copied into the app's own list (``routing.include_flat``)
+    routes-flat      routes copied into the app's own list (``mounting.include_flat``)
     routes-included  routes mounted with FastAPI's ``include_router``
 
 Every variant also serves ``POST {prefix}/bench/echo`` (a small logged JSON route).
@@ -24,15 +24,14 @@ from typing import Annotated
 
 import server
 from fastapi import APIRouter, FastAPI
-from my_atom.api import route, routing
+from my_atom.api import Router, mounting, route
 from my_atom.api.app import get_app
-from my_atom.api.base import UdfAPIRoute
 from my_atom.api.dependencies import Images, Model, ModelIds
 from my_atom.api.interface import detect
 from my_atom.api.schema.payload import DetectPayload
 from my_atom.api.schema.response import DetectResponse
 from my_atom.control import log_handlers
-from my_atom.lib.common import ms_since
+from my_atom.control.logs import ms_since
 from pydantic import BaseModel
 
 
@@ -45,7 +44,7 @@ class Item(BaseModel):
 
 def echo_router() -> APIRouter:
     """A logged echo route, as users add routes."""
-    router = UdfAPIRoute()
+    router = Router()
 
     @router.post("/bench/echo")
     async def echo(item: Item) -> dict:
@@ -56,7 +55,7 @@ def echo_router() -> APIRouter:
 
 def def_detect_router() -> APIRouter:
     """The example detect written as a plain ``def``: FastAPI runs it in its thread pool."""
-    router = UdfAPIRoute(tags=["detect"])
+    router = Router(tags=["detect"])
     router.model_loaders.update(detect.router.model_loaders)
     router.batching.update(detect.router.batching)
     FaceModel = Annotated[detect.FaceDetector, Model(detect.MODEL_NAME)]  # noqa: N806
@@ -110,11 +109,11 @@ def factory(variant: str):
     """The app factory of a variant."""
 
     def build(settings: object) -> FastAPI:
-        routers = [*routing.listed_routers(route.ROUTE_MODULES), echo_router()]
+        routers = [*mounting.listed_routers(route.ROUTE_MODULES), echo_router()]
         if variant == "detect-def":
             routers = [def_detect_router(), echo_router()]
         if variant == "routes-included":
-            routing.include_flat = lambda app, router, prefix: app.include_router(
+            mounting.include_flat = lambda app, router, prefix: app.include_router(
                 router, prefix=prefix
             )
         app = get_app(settings, routers=routers)

@@ -12,15 +12,15 @@ from typing import Annotated
 
 import uvicorn
 from fastapi import Depends
+from my_atom.api import Router
 from my_atom.api.app import get_app
-from my_atom.api.base import UdfAPIRoute
 from my_atom.api.dependencies import get_image_loader
 from my_atom.api.schema.payload import DetectPayload
 from my_atom.config import get_settings
 from my_atom.lib.load_image import ImageLoader
 from starlette.concurrency import run_in_threadpool
 
-router = UdfAPIRoute()
+router = Router()
 
 
 @router.post("/bench/load")

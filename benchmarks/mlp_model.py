@@ -7,10 +7,14 @@ reads them once for 16 times the work, so a batch of 16 runs many times the item
 second of a batch of 1. Each item of a request is a number; the model's input row is that
 number repeated, its answer the sum of the output row (so each request can check its own).
 
-Shared by bench_batching.py, the atom's server (batching_server.py) and LitServe's
-(litserve_server.py); ``python mlp_model.py OUT.onnx`` writes the model.
+Shared by bench_batching.py and by every server of bench_peer.py (the atom's
+batching_server.py, litserve_server.py, bentoml_server.py, ray_server.py); ``python
+mlp_model.py OUT.onnx`` writes the model. With MLP_BATCH_LOG set to a file, each run
+appends its batch size to it (one line, a few microseconds): bench_peer.py reads the batch
+sizes every server formed from there, the same way for all of them.
 """
 
+import os
 import sys
 from pathlib import Path
 
@@ -61,11 +65,15 @@ class Mlp:
         self.session = onnxruntime.InferenceSession(
             str(path), options, providers=["CPUExecutionProvider"]
         )
+        log = os.environ.get("MLP_BATCH_LOG")
+        self.batch_log = os.open(log, os.O_WRONLY | os.O_APPEND | os.O_CREAT) if log else None
 
     def predict_batch(self, items: list[float]) -> list[float]:
         """One answer per item, in order (one run for all of them)."""
         rows = np.repeat(np.asarray(items, dtype=np.float32)[:, None], WIDTH, axis=1)
         (out,) = self.session.run(None, {"x": rows})
+        if self.batch_log is not None:
+            os.write(self.batch_log, b"%d\n" % len(items))
         return [round(float(value), 3) for value in out.sum(axis=1)]
 
 

@@ -83,18 +83,17 @@ def bare_app() -> FastAPI:
 
 def atom_factory(settings: object) -> FastAPI:
     """The atom's app (its model included) plus the echo route, added as users add routes:
-    a UdfAPIRoute beside those of ``api/route.py``'s ROUTE_MODULES."""
-    from my_atom.api import route, routing
+    a Router beside those of ``api/route.py``'s ROUTE_MODULES."""
+    from my_atom.api import Router, mounting, route
     from my_atom.api.app import get_app
-    from my_atom.api.base import UdfAPIRoute
 
-    router = UdfAPIRoute()
+    router = Router()
 
     @router.post("/bench/echo")
     async def atom_echo(item: Item) -> Echo:
         return echo(item)
 
-    return get_app(settings, routers=[*routing.listed_routers(route.ROUTE_MODULES), router])
+    return get_app(settings, routers=[*mounting.listed_routers(route.ROUTE_MODULES), router])
 
 
 def main() -> int:

@@ -344,7 +344,7 @@ def model_problems() -> list[str]:
 
 def encrypt_demo_model(project: Path, package: str, cascade: Path) -> str | None:
     """Encrypt the cascade into models/face.enc with the project's key; None, or why not."""
-    command = [*("-m", f"{package}.dependency.protect", "encrypt", "--quiet", "--force")]
+    command = [*("-m", f"{package}.protection.protect", "encrypt", "--quiet", "--force")]
     options = [*("--key-file", str(KEY_FILE), "--model-id", MODEL_ID)]
     return run_python(project, *command, *options, str(cascade), str(MODEL_FILE))
 

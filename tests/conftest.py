@@ -80,6 +80,7 @@ LANES = {
     "migration": Lane("linker_atom services moved into a baked atom, run for real", 40),
     "hostile_input": Lane("the attacks of issue 12 against nginx_run.py and 2 workers", 45),
     "prompts": Lane("a person answers the real cookiecutter prompts in a pseudo-terminal", 30),
+    "upstream": Lane("the default atom's suite and mypy on the newest FastAPI and co.", 300),
     "soak": Lane("the soak lane: thousands of detect calls through nginx", 35),
     "demo": Lane("make demo, run for real", 35),
     "stream": Lane("detect/stream through nginx_run and 2 workers", 20),

@@ -112,7 +112,7 @@ def test_hook_finished_the_project(baked: tuple[Path, dict[str, str]]) -> None:
     project, context = baked
     package = context.get("package_name", project.name.replace("-", "_"))
     ext_suffix = sysconfig.get_config_var("EXT_SUFFIX")
-    assert (project / package / "dependency" / f"model_protector{ext_suffix}").is_file()
+    assert (project / package / "protection" / f"model_protector{ext_suffix}").is_file()
     key = project / "secrets" / "model.key"
     assert stat.S_IMODE(key.stat().st_mode) == 0o600
     assert (project / "models" / "face.enc").read_bytes().startswith(b"\x89ATOMGCM")

@@ -298,7 +298,7 @@ def test_image_holds_no_sources_tests_or_key(container: dict, default_atom: Path
     assert grep.returncode == 1  # grep: no match anywhere
     assert grep.stdout == ""
     protector = in_container(
-        container, f"ls {package}/dependency/ | grep -c '^model_protector.*\\.so$'"
+        container, f"ls {package}/protection/ | grep -c '^model_protector.*\\.so$'"
     )
     assert protector.stdout.strip() == "1"
 

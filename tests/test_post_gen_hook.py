@@ -391,7 +391,7 @@ def test_answers_are_read_as_json() -> None:
 def decrypt_head(project: Path, model: str, model_id: str) -> str:
     """The first bytes of an encrypted model of the project, decrypted with its key."""
     check = (
-        "import sys; from my_atom.dependency.model_protector import ModelProtector as P; "
+        "import sys; from my_atom.protection.model_protector import ModelProtector as P; "
         "p = P.from_key_file('secrets/model.key'); "
         "print(p.decrypt(sys.argv[1], sys.argv[2])[:5].decode())"
     )
@@ -421,7 +421,7 @@ def test_generation_without_a_compiler_then_make(tmp_path: Path) -> None:
     assert "then `make run` or `make test` set up the rest" in result.stderr
     project = tmp_path / "my-atom"
     ext_suffix = sysconfig.get_config_var("EXT_SUFFIX")
-    module = project / "my_atom" / "dependency" / f"model_protector{ext_suffix}"
+    module = project / "my_atom" / "protection" / f"model_protector{ext_suffix}"
     assert not module.exists() and not (project / "models" / "face.enc").exists()
     assert (project / "secrets" / "model.key").is_file()
     python = f"PYTHON={sys.executable}"  # this venv already holds the pinned packages

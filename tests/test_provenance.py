@@ -6,6 +6,7 @@ import importlib.util
 import json
 import os
 import re
+import runpy
 import sys
 from pathlib import Path
 from types import ModuleType
@@ -252,6 +253,8 @@ def test_generation_from_a_relative_path(repository: Path) -> None:
     assert state["commit"] == git(repository, "rev-parse", "HEAD")
     assert state["checkout"] == f"v{template_version(repository)}"
     assert "note" not in state
+    about = runpy.run_path(str(atom / "my_atom" / "about.py"))
+    assert about["TEMPLATE_VERSION"] == template_version(repository)  # a release, as it is
 
 
 @pytest.mark.upgrade
@@ -267,6 +270,8 @@ def test_generation_from_a_folder_without_git(tmp_path: Path) -> None:
     assert state["note"].startswith(f"the template at {plain} is not a git checkout")
     assert f"post-gen: .cruft.json: {state['note']}\n" in stderr
     assert 'TEMPLATE_COMMIT = ""\n' in (atom / "my_atom" / "about.py").read_text()
+    about = runpy.run_path(str(atom / "my_atom" / "about.py"))
+    assert about["TEMPLATE_VERSION"] == template_version()  # no commit to name
     git(atom, "init", "--quiet")
     git(atom, "add", "--all")
     git(atom, "commit", "--quiet", "-m", "generated")

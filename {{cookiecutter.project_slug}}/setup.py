@@ -16,8 +16,8 @@ from setuptools import Extension, setup
 
 PACKAGE = {{ cookiecutter.package_name | tojson }}
 PROTECTOR = Extension(
-    f"{PACKAGE}.dependency.model_protector",
-    [f"{PACKAGE}/dependency/model_protector.pyx"],
+    f"{PACKAGE}.protection.model_protector",
+    [f"{PACKAGE}/protection/model_protector.pyx"],
     extra_compile_args=["-O2", "-g0"],
 )
 

@@ -5,7 +5,7 @@
 #   .venv               a virtual environment (PYTHON=/path/to/python uses yours instead)
 #   packages            requirements-dev.txt, installed again when a requirements file or
 #                       pyproject.toml changes (their hash is kept in build/setup.sha256)
-#   the protector       <package>/dependency/model_protector.*.so, compiled again when its
+#   the protector       <package>/protection/model_protector.*.so, compiled again when its
 #                       .pyx or setup.py changes (python setup.py build_ext --inplace)
 #   secrets/model.key   this checkout's model key, when missing
 #   models/face.enc     the demo model, when missing
@@ -21,7 +21,7 @@ VENV_PYTHON=.venv/bin/python
 PYTHON=${PYTHON:-$VENV_PYTHON}
 KEY_FILE=secrets/model.key
 STAMP=build/setup.sha256
-PROTECT=(-m "$PACKAGE.dependency.protect")
+PROTECT=(-m "$PACKAGE.protection.protect")
 
 log() { printf '[setup] %s\n' "$*" >&2; }
 die() {
@@ -92,8 +92,11 @@ check_build_tools() {
 }
 
 build_protector() {
-    local module=$PACKAGE/dependency/model_protector$EXT_SUFFIX
-    local source=$PACKAGE/dependency/model_protector.pyx
+    local module=$PACKAGE/protection/model_protector$EXT_SUFFIX
+    local source=$PACKAGE/protection/model_protector.pyx
+    # Built before dependency/ became protection/: it would shadow the old path's
+    # dependency/model_protector.py and fail to import.
+    rm -f "$PACKAGE"/dependency/model_protector.*.so
     if [ -f "$module" ] && [ "$module" -nt "$source" ] && [ "$module" -nt setup.py ]; then
         return 0
     fi
@@ -142,7 +145,7 @@ make_venv
 facts=$(python_facts) || die "$PYTHON does not run"
 { read -r PREFIX; read -r EXT_SUFFIX; read -r CC_DEFAULT; read -r INCLUDE; } <<<"$facts"
 install_packages
-[ "$step" != protector ] || rm -f "$PACKAGE/dependency/model_protector$EXT_SUFFIX"
+[ "$step" != protector ] || rm -f "$PACKAGE/protection/model_protector$EXT_SUFFIX"
 build_protector
 make_key
 case "$step" in

@@ -28,7 +28,7 @@ from {{ cookiecutter.package_name }}.api.app import get_app
 from {{ cookiecutter.package_name }}.api.interface import detect
 from {{ cookiecutter.package_name }}.config import Settings
 from {{ cookiecutter.package_name }}.control.log_handlers import flush_all
-from {{ cookiecutter.package_name }}.dependency.keys import protector_module
+from {{ cookiecutter.package_name }}.protection.keys import protector_module
 
 from .fakes import loaders
 

@@ -13,8 +13,11 @@ from typing import Any
 
 import numpy as np
 
+from {{ cookiecutter.package_name }}.api.mounting import (
+    collect_model_loaders,
+    listed_routers,
+)
 from {{ cookiecutter.package_name }}.api.route import ROUTE_MODULES
-from {{ cookiecutter.package_name }}.api.routing import collect_model_loaders, listed_routers
 from {{ cookiecutter.package_name }}.api.schema.response import DetectObject
 
 

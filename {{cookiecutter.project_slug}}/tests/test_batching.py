@@ -15,13 +15,13 @@ from fastapi.testclient import TestClient
 from prometheus_client.parser import text_string_to_metric_families
 from pydantic import BaseModel
 
+from {{ cookiecutter.package_name }}.api import Router
 from {{ cookiecutter.package_name }}.api.app import get_app
-from {{ cookiecutter.package_name }}.api.base import UdfAPIRoute
 from {{ cookiecutter.package_name }}.api.batching import Batcher, Batching
 from {{ cookiecutter.package_name }}.api.dependencies import Model
-from {{ cookiecutter.package_name }}.api.routing import collect_batching
+from {{ cookiecutter.package_name }}.api.mounting import collect_batching
 from {{ cookiecutter.package_name }}.config import Settings, SettingsError, load_settings
-from {{ cookiecutter.package_name }}.lib.exception import VqlError
+from {{ cookiecutter.package_name }}.errors import VqlError
 
 from .conftest import free_port, wait_ready
 
@@ -62,9 +62,9 @@ class Gated:
         return [item * factor for item in items]
 
 
-def gated_router(batching: Batching) -> UdfAPIRoute:
+def gated_router(batching: Batching) -> Router:
     """A route module as a user writes it, with a batching model named "gated"."""
-    router = UdfAPIRoute()
+    router = Router()
 
     @router.model_loader("gated", batch=batching)
     def load(settings: Settings) -> Gated:  # replaced by the test's own model

@@ -1,4 +1,5 @@
-"""lib.common: log-safe values, the LRU cache, daemon threads."""
+"""Helpers: log-safe values (control/log_safety.py), daemon threads (control/daemon.py),
+and linker_atom's LRU cache (lib/common.py)."""
 
 import asyncio
 import contextvars
@@ -7,12 +8,9 @@ import threading
 import numpy as np
 import pytest
 
-from {{ cookiecutter.package_name }}.lib.common import (
-    LRUCache,
-    format_long,
-    run_in_daemon_thread,
-    summarize,
-)
+from {{ cookiecutter.package_name }}.control.daemon import run_in_daemon_thread
+from {{ cookiecutter.package_name }}.control.log_safety import format_long, summarize
+from {{ cookiecutter.package_name }}.lib.common import LRUCache
 
 
 def test_summarize() -> None:

@@ -6,7 +6,7 @@ from collections.abc import Callable
 import pytest
 from fastapi.testclient import TestClient
 
-from {{ cookiecutter.package_name }}.api import routing
+from {{ cookiecutter.package_name }}.api import mounting
 from {{ cookiecutter.package_name }}.api.app import get_app
 from {{ cookiecutter.package_name }}.config import Settings
 
@@ -78,7 +78,7 @@ def test_flat_routes_document_and_answer_as_included_ones(
     settings = make_settings()
     flat = get_app(settings, model_loaders={})
     monkeypatch.setattr(
-        routing,
+        mounting,
         "include_flat",
         lambda app, router, prefix: app.include_router(router, prefix=prefix),
     )

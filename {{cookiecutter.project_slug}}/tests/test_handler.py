@@ -11,9 +11,9 @@ from fastapi.testclient import TestClient
 from pydantic import BaseModel
 from starlette.types import Receive, Scope, Send
 
-from {{ cookiecutter.package_name }}.api import base
+from {{ cookiecutter.package_name }}.api import Router, call_log
 from {{ cookiecutter.package_name }}.api.app import get_app
-from {{ cookiecutter.package_name }}.api.base import LoggedRoute, UdfAPIRoute
+from {{ cookiecutter.package_name }}.api.call_log import LoggedRoute
 from {{ cookiecutter.package_name }}.api.handler import as_built, unsupported_because
 from {{ cookiecutter.package_name }}.config import Settings
 
@@ -42,15 +42,15 @@ class FastAPIHandlerRoute(LoggedRoute):
     direct = False
 
 
-def direct_routes(route_class: type[LoggedRoute]) -> UdfAPIRoute:
+def direct_routes(route_class: type[LoggedRoute]) -> Router:
     """Routes of the shape the direct handler serves, one per way of answering."""
-    router = UdfAPIRoute(route_class=route_class)
+    router = Router(route_class=route_class)
     add_model_routes(router)
     add_other_answers(router)
     return router
 
 
-def add_model_routes(router: UdfAPIRoute) -> None:
+def add_model_routes(router: Router) -> None:
     """Routes answering with a response model."""
 
     @router.post("/count")
@@ -74,7 +74,7 @@ def add_model_routes(router: UdfAPIRoute) -> None:
         raise HTTPException(status_code=409, detail=f"{item.name} exists")
 
 
-def add_other_answers(router: UdfAPIRoute) -> None:
+def add_other_answers(router: Router) -> None:
     """Routes answering a Response, a dict, or something for ``jsonable_encoder``."""
 
     @router.post("/response")
@@ -120,7 +120,7 @@ def clients(make_settings: Callable[..., Settings]) -> Iterator[tuple[TestClient
 def generic_calls(monkeypatch: pytest.MonkeyPatch) -> list[str]:
     """The paths of the calls that FastAPI's handler served, in apps built from now on."""
     paths: list[str] = []
-    direct_handler = base.direct_handler
+    direct_handler = call_log.direct_handler
 
     def counting(route: Any, generic: Any) -> Any:
         async def counted(request: Request) -> Response:
@@ -129,7 +129,7 @@ def generic_calls(monkeypatch: pytest.MonkeyPatch) -> list[str]:
 
         return direct_handler(route, counted) or counted
 
-    monkeypatch.setattr(base, "direct_handler", counting)
+    monkeypatch.setattr(call_log, "direct_handler", counting)
     return paths
 
 
@@ -242,9 +242,9 @@ def test_dependencies_of_an_inclusion_run(make_settings: Callable[..., Settings]
         assert reply.json() == {"name": "a", "count": 3, "note": None}
 
 
-def other_shapes() -> UdfAPIRoute:
+def other_shapes() -> Router:
     """Routes of shapes only FastAPI's handler serves."""
-    router = UdfAPIRoute()
+    router = Router()
 
     @router.post("/sync")
     def sync(item: Item) -> dict:
@@ -309,7 +309,7 @@ def test_a_form_keeps_fastapis_handler(monkeypatch: pytest.MonkeyPatch) -> None:
     """A route reading a form is left to FastAPI's handler (the atom does not ship
     python-multipart, so the route is only built here, not called)."""
     monkeypatch.setattr(dependency_utils, "ensure_multipart_is_installed", lambda: None)
-    router = UdfAPIRoute()
+    router = Router()
 
     @router.post("/form")
     async def form(name: Annotated[str, Form()]) -> dict:

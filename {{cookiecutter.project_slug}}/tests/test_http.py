@@ -1,4 +1,4 @@
-"""The error envelope, the body limit and the request id (DESIGN.md section 5)."""
+"""The error envelope, the body limit and the request id."""
 
 import logging
 import re
@@ -10,9 +10,9 @@ from fastapi.testclient import TestClient
 from pydantic import BaseModel, field_validator
 from starlette.concurrency import run_in_threadpool
 
-from {{ cookiecutter.package_name }}.api.base import UdfAPIRoute
+from {{ cookiecutter.package_name }}.api import Router
 from {{ cookiecutter.package_name }}.config import Settings
-from {{ cookiecutter.package_name }}.lib.exception import ERRORS, VqlError
+from {{ cookiecutter.package_name }}.errors import ERRORS, VqlError
 
 from .conftest import make_app, read_log, wait_ready
 
@@ -32,9 +32,9 @@ class Strict(BaseModel):
         return value
 
 
-def extra_routes() -> UdfAPIRoute:
+def extra_routes() -> Router:
     """Routes that misbehave on purpose."""
-    router = UdfAPIRoute()
+    router = Router()
 
     @router.get("/boom")
     async def boom() -> dict:

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from {{ cookiecutter.package_name }}.dependency import errors
-from {{ cookiecutter.package_name }}.dependency.model_protector import ModelProtector
+from {{ cookiecutter.package_name }}.protection import errors
+from {{ cookiecutter.package_name }}.protection.model_protector import ModelProtector
 
 KEY = 0x5A
 CUSTOMER = "customer-0042"

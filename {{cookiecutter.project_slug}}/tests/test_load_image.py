@@ -18,17 +18,17 @@ import pytest
 
 from {{ cookiecutter.package_name }}.client.shm import SharedFrame, write_mmap_frame
 from {{ cookiecutter.package_name }}.config import Settings
+from {{ cookiecutter.package_name }}.errors import VqlError
 from {{ cookiecutter.package_name }}.images.fetch import AddressPolicy
 from {{ cookiecutter.package_name }}.images.header import read_header
 from {{ cookiecutter.package_name }}.images.loader import ImageLoader
-from {{ cookiecutter.package_name }}.lib.exception import VqlError
 from {{ cookiecutter.package_name }}.lib.load_image import load_image
 
 from .conftest import PHOTO
 from .stub_http import Stub, serve_stub
 
 MIB = 1024 * 1024
-REQUESTS_LOGGER = "{{ cookiecutter.package_name }}.lib.requests"
+REQUESTS_LOGGER = "{{ cookiecutter.package_name }}.http_client"
 
 
 def b64(raw: bytes) -> str:

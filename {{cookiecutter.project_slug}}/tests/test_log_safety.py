@@ -8,13 +8,13 @@ import pytest
 from fastapi.testclient import TestClient
 
 from {{ cookiecutter.package_name }}.config import Settings
-from {{ cookiecutter.package_name }}.control.logs import make_formatter
-from {{ cookiecutter.package_name }}.lib.common import (
+from {{ cookiecutter.package_name }}.control.log_safety import (
     escape_for_log,
     redact_url_secrets,
     summarize,
 )
-from {{ cookiecutter.package_name }}.lib.requests import redact_url
+from {{ cookiecutter.package_name }}.control.logs import make_formatter
+from {{ cookiecutter.package_name }}.http_client import redact_url
 
 from .conftest import make_app, read_log, wait_ready
 

@@ -13,10 +13,10 @@ import pytest
 from fastapi.testclient import TestClient
 
 from {{ cookiecutter.package_name }}.config import Settings
+from {{ cookiecutter.package_name }}.errors import VqlError
 from {{ cookiecutter.package_name }}.images import loader as loader_module
 from {{ cookiecutter.package_name }}.images.limits import ImageLimits
 from {{ cookiecutter.package_name }}.images.loader import ImageLoader
-from {{ cookiecutter.package_name }}.lib.exception import VqlError
 
 from .conftest import make_app, wait_ready
 

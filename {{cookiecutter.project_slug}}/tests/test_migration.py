@@ -19,7 +19,7 @@ from fastapi.testclient import TestClient
 from {{ cookiecutter.package_name }}.api.app import get_app
 from {{ cookiecutter.package_name }}.api.base import UdfAPIRoute
 from {{ cookiecutter.package_name }}.api.dependencies import get_engine, get_state
-from {{ cookiecutter.package_name }}.api.routing import RouteConflictError
+from {{ cookiecutter.package_name }}.api.mounting import RouteConflictError
 from {{ cookiecutter.package_name }}.api.schema import payload, response
 from {{ cookiecutter.package_name }}.config import Settings, get_settings
 from {{ cookiecutter.package_name }}.lib.exception import VQL_MESSAGE_MAP, VqlError
@@ -311,7 +311,9 @@ def test_settings_keep_every_field_and_property(
 
 def test_settings_defaults_of_the_old_names(make_settings: Callable[..., Settings]) -> None:
     """Without META: no model ids, the ping under the prefix, Serving config defaults."""
-    settings = make_settings(atom_api_prefix="/p")
+    from {{ cookiecutter.package_name }}.lib.settings import legacy_settings
+
+    settings = legacy_settings(make_settings(atom_api_prefix="/p"))
     assert settings.model_id_list == []
     assert settings.healthcheck_url == "/p/v1/health/ping"
     assert settings.serving_config.atom_process_url == "/atom/process"

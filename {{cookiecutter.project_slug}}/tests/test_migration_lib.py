@@ -21,15 +21,15 @@ import pytest
 from PIL import Image
 
 from {{ cookiecutter.package_name }}.client.shm import write_mmap_frame
-from {{ cookiecutter.package_name }}.dependency import errors
 from {{ cookiecutter.package_name }}.dependency.model_protector import ModelProtector
+from {{ cookiecutter.package_name }}.errors import VqlError
 from {{ cookiecutter.package_name }}.images.limits import ImageLimits
 from {{ cookiecutter.package_name }}.images.loader import ImageLoader, set_default_loader
 from {{ cookiecutter.package_name }}.images.loader import _default as loaders
 from {{ cookiecutter.package_name }}.lib import common, load_image, log
 from {{ cookiecutter.package_name }}.lib import requests as lib_requests
-from {{ cookiecutter.package_name }}.lib.exception import VqlError
 from {{ cookiecutter.package_name }}.lib.share_memory import CacheManager, MmapManager
+from {{ cookiecutter.package_name }}.protection import errors
 
 from .conftest import PHOTO, ROOT
 from .stub_http import Stub, serve_stub

@@ -17,8 +17,8 @@ from fastapi.testclient import TestClient
 from {{ cookiecutter.package_name }}.api.app import get_app
 from {{ cookiecutter.package_name }}.api.interface import detect
 from {{ cookiecutter.package_name }}.config import Settings
-from {{ cookiecutter.package_name }}.dependency import errors, keys
-from {{ cookiecutter.package_name }}.dependency.model_protector import ModelProtector
+from {{ cookiecutter.package_name }}.protection import errors, keys
+from {{ cookiecutter.package_name }}.protection.model_protector import ModelProtector
 
 from .conftest import ModelFiles, read_log
 

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from {{ cookiecutter.package_name }}.dependency import errors, fileformat, model_protector
-from {{ cookiecutter.package_name }}.dependency.model_protector import ModelProtector
+from {{ cookiecutter.package_name }}.protection import errors, fileformat, model_protector
+from {{ cookiecutter.package_name }}.protection.model_protector import ModelProtector
 
 CHUNK = 64
 SIZES = [0, 1, CHUNK - 1, CHUNK, CHUNK + 1, 5 * CHUNK, 5 * CHUNK + 7]

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from {{ cookiecutter.package_name }}.dependency import errors, protect
+from {{ cookiecutter.package_name }}.protection import errors, protect
 
 from .conftest import ModelFiles
 

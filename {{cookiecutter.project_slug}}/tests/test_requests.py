@@ -1,4 +1,4 @@
-"""lib.requests: timeouts always set, retries only when safe, redacted logs."""
+"""http_client.HttpClient: timeouts always set, retries only when safe, redacted logs."""
 
 import json
 import logging
@@ -12,9 +12,9 @@ from typing import ClassVar
 import pytest
 import requests
 
-from {{ cookiecutter.package_name }}.lib.requests import HttpClient, redact_url
+from {{ cookiecutter.package_name }}.http_client import HttpClient, redact_url
 
-CLIENT_LOGGER = "{{ cookiecutter.package_name }}.lib.requests"
+CLIENT_LOGGER = "{{ cookiecutter.package_name }}.http_client"
 
 
 class Handler(BaseHTTPRequestHandler):

@@ -1,4 +1,4 @@
-"""UdfAPIRoute: what each call logs, what it hides, and when it profiles."""
+"""Router: what each call logs, what it hides, and when it profiles."""
 
 import json
 import re
@@ -9,16 +9,16 @@ import pytest
 from fastapi import FastAPI, Request
 from fastapi.testclient import TestClient
 
+from {{ cookiecutter.package_name }}.api import Router
 from {{ cookiecutter.package_name }}.api.app import get_app
-from {{ cookiecutter.package_name }}.api.base import UdfAPIRoute
 from {{ cookiecutter.package_name }}.config import Settings
 
 from .conftest import read_log
 
 
-def echo_routes() -> UdfAPIRoute:
+def echo_routes() -> Router:
     """A JSON route and a raw-bytes route."""
-    router = UdfAPIRoute()
+    router = Router()
 
     @router.post("/json")
     async def json_route(body: dict) -> dict:
@@ -187,7 +187,7 @@ def test_integers_beyond_64_bits_stay_exact(
 ) -> None:
     """orjson reads integer literals beyond 64 bits as floats: for such a body the route gets
     the json module's exact value, as without the call line."""
-    router = UdfAPIRoute()
+    router = Router()
 
     @router.post("/int")
     async def int_route(body: dict) -> dict:

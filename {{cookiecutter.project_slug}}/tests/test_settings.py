@@ -1,4 +1,4 @@
-"""Settings: every variable of DESIGN.md section 3, its default, and clear errors."""
+"""Settings: every variable (one field of config.Settings each), its default, and clear errors."""
 
 import json
 import subprocess
@@ -174,7 +174,8 @@ def test_nothing_is_read_at_import() -> None:
 
 
 def test_lazy_settings_attribute(monkeypatch: pytest.MonkeyPatch) -> None:
-    """``config.settings`` is the cached ``get_settings()``, as linker_atom users import it."""
+    """``config.settings``, as linker_atom users import it, is the cached ``get_settings()``
+    with linker_atom's property names: read once, on first use."""
     from {{ cookiecutter.package_name }} import config
 
     config.get_settings.cache_clear()
@@ -182,6 +183,9 @@ def test_lazy_settings_attribute(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.chdir(Path(__file__).parent)  # no .env there
     try:
         assert config.settings.atom_title == "lazy"
-        assert config.settings is config.get_settings()
+        assert config.settings is config.settings
+        assert config.settings.model_dump() == config.get_settings().model_dump()
+        assert isinstance(config.settings, Settings)
+        assert config.settings.atom_description == config.get_settings().atom_desc
     finally:
         config.get_settings.cache_clear()

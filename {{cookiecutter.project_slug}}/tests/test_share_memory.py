@@ -28,13 +28,13 @@ from {{ cookiecutter.package_name }}.client.shm import (
     write_mmap_frame,
 )
 from {{ cookiecutter.package_name }}.config import Settings
+from {{ cookiecutter.package_name }}.errors import VqlError
 from {{ cookiecutter.package_name }}.images.frames import (
     SHM_DIR,
     MmapReader,
     ShmReader,
     open_frame,
 )
-from {{ cookiecutter.package_name }}.lib.exception import VqlError
 
 from .conftest import PHOTO, make_app
 

@@ -14,11 +14,11 @@ import pytest
 from fastapi.testclient import TestClient
 from pydantic import BaseModel
 
+from {{ cookiecutter.package_name }}.api import Router
 from {{ cookiecutter.package_name }}.api.app import get_app
-from {{ cookiecutter.package_name }}.api.base import UdfAPIRoute
 from {{ cookiecutter.package_name }}.api.streaming import Event
 from {{ cookiecutter.package_name }}.config import Settings
-from {{ cookiecutter.package_name }}.lib.exception import VqlError
+from {{ cookiecutter.package_name }}.errors import VqlError
 
 from .conftest import PREFIX
 from .live_server import serve_in_thread
@@ -45,15 +45,15 @@ class Recorder:
         self.closed.set()
 
 
-def streams_router(recorder: Recorder) -> UdfAPIRoute:
+def streams_router(recorder: Recorder) -> Router:
     """Stream routes as a user writes them: sync and async, good, failing and endless."""
-    router = UdfAPIRoute(tags=["streams"])
+    router = Router(tags=["streams"])
     add_finite_streams(router)
     add_endless_streams(router, recorder)
     return router
 
 
-def add_finite_streams(router: UdfAPIRoute) -> None:
+def add_finite_streams(router: Router) -> None:
     """Streams that end: counting (def and async def), refusing, failing, pausing."""
 
     @router.stream("/count", events={"number": Number, "done": Number})
@@ -87,7 +87,7 @@ def add_finite_streams(router: UdfAPIRoute) -> None:
         yield {"n": 1}
 
 
-def add_endless_streams(router: UdfAPIRoute, recorder: Recorder) -> None:
+def add_endless_streams(router: Router, recorder: Recorder) -> None:
     """Streams that never end unless closed, recording their steps and their closing."""
 
     @router.stream("/endless")
@@ -238,7 +238,7 @@ def test_stream_metrics(make_streams: Callable[..., Any]) -> None:
 
 def test_a_stream_route_must_be_a_generator() -> None:
     """Registering a plain function as a stream is refused at import, with its name."""
-    router = UdfAPIRoute()
+    router = Router()
     with pytest.raises(TypeError, match="not_a_generator must be a generator function"):
 
         @router.stream("/x")

@@ -1,5 +1,6 @@
-"""The runtime's shape: helpers that read no settings, imports without side effects, one
-line to register a route module with its models, a model store that knows what loads."""
+"""The runtime's shape: helpers that read no settings, the core fenced off from linker_atom's
+compatibility package, one public module for route modules, imports without side effects,
+one line to register a route module with its models, a model store that knows what loads."""
 
 import ast
 import asyncio
@@ -16,18 +17,36 @@ from typing import Annotated
 import pytest
 from fastapi.testclient import TestClient
 
+from {{ cookiecutter.package_name }}.api import Router
 from {{ cookiecutter.package_name }}.api.app import get_app
-from {{ cookiecutter.package_name }}.api.base import UdfAPIRoute
 from {{ cookiecutter.package_name }}.api.dependencies import Model
 from {{ cookiecutter.package_name }}.api.model_store import ModelStore
+from {{ cookiecutter.package_name }}.api.mounting import (
+    collect_model_loaders,
+    listed_routers,
+)
 from {{ cookiecutter.package_name }}.api.route import ROUTE_MODULES
-from {{ cookiecutter.package_name }}.api.routing import collect_model_loaders, listed_routers
 from {{ cookiecutter.package_name }}.config import Settings
 
 from .conftest import ROOT, wait_ready
 
 PACKAGE = Settings.__module__.split(".")[0]
-HELPERS = ("images", "control", "client", "lib")
+HELPERS = ("images", "control", "client")
+COMPAT = "lib"  # linker_atom's names: the compatibility package
+# The only places outside lib/ that reach into it: linker_atom's old import paths, each
+# forwarding its names on first use from inside a function (module, function).
+LIB_FORWARDS = {
+    ("api/base.py", "__getattr__"),
+    ("api/dependencies.py", "__getattr__"),
+    ("api/interface/healthcheck.py", "__getattr__"),
+    ("api/schema/payload.py", "__getattr__"),
+    ("api/schema/response.py", "__getattr__"),
+    ("config/__init__.py", "__getattr__"),
+    ("config/__init__.py", "resolve_settings"),  # get_app(a dict with linker_atom's names)
+    ("config/logger.py", "__getattr__"),
+    ("config/serving.py", "__getattr__"),
+    ("config/skywalking.py", "__getattr__"),
+}
 
 
 def imported_modules(path: Path, package: str) -> set[str]:
@@ -47,7 +66,7 @@ def imported_modules(path: Path, package: str) -> set[str]:
 
 
 def test_no_helper_imports_the_settings_module() -> None:
-    """images/, control/, client/ and lib/ are passed what they need: none imports config."""
+    """images/, control/ and client/ are passed what they need: none imports config."""
     offenders = []
     for helper in HELPERS:
         for path in sorted((ROOT / PACKAGE / helper).rglob("*.py")):
@@ -71,6 +90,155 @@ def test_the_helper_scan_sees_a_settings_import(tmp_path: Path) -> None:
     found = imported_modules(source, f"{PACKAGE}.images")
     assert f"{PACKAGE}.config.Settings" in found
     assert f"{PACKAGE}.images.frames" in found
+
+
+def lib_imports(path: Path, package: str) -> list[tuple[str | None, int]]:
+    """Each import of the compatibility package in a source file, at any depth (in a
+    function, a class, an ``if``), with the top-level function it is in (None: elsewhere)."""
+    tree = ast.parse(path.read_text(encoding="utf-8"))
+    compat = f"{PACKAGE}.{COMPAT}"
+    found = []
+    for top in tree.body:
+        function = top.name if isinstance(top, ast.FunctionDef | ast.AsyncFunctionDef) else None
+        for node in ast.walk(top):
+            names = set()
+            if isinstance(node, ast.Import | ast.ImportFrom):
+                names = imported_modules_of(node, package)
+            elif (
+                isinstance(node, ast.Call)
+                and getattr(node.func, "attr", getattr(node.func, "id", "")) == "import_module"
+                and node.args
+                and isinstance(node.args[0], ast.Constant)
+            ):
+                names = {str(node.args[0].value)}
+            if any(name == compat or name.startswith(compat + ".") for name in names):
+                found.append((function, node.lineno))
+    return found
+
+
+def imported_modules_of(node: ast.Import | ast.ImportFrom, package: str) -> set[str]:
+    """The absolute names one import statement reaches (relative imports resolved)."""
+    if isinstance(node, ast.Import):
+        return {alias.name for alias in node.names}
+    parts = package.split(".")
+    base = parts[: len(parts) - node.level + 1] if node.level else []
+    module = ".".join([*base, node.module] if node.module else base)
+    return {module, *(f"{module}.{alias.name}" for alias in node.names)}
+
+
+def test_the_core_never_imports_the_compatibility_package() -> None:
+    """No module outside lib/ imports it, at any depth, except linker_atom's old import
+    paths, each inside the one function that forwards its names (``LIB_FORWARDS``)."""
+    offenders, forwards = [], set()
+    for path in sorted((ROOT / PACKAGE).rglob("*.py")):
+        relative = path.relative_to(ROOT / PACKAGE)
+        if relative.parts[0] == COMPAT:
+            continue
+        package = ".".join((PACKAGE, *relative.parts[:-1]))
+        for function, line in lib_imports(path, package):
+            if (relative.as_posix(), function) in LIB_FORWARDS:
+                forwards.add((relative.as_posix(), function))
+            else:
+                offenders.append(f"{relative}:{line} (in {function or 'the module body'})")
+    assert offenders == []
+    assert forwards == LIB_FORWARDS  # each listed forward is still there
+
+
+def test_the_compat_scan_sees_every_form(tmp_path: Path) -> None:
+    """The scan above catches relative and absolute imports, nested ones and import_module."""
+    source = tmp_path / "probe.py"
+    source.write_text(
+        "from ..lib.exception import VqlError\n"
+        "import importlib\n"
+        "def f():\n"
+        "    from .. import lib\n"
+        "    if True:\n"
+        f"        import {PACKAGE}.lib.common\n"
+        f"    return importlib.import_module('{PACKAGE}.lib.log')\n"
+        "class C:\n"
+        "    from ..lib import api\n"
+    )
+    found = lib_imports(source, f"{PACKAGE}.api")
+    assert found == [(None, 1), ("f", 4), ("f", 6), ("f", 7), (None, 9)]
+
+
+SERVE_WITHOUT_COMPAT = """
+import sys
+from fastapi.testclient import TestClient
+from PACKAGE.api.app import get_app
+from PACKAGE.config import Settings
+app = get_app(Settings(_env_file=None, log_root=""), model_loaders=dict())
+prefix = app.state.settings.atom_api_prefix
+with TestClient(app) as client:
+    assert client.get(prefix + "/v1/health/ping").status_code == 200
+    assert client.post(prefix + "/detect", json=dict()).status_code == 422
+print(sorted(name for name in sys.modules if name.startswith("PACKAGE.lib")))
+"""
+
+
+def test_serving_never_loads_the_compatibility_package() -> None:
+    """Building the app, starting it and answering calls leave lib/ unimported."""
+    result = subprocess.run(
+        [sys.executable, "-c", SERVE_WITHOUT_COMPAT.replace("PACKAGE", PACKAGE)],
+        cwd=ROOT,
+        env={"PATH": "/usr/bin:/bin"},
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.splitlines()[-1] == "[]"
+
+
+def internal_imports(path: Path, package: str) -> set[str]:
+    """The modules of the package that a source file imports from (not the names)."""
+    tree = ast.parse(path.read_text(encoding="utf-8"))
+    found = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ImportFrom):
+            module = sorted(imported_modules_of(node, package))[0]  # the module itself
+            if module == PACKAGE or module.startswith(PACKAGE + "."):
+                found.add(module)
+        elif isinstance(node, ast.Import):
+            found.update(a.name for a in node.names if a.name.startswith(PACKAGE + "."))
+    return found
+
+
+def test_the_demo_route_module_imports_from_the_public_surface() -> None:
+    """detect.py, the module every owner copies, imports from <package>.api and its bodies
+    from api.schema, nothing else of the package; every name it takes is in ``__all__``."""
+    from {{ cookiecutter.package_name }} import api
+    from {{ cookiecutter.package_name }}.api import schema
+
+    path = ROOT / PACKAGE / "api" / "interface" / "detect.py"
+    package = f"{PACKAGE}.api.interface"
+    assert internal_imports(path, package) == {f"{PACKAGE}.api", f"{PACKAGE}.api.schema"}
+    tree = ast.parse(path.read_text(encoding="utf-8"))
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ImportFrom) and node.level:
+            surface = api if node.module is None else schema
+            assert {a.name for a in node.names} <= set(surface.__all__)
+
+
+def test_a_route_module_of_an_older_atom_still_works(settings: Settings) -> None:
+    """The demo route module as older atoms have it (UdfAPIRoute from api.base, the model key
+    from dependency.keys, ms_since from lib.common...) imports, loads its model and answers."""
+    import importlib.util
+
+    name = f"{PACKAGE}.api.interface.detect_before_router"
+    spec = importlib.util.spec_from_file_location(name, ROOT / "tests/data/detect_before_router.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    assert isinstance(module.router, Router)
+    app = get_app(settings, routers=[module.router])
+    prefix = settings.atom_api_prefix
+    with TestClient(app) as client:
+        wait_ready(client, prefix)
+        reply = client.post(f"{prefix}/detect", json={"data": [], "src_type": "stream"})
+        assert reply.status_code == 200, reply.text
+        assert reply.json()["objects"] == []
 
 
 IMPORT_EVERYTHING = """
@@ -107,9 +275,9 @@ def test_importing_every_module_has_no_side_effect() -> None:
     assert hooks == "False []"
 
 
-def plates_router(calls: list[str]) -> UdfAPIRoute:
+def plates_router(calls: list[str]) -> Router:
     """A route module as a user writes it: a router, its model loader, a route using it."""
-    router = UdfAPIRoute(tags=["plates"])
+    router = Router(tags=["plates"])
 
     @router.model_loader("plates")
     def load_plates(settings: Settings) -> str:
@@ -159,10 +327,10 @@ def test_state_dependencies_of_an_async_route_are_read_without_changing_its_inte
         release.wait(10)
         return "plate reader"
 
-    def routes(inline: bool) -> UdfAPIRoute:
-        router = UdfAPIRoute(tags=["plates"])
+    def routes(inline: bool) -> Router:
+        router = Router(tags=["plates"])
         router.model_loader("plates")(load_slowly)
-        add = router.add_api_route if inline else super(UdfAPIRoute, router).add_api_route
+        add = router.add_api_route if inline else super(Router, router).add_api_route
 
         async def read(
             *,
@@ -213,9 +381,9 @@ def test_state_dependencies_of_an_async_route_are_read_without_changing_its_inte
 
 def test_two_route_modules_on_one_path_stop_the_start(settings: Settings) -> None:
     """Two listed routers serving one path and method are a conflict, not a replacement."""
-    from {{ cookiecutter.package_name }}.api.routing import RouteConflictError
+    from {{ cookiecutter.package_name }}.api.mounting import RouteConflictError
 
-    first, second = plates_router([]), UdfAPIRoute()
+    first, second = plates_router([]), Router()
     second.get("/plates")(lambda: {"other": True})
     app = get_app(settings, routers=[first, second], model_loaders={})
     with (
@@ -242,7 +410,7 @@ def test_a_model_name_declared_twice_is_refused() -> None:
     """Two routers with a loader of the same name stop the app's construction."""
     with pytest.raises(ValueError, match="two routers declare a loader for the model 'plates'"):
         collect_model_loaders([plates_router([]), plates_router([])])
-    router = UdfAPIRoute()
+    router = Router()
     router.model_loader("x")(lambda settings: 1)
     with pytest.raises(ValueError, match="already has a loader"):
         router.model_loader("x")(lambda settings: 2)

@@ -2,6 +2,7 @@
 and it is the one .cruft.json records (make upgrade and cruft update move both)."""
 
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -19,9 +20,20 @@ def test_about_matches_the_record() -> None:
     if not record.is_file():
         pytest.fail(".cruft.json is missing: the atom no longer records its template")
     state = json.loads(record.read_text(encoding="utf-8"))
-    assert state["context"]["cookiecutter"]["_template_version"] == about.TEMPLATE_VERSION
+    assert state["context"]["cookiecutter"]["_template_version"] == about.TEMPLATE_DECLARED
     assert (state["commit"] or "") == about.TEMPLATE_COMMIT
-    assert about.TEMPLATE_VERSION.count(".") == 2
+
+
+def test_the_version_says_whether_it_is_a_release() -> None:
+    """A release is X.Y.Z; anything else is a development version naming its commit."""
+    release = re.fullmatch(r"\d+\.\d+\.\d+", about.TEMPLATE_VERSION)
+    development = re.fullmatch(
+        r"(\d+\.\d+\.\d+\.dev\d+)(?:\+([0-9a-f]{12}))?", about.TEMPLATE_VERSION
+    )
+    assert release or development, about.TEMPLATE_VERSION
+    if development:
+        assert development.group(1) == about.TEMPLATE_DECLARED
+        assert development.group(2) == (about.TEMPLATE_COMMIT[:12] or None)
 
 
 def test_ready_names_the_template(client: TestClient, prefix: str) -> None:
@@ -33,7 +45,9 @@ def test_ready_names_the_template(client: TestClient, prefix: str) -> None:
 def test_openapi_version_names_the_template(client: TestClient) -> None:
     """OpenAPI's info.version is the atom's version with the template's as build metadata."""
     info = client.get("/openapi.json").json()["info"]
-    assert info["version"] == f"{__version__}+atom-template.{about.TEMPLATE_VERSION}"
+    template = about.TEMPLATE_VERSION.replace("+", ".")
+    assert info["version"] == f"{__version__}+atom-template.{template}"
+    assert re.fullmatch(r"[0-9A-Za-z.-]+\+[0-9A-Za-z.-]+", info["version"])  # one "+"
 
 
 def test_template_info_metric(client: TestClient, prefix: str) -> None:

@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 
 from {{ cookiecutter.package_name }}.config import Settings
+from {{ cookiecutter.package_name }}.errors import VqlError
 from {{ cookiecutter.package_name }}.images.loader import ImageLoader
-from {{ cookiecutter.package_name }}.lib.exception import VqlError
 
 from .stub_http import PHOTO, Stub, serve_stub
 

@@ -14,8 +14,8 @@ import numpy as np
 import pytest
 from fastapi.testclient import TestClient
 
+from {{ cookiecutter.package_name }}.api import Router
 from {{ cookiecutter.package_name }}.api.app import get_app
-from {{ cookiecutter.package_name }}.api.base import UdfAPIRoute
 from {{ cookiecutter.package_name }}.api.v2.signature import TensorSpec, V2Signature
 from {{ cookiecutter.package_name }}.api.v2.tensors import (
     V2Error,
@@ -311,7 +311,7 @@ def test_not_ready_until_the_model_loads(make_settings: Callable[..., Settings])
 def test_a_declared_signature(make_settings: Callable[..., Settings]) -> None:
     """A model declares its own tensors and function next to its loader: metadata and
     inference follow it; a failure inside it is a generic 500."""
-    router = UdfAPIRoute()
+    router = Router()
 
     @router.model_loader("doubler")
     def load(_: Settings) -> int:

@@ -1,39 +1,30 @@
 """Bring the template's changes into this atom: ``make upgrade`` and ``make upgrade-check``.
 
-The atom records where it came from in ``.cruft.json``, written when it was generated, in
-the format of cruft (which reads it too): the template's git source, its commit, the
-answers. An upgrade clones the template and renders it twice with those answers: at the
-recorded commit (what the atom was made from) and at the target (``--ref``, else the head
-of the template's default branch, as ``cruft update`` does). Then, file by file:
+``apply`` is ``cruft update`` (it renders the template at the commit ``.cruft.json`` records
+and at the target, skips the files that are yours, ``[tool.cruft] skip`` of pyproject.toml,
+merges the difference into the atom with ``git apply -3`` and records the new commit), plus
+what cruft lacks (docs/upgrades.md has the table):
 
-- a file that is yours (``[tool.cruft] skip`` of pyproject.toml: the one list, which cruft
-  honours too) is never written; when the template changed it, its change is shown;
-- every other file is the template's: it takes the new version where you did not change
-  it; where you did, the two changes are merged three-way (``git merge-file``). A conflict
-  stays in the file between git's markers and is marked unmerged in git's index
-  (``git status`` lists it, ``git checkout --theirs FILE`` takes the template's version),
-  and the command fails;
-- files the template added are added; files it removed are removed, or kept and named
-  when you had changed them.
+- the base version of every file you changed is put in git's object store first (from
+  ``cruft diff``), so that git's three-way merge always has it: without it cruft falls back
+  to ``.rej`` files for the whole update;
+- a file you changed that the new version removes is kept and named (a removal of a changed
+  file would also send cruft to ``.rej`` files); if cruft leaves ``.rej`` files all the
+  same, the upgrade is undone and the command fails;
+- conflicts (git's markers, unmerged in git's index) are listed and the command fails, where
+  cruft says "Good work!";
+- the migrations the template gained (``upgrade/migrations/<version>.py``) run in version
+  order; ``.cruft.json`` is written in the post-gen hook's form (cruft copies the skip
+  list of pyproject.toml into it); the "Upgrading" notes of the template's CHANGELOG for
+  the versions crossed are printed.
 
-Then the migrations the template gained in between (``upgrade/migrations/<version>.py``,
-each with ``migrate(project, answers) -> list[str]``) run in version order: a change of
-the runtime that needs a change in files that are yours ships one. Last, ``.cruft.json``
-records the new commit, and the "Upgrading" notes of the template's CHANGELOG for the
-versions crossed are printed.
+``check`` needs only git and Python: ``cruft check`` needs cruft, and counts any commit of
+the template (its tests, its docs) as one the atom lacks.
 
-The upgrade works on a clean git work tree only, so that ``git diff`` shows it and
-``git reset --hard && git clean -fd`` undoes it. ``check`` needs only git and Python; the
-upgrade needs cookiecutter, the template's engine (requirements-dev.txt pins it).
-
-Exit status: 0 done or current; 1 behind (check) or conflicts (upgrade); 2 refused or
-failed (no record, a dirty work tree, template unreachable, unknown ref, a failed
-migration).
+Exit status: 0 done or current; 1 behind (check) or conflicts (apply); 2 refused or failed.
 """
 
 import argparse
-import contextlib
-import difflib
 import importlib.util
 import json
 import os
@@ -41,16 +32,16 @@ import re
 import subprocess
 import sys
 import tempfile
-import tomllib
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
-from fnmatch import fnmatchcase
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 STATE_FILE = ".cruft.json"
 MIGRATIONS = Path("upgrade", "migrations")
-VERSION_RE = re.compile(r"^(\d+)\.(\d+)\.(\d+)$")
+# A template version: a release "X.Y.Z", or between releases the next one's "X.Y.Z.devN".
+VERSION_RE = re.compile(r"^(\d+)\.(\d+)\.(\d+)(?:\.dev(\d+))?$")
+HEADING_RE = re.compile(r"^## \[([^\]]+)\](?: - (\S+))?[ \t]*$", re.M)
+UNRELEASED = "Unreleased"
 GIT_TIMEOUT = 600
 EXIT_OK, EXIT_BEHIND, EXIT_CONFLICTS, EXIT_FAILED = 0, 1, 1, 2
 # The template's files that reach atoms: a commit changing none of them leaves atoms current.
@@ -67,24 +58,19 @@ def say(text: str = "") -> None:
     sys.stdout.write(text + "\n")
 
 
-def run_git(args: list[str], cwd: Path, data: bytes | None = None) -> subprocess.CompletedProcess:
-    """git with ``args`` in ``cwd``, bounded in time; the completed process (bytes)."""
+def run(args: list[str], cwd: Path, data: bytes | None = None) -> subprocess.CompletedProcess:
+    """A command in ``cwd``, bounded in time; the completed process (bytes)."""
     try:
         return subprocess.run(
-            ["git", *args],
-            cwd=cwd,
-            input=data,
-            capture_output=True,
-            timeout=GIT_TIMEOUT,
-            check=False,
+            args, cwd=cwd, input=data, capture_output=True, timeout=GIT_TIMEOUT, check=False
         )
     except (OSError, subprocess.TimeoutExpired) as exc:
-        raise UpgradeError(f"git {args[0]}: {exc}") from exc
+        raise UpgradeError(f"{args[0]} {args[1]}: {exc}") from exc
 
 
 def git(*args: str, cwd: Path, data: bytes | None = None) -> str:
     """git's output (trailing newline removed); a failure raises UpgradeError with git's words."""
-    result = run_git(list(args), cwd, data)
+    result = run(["git", *args], cwd, data)
     if result.returncode != 0:
         lines = result.stderr.decode(errors="replace").strip().splitlines()
         said = lines[-1] if lines else f"exit status {result.returncode}"
@@ -92,18 +78,49 @@ def git(*args: str, cwd: Path, data: bytes | None = None) -> str:
     return result.stdout.decode(errors="replace").rstrip("\n")
 
 
-def git_answers(*args: str, cwd: Path) -> bool:
-    """True when git exits 0 (for git's yes/no questions)."""
-    return run_git(list(args), cwd).returncode == 0
+# ------------------------------------------------------------------------------ versions
 
 
-def version_key(version: str) -> tuple[int, ...]:
-    """A comparable key for "X.Y.Z"; () for anything else."""
+def version_key(version: str) -> tuple[int, ...] | None:
+    """PEP 440 order for "X.Y.Z" and "X.Y.Z.devN" (a dev version before its release)."""
     match = VERSION_RE.match(version)
-    return tuple(int(part) for part in match.groups()) if match else ()
+    if not match:
+        return None
+    major, minor, patch, dev = match.groups()
+    final = (1, 0) if dev is None else (0, int(dev))
+    return (int(major), int(minor), int(patch), *final)
 
 
-# ------------------------------------------------------------------------------ the record
+def sections(changelog: str) -> list[tuple[str, str | None, str]]:
+    """The CHANGELOG's ``## [name] - date`` sections: name, date (or None) and body."""
+    found = []
+    headings = list(HEADING_RE.finditer(changelog))
+    for index, heading in enumerate(headings):
+        end = headings[index + 1].start() if index + 1 < len(headings) else len(changelog)
+        found.append((heading.group(1), heading.group(2), changelog[heading.end() : end]))
+    return found
+
+
+def upgrading_notes(body: str) -> str:
+    """The text of a section's "### Upgrading" subsection ("" when it has none)."""
+    match = re.search(r"^### Upgrading\n(.*?)(?=^##|\Z)", body, flags=re.M | re.S)
+    return match.group(1).strip() if match else ""
+
+
+def crossed(changelog: str, old: str, new: str) -> list[tuple[str, str]]:
+    """The "Upgrading" notes of the versions an upgrade from ``old`` to ``new`` crosses: a
+    section is crossed when its version is above ``old`` and not above ``new``; Unreleased
+    is ``new`` itself (so two commits of one unreleased version cross nothing)."""
+    low, high = version_key(old), version_key(new)
+    notes = []
+    for name, _, body in sections(changelog):
+        key = high if name == UNRELEASED else version_key(name)
+        if low and high and key and low < key <= high and upgrading_notes(body):
+            notes.append((new if name == UNRELEASED else name, upgrading_notes(body)))
+    return notes
+
+
+# ------------------------------------------------------------------------------ the template
 
 
 def read_state(project: Path) -> dict[str, Any]:
@@ -126,97 +143,10 @@ def read_state(project: Path) -> dict[str, Any]:
     return state
 
 
-def answers_of(state: dict[str, Any]) -> dict[str, Any]:
-    """The answers given at generation, without cookiecutter's private entries (``_...``)."""
-    context = state.get("context", {}).get("cookiecutter", {})
-    return {key: value for key, value in context.items() if not key.startswith("_")}
-
-
-def version_of(state: dict[str, Any]) -> str:
-    """The template version a record names ("?" when it names none)."""
-    return str(state.get("context", {}).get("cookiecutter", {}).get("_template_version", "?"))
-
-
-def write_state(project: Path, old: dict[str, Any], new: dict[str, Any]) -> None:
-    """Record the new version: the new rendering's record, with the atom's own additions."""
-    state = {key: value for key, value in old.items() if key != "note"}
-    state.update(new)
-    state["skip"] = sorted(set(old.get("skip", [])) | set(new.get("skip", [])))
-    text = json.dumps(state, ensure_ascii=False, indent=2, separators=(",", ": "))
-    (project / STATE_FILE).write_text(text + "\n", encoding="utf-8")
-
-
-# ------------------------------------------------------------------------------ ownership
-
-
-def yours_patterns(*roots: Path) -> list[str]:
-    """The files that are yours: ``[tool.cruft] skip`` of pyproject.toml in each root (the
-    atom and the new version), and the ``skip`` of the atom's .cruft.json (cruft reads both).
-    """
-    patterns: list[str] = []
-    for root in roots:
-        pyproject = root / "pyproject.toml"
-        if pyproject.is_file():
-            try:
-                data = tomllib.loads(pyproject.read_text(encoding="utf-8"))
-            except tomllib.TOMLDecodeError as exc:
-                raise UpgradeError(f"{pyproject}: {exc}") from exc
-            patterns += data.get("tool", {}).get("cruft", {}).get("skip", [])
-    state = roots[0] / STATE_FILE
-    if state.is_file():
-        patterns += json.loads(state.read_text(encoding="utf-8")).get("skip", [])
-    cleaned = {pattern.strip("/") for pattern in patterns}
-    return sorted(pattern for pattern in cleaned if pattern and pattern != STATE_FILE)
-
-
-def _parts_match(parts: list[str], pattern: list[str]) -> bool:
-    """Match path parts against pattern parts; ``**`` spans any number of folders."""
-    if not pattern:
-        return not parts
-    if pattern[0] == "**":
-        return any(_parts_match(parts[index:], pattern[1:]) for index in range(len(parts) + 1))
-    return (
-        bool(parts) and fnmatchcase(parts[0], pattern[0]) and _parts_match(parts[1:], pattern[1:])
-    )
-
-
-def is_yours(path: str, patterns: list[str]) -> bool:
-    """True when ``path`` (relative, with /) is a listed file, or under a listed folder, or
-    matches a listed pattern (``*``, ``?`` and ``[...]`` within a name, ``**`` across folders).
-    """
-    for pattern in patterns:
-        if any(char in pattern for char in "*?["):
-            if _parts_match(path.split("/"), pattern.split("/")):
-                return True
-        elif path == pattern or path.startswith(pattern + "/"):
-            return True
-    return False
-
-
-# ------------------------------------------------------------------------------ the template
-
-
-@contextlib.contextmanager
-def temporary_files_in(folder: Path) -> Iterator[None]:
-    """Keep the hook scripts cookiecutter writes (and never deletes) inside ``folder``."""
-    folder.mkdir(parents=True, exist_ok=True)
-    previous = tempfile.tempdir
-    tempfile.tempdir = str(folder)
-    try:
-        yield
-    finally:
-        tempfile.tempdir = previous
-
-
-@dataclass
 class Template:
     """A clone of the template's repository in a temporary folder."""
 
-    repo: Path
-    directory: str  # where cookiecutter.json is, inside the repository ("" at its root)
-
-    @classmethod
-    def clone(cls, state: dict[str, Any], into: Path, blobs: bool) -> "Template":
+    def __init__(self, state: dict[str, Any], into: Path, blobs: bool) -> None:
         """Clone the recorded source (without file contents when ``blobs`` is false)."""
         args = ["clone", "--quiet", "--no-checkout"] + ([] if blobs else ["--filter=blob:none"])
         try:
@@ -226,278 +156,179 @@ class Template:
                 f"the template {state['template']} cannot be cloned ({exc}); "
                 f'{STATE_FILE} names it as "template"'
             ) from exc
-        return cls(into, state.get("directory") or "")
+        self.repo = into
+        self.directory = state.get("directory") or ""  # where cookiecutter.json is
+        if run(["git", "cat-file", "-e", f"{state['commit']}^0"], into).returncode != 0:
+            raise UpgradeError(
+                f"the template has no commit {state['commit'][:12]} (recorded in {STATE_FILE}): "
+                "was the atom generated from a commit that was never pushed?"
+            )
 
     def commit_of(self, ref: str | None) -> str:
         """The commit a ref names: a tag, a branch or a commit; the default branch's head."""
-        names = [ref, f"origin/{ref}"] if ref else ["HEAD"]
-        for name in names:
-            found = run_git(["rev-parse", "--verify", "--quiet", f"{name}^0"], self.repo)
+        for name in [ref, f"origin/{ref}"] if ref else ["HEAD"]:
+            found = run(["git", "rev-parse", "--verify", "--quiet", f"{name}^0"], self.repo)
             if found.returncode == 0:
                 return found.stdout.decode().strip()
         raise UpgradeError(f"the template has no tag, branch or commit {ref!r}")
 
-    def require(self, commit: str) -> None:
-        """Fail clearly when the recorded commit is not in the template's history."""
-        if not git_answers("cat-file", "-e", f"{commit}^0", cwd=self.repo):
-            raise UpgradeError(
-                f"the template has no commit {commit[:12]} (recorded in {STATE_FILE}): was the "
-                "atom generated from a commit that was never pushed?"
-            )
+    def show(self, commit: str, name: str) -> str:
+        """A file of the template's folder at ``commit`` ("" when it has none)."""
+        path = f"{self.directory}/{name}" if self.directory else name
+        found = run(["git", "show", f"{commit}:{path}"], self.repo)
+        return found.stdout.decode(errors="replace") if found.returncode == 0 else ""
+
+    def version_at(self, commit: str) -> str:
+        """The version cookiecutter.json declares at ``commit``. Before releases set it (up
+        to 0.2.0) a commit under an Unreleased CHANGELOG section declared the coming
+        release: it is that release's development version."""
+        try:
+            version = str(json.loads(self.show(commit, "cookiecutter.json"))["_template_version"])
+        except (ValueError, KeyError, TypeError):
+            return "?"
+        found = sections(self.show(commit, "CHANGELOG.md"))
+        if "dev" not in version and found and found[0][0] == UNRELEASED:
+            return f"{version}.dev0"
+        return version
 
     def tag_at(self, commit: str) -> str | None:
         """The tag on ``commit``, if any."""
-        found = run_git(["describe", "--tags", "--exact-match", commit], self.repo)
+        found = run(["git", "describe", "--tags", "--exact-match", commit], self.repo)
         return found.stdout.decode().strip() if found.returncode == 0 else None
 
-    def atom_paths(self, *commits: str) -> list[str]:
-        """The template's paths that reach atoms: cookiecutter.json, hooks/, the project folder."""
-        prefix = f"{self.directory}/" if self.directory else ""
-        names: set[str] = set()
-        for commit in commits:
+    def changes_atoms(self, old: str, new: str) -> bool:
+        """True when ``new`` is not ``old`` and the files that reach atoms (cookiecutter.json,
+        hooks/, the project folder) differ between them, and ``new`` is not older."""
+        older = run(["git", "merge-base", "--is-ancestor", new, old], self.repo).returncode == 0
+        if new == old or older:
+            return False
+        paths: set[str] = set()
+        for commit in (old, new):
             tree = f"{commit}:{self.directory}" if self.directory else commit
             listing = git("ls-tree", "--name-only", tree, cwd=self.repo).splitlines()
-            names |= {name for name in listing if name in ATOM_SOURCES or name.startswith("{")}
-        return [prefix + name for name in sorted(names)]
-
-    def changes_atoms(self, old: str, new: str) -> bool:
-        """True when the template's files that reach atoms differ between two commits."""
-        paths = self.atom_paths(old, new)
-        return not git_answers("diff", "--quiet", old, new, "--", *paths, cwd=self.repo)
-
-    def is_ancestor(self, older: str, newer: str) -> bool:
-        """True when ``older`` is in the history of ``newer``."""
-        return git_answers("merge-base", "--is-ancestor", older, newer, cwd=self.repo)
-
-    def version_at(self, commit: str) -> str:
-        """The template version ``cookiecutter.json`` declares at ``commit``."""
-        path = f"{self.directory}/cookiecutter.json" if self.directory else "cookiecutter.json"
-        try:
-            declared = json.loads(git("show", f"{commit}:{path}", cwd=self.repo))
-        except (UpgradeError, ValueError):
-            return "?"
-        return str(declared.get("_template_version", "?"))
-
-    def render(self, commit: str, state: dict[str, Any], out: Path, checkout: str | None) -> Path:
-        """The atom as the template at ``commit`` generates it with the recorded answers."""
-        # The template's engine, needed here only: upgrade-check runs without it.
-        from cookiecutter import generate, prompt  # noqa: PLC0415
-
-        git("checkout", "--quiet", "--force", "--detach", commit, cwd=self.repo)
-        folder = self.repo / self.directory
-        try:
-            context = generate.generate_context(
-                context_file=str(folder / "cookiecutter.json"), extra_context=answers_of(state)
-            )
-            context["cookiecutter"] = prompt.prompt_for_config(context, no_input=True)
-            known = {"_template": state["template"], "_commit": commit, "_checkout": checkout}
-            context["cookiecutter"].update(known)
-            with temporary_files_in(out / "tmp"):
-                project = generate.generate_files(
-                    repo_dir=str(folder), context=context, output_dir=str(out), accept_hooks=True
-                )
-        except Exception as exc:  # cookiecutter has many errors: each one is said
-            raise UpgradeError(
-                f"the template at {commit[:12]} cannot generate this atom from its answers: {exc}"
-            ) from exc
-        return Path(project)
+            paths |= {name for name in listing if name in ATOM_SOURCES or name.startswith("{")}
+        prefix = f"{self.directory}/" if self.directory else ""
+        spec = [prefix + path for path in sorted(paths)]
+        return run(["git", "diff", "--quiet", old, new, "--", *spec], self.repo).returncode != 0
 
 
-def require_clean(project: Path) -> None:
-    """Refuse unless the atom is a git work tree without uncommitted changes."""
-    inside = run_git(["rev-parse", "--is-inside-work-tree"], project)
-    if inside.returncode != 0 or inside.stdout.strip() != b"true":
+def describe(template: Template, commit: str) -> str:
+    """A version and its commit, for the report: "0.3.0 (1a2b3c4d5e6f)"."""
+    return f"{template.version_at(commit)} ({commit[:12]})"
+
+
+def check(project: Path, ref: str | None) -> int:
+    """Exit 1 when the template has changes for this atom that it lacks, 0 when it is current."""
+    state = read_state(project)
+    with tempfile.TemporaryDirectory(prefix="atom-upgrade-") as folder:
+        template = Template(state, Path(folder, "template"), blobs=False)
+        target = template.commit_of(ref)
+        here, there = describe(template, state["commit"]), describe(template, target)
+        behind = template.changes_atoms(state["commit"], target)
+    where = ref or "the default branch"
+    if not behind:
+        say(f"upgrade-check: current: this atom is at atom-template {here}; {where} at {there}")
+        return EXIT_OK
+    say(f"upgrade-check: behind: this atom is at atom-template {here}; {where} is at {there}.")
+    say(f"Run `make upgrade{f' REF={ref}' if ref else ''}` to bring its changes in.")
+    return EXIT_BEHIND
+
+
+# ------------------------------------------------------------------------------ cruft
+
+
+def cruft(project: Path, *args: str) -> str:
+    """A cruft command in the atom (with this Python); its output, or UpgradeError."""
+    result = run([sys.executable, "-m", "cruft", *args], project)
+    said = (result.stdout + result.stderr).decode(errors="replace").strip()
+    if result.returncode != 0:
+        raise UpgradeError(f"cruft {args[0]} failed: {said}")
+    return said
+
+
+def patch_paths(patch: bytes, project: Path) -> set[str]:
+    """The files a patch touches."""
+    listing = run(["git", "apply", "--numstat", "-z"], project, patch).stdout.decode()
+    return {entry.split("\t")[-1] for entry in listing.split("\0") if "\t" in entry}
+
+
+def your_changes(project: Path, commit: str) -> set[str]:
+    """The template's files you changed since ``commit`` (cruft diff: your atom against the
+    template there), whose versions at ``commit`` are then stored in git, the base that
+    git's three-way merge needs."""
+    patch = run([sys.executable, "-m", "cruft", "diff", "--checkout", commit], project)
+    if patch.returncode != 0:
+        raise UpgradeError(f"cruft diff failed: {patch.stderr.decode(errors='replace').strip()}")
+    if not patch.stdout.strip():
+        return set()
+    prefix = git("rev-parse", "--show-prefix", cwd=project)
+    with tempfile.TemporaryDirectory(prefix="atom-index-") as folder:
+        index = {**os.environ, "GIT_INDEX_FILE": str(Path(folder, "index"))}
+        directory = [f"--directory={prefix}"] if prefix else []
+        for args in (["read-tree", "HEAD"], ["apply", "--cached", *directory]):
+            result = subprocess.run(
+                ["git", *args], cwd=project, input=patch.stdout, env=index,
+                capture_output=True, timeout=GIT_TIMEOUT, check=False,
+            )  # fmt: skip
+            if result.returncode != 0:
+                raise UpgradeError(f"git {args[0]}: {result.stderr.decode(errors='replace')}")
+    return patch_paths(patch.stdout, project)
+
+
+def update(project: Path, state: dict[str, Any], clone: Path, target: str, keep: set[str]) -> str:
+    """cruft update to ``target``; the files in ``keep`` are skipped this once (through the
+    record's skip list, which git is told to overlook so that cruft sees a clean tree)."""
+    args = ["update", "-y", "--template-path", str(clone), "--checkout", target]
+    if not keep:
+        return cruft(project, *args)
+    skipped = {**state, "skip": [*state.get("skip", []), *sorted(keep)]}
+    write_state(project, skipped)
+    git("update-index", "--assume-unchanged", STATE_FILE, cwd=project)
+    try:
+        return cruft(project, *args)
+    except UpgradeError:
+        write_state(project, state)
+        raise
+    finally:
+        git("update-index", "--no-assume-unchanged", STATE_FILE, cwd=project)
+
+
+def write_state(project: Path, state: dict[str, Any]) -> None:
+    """Write ``.cruft.json`` as the post-gen hook does."""
+    text = json.dumps(state, ensure_ascii=False, indent=2, separators=(",", ": "))
+    (project / STATE_FILE).write_text(text + "\n", encoding="utf-8")
+
+
+def recorded(old: dict[str, Any], new: dict[str, Any], target: str, checkout: str | None) -> dict:
+    """The new record: cruft's new answers (sorted), the old skip list and template."""
+    context = {**new["context"]["cookiecutter"], "_commit": target}
+    state = {key: value for key, value in old.items() if key != "note"}
+    state.update(commit=target, checkout=checkout)
+    state["context"] = {"cookiecutter": dict(sorted(context.items()))}
+    return state
+
+
+def undo_rejects(project: Path, said: str) -> None:
+    """Undo the update when cruft left ``.rej`` files (a merge it could not make)."""
+    untracked = git("ls-files", "--others", "-z", cwd=project).split("\0")
+    rejects = [path for path in untracked if path.endswith(".rej")]
+    if rejects:
+        git("reset", "--quiet", "--hard", cwd=project)
+        git("clean", "--quiet", "-fd", cwd=project)
+        for path in rejects:
+            (project / path).unlink(missing_ok=True)
         raise UpgradeError(
-            "make upgrade works on a git work tree and this atom is not in git: "
-            "git init && git add -A && git commit -m 'The generated atom', then try again"
+            f"cruft could not merge the update ({', '.join(rejects)}); nothing was changed. "
+            f"What cruft said:\n{said}"
         )
-    changes = git("status", "--porcelain", "--", ".", cwd=project).splitlines()
-    if changes:
-        shown = "\n".join(f"  {line}" for line in changes[:10])
-        more = f"\n  ... and {len(changes) - 10} more" if len(changes) > 10 else ""
-        raise UpgradeError(
-            "make upgrade needs a clean git work tree (the upgrade shows as git changes, and "
-            f"`{UNDO}` undoes it): commit or stash (git stash -u) these first:\n{shown}{more}"
-        )
-
-
-def require_cookiecutter() -> None:
-    """Fail clearly when this Python cannot render the template."""
-    if importlib.util.find_spec("cookiecutter") is None:
-        raise UpgradeError(
-            f"cookiecutter is missing in {sys.executable}: `make setup` installs "
-            "requirements-dev.txt, which pins it"
-        )
-
-
-# ------------------------------------------------------------------------------ the files
-
-
-def files_of(root: Path) -> dict[str, Path]:
-    """The files of a rendering by relative path (with /), without its record."""
-    found = {}
-    for path in root.rglob("*"):
-        relative = path.relative_to(root).as_posix()
-        if path.is_file() and not path.is_symlink() and "__pycache__" not in path.parts:
-            found[relative] = path
-    found.pop(STATE_FILE, None)
-    return found
-
-
-def ignored_by_git(project: Path, paths: list[str]) -> set[str]:
-    """The paths the atom's git ignores (builds, keys: never the template's business)."""
-    data = b"".join(path.encode() + b"\0" for path in paths)
-    result = run_git(["check-ignore", "-z", "--stdin"], project, data)
-    if result.returncode not in (0, 1):
-        raise UpgradeError(f"git check-ignore: {result.stderr.decode(errors='replace').strip()}")
-    return {item.decode() for item in result.stdout.split(b"\0") if item}
-
-
-def merge_file(
-    base: bytes, ours: bytes, theirs: bytes, labels: tuple[str, ...]
-) -> tuple[bytes, int]:
-    """git merge-file of three versions: the merged text and its number of conflicts."""
-    with tempfile.TemporaryDirectory(prefix="atom-merge-") as folder:
-        paths = []
-        for name, data in (("yours", ours), ("base", base), ("template", theirs)):
-            path = Path(folder, name)
-            path.write_bytes(data)
-            paths.append(str(path))
-        options = [item for label in labels for item in ("-L", label)]
-        result = run_git(["merge-file", "--stdout", *options, *paths], Path(folder))
-    if not 0 <= result.returncode <= 127:
-        raise UpgradeError(f"git merge-file: {result.stderr.decode(errors='replace').strip()}")
-    return result.stdout, result.returncode
-
-
-def mark_unmerged(project: Path, path: str, mode: int, stages: dict[int, bytes | None]) -> None:
-    """Put the three versions in git's index as a merge conflict (stages 1, 2 and 3), so
-    ``git status`` lists the file as unmerged and a commit waits for ``git add``."""
-    full = git("rev-parse", "--show-prefix", cwd=project) + path
-    entries = []
-    for stage, data in stages.items():
-        if data is not None:
-            oid = git("hash-object", "-w", "--stdin", cwd=project, data=data)
-            entries.append(f"{mode:o} {oid} {stage}\t{full}")
-    zero = "0" * len(entries[-1].split()[1])
-    info = "\n".join([f"0 {zero}\t{full}", *entries]) + "\n"
-    git("update-index", "--index-info", cwd=project, data=info.encode())
-
-
-def show_change(
-    path: str, base: bytes | None, theirs: bytes | None, labels: tuple[str, ...]
-) -> str:
-    """The template's change to one file, as a unified diff."""
-    if b"\0" in (base or b"") + (theirs or b""):
-        return f"{path}: a binary file changed\n"
-    before = (base or b"").decode(errors="replace").splitlines(keepends=True)
-    after = (theirs or b"").decode(errors="replace").splitlines(keepends=True)
-    old, new = f"a/{path} ({labels[1]})", f"b/{path} ({labels[2]})"
-    return "".join(difflib.unified_diff(before, after, old, new))
-
-
-@dataclass
-class Report:
-    """What the upgrade did, file by file."""
-
-    rows: list[tuple[str, str, str]] = field(default_factory=list)
-    conflicts: list[str] = field(default_factory=list)
-    changes_to_yours: list[str] = field(default_factory=list)
-
-    def add(self, word: str, path: str, detail: str = "") -> None:
-        """One file's outcome."""
-        self.rows.append((word, path, detail))
-
-
-@dataclass
-class Merger:
-    """Bring the difference between two renderings of the template into the atom."""
-
-    project: Path
-    old: Path
-    new: Path
-    yours: list[str]
-    labels: tuple[str, str, str]  # yours, the old version, the new version
-    report: Report = field(default_factory=Report)
-
-    def run(self) -> Report:
-        """Every file of either rendering, in order."""
-        old, new = files_of(self.old), files_of(self.new)
-        paths = sorted(set(old) | set(new))
-        ignored = ignored_by_git(self.project, paths)
-        for path in paths:
-            if path not in ignored:
-                base = old[path].read_bytes() if path in old else None
-                theirs = new[path].read_bytes() if path in new else None
-                self.one(path, base, theirs, new.get(path))
-        return self.report
-
-    def one(self, path: str, base: bytes | None, theirs: bytes | None, source: Path | None) -> None:
-        """One file: the template's change taken, merged, refused (yours) or reported."""
-        if base == theirs:
-            return  # the template did not change it
-        if is_yours(path, self.yours):
-            self.report.add("kept", path, "yours; the template's change is shown below")
-            self.report.changes_to_yours.append(show_change(path, base, theirs, self.labels))
-            return
-        target = self.project / path
-        ours = target.read_bytes() if target.is_file() else None
-        if ours == theirs:
-            return
-        if ours == base:
-            self.replace(target, theirs, source)
-            word = "added" if base is None else "removed" if theirs is None else "updated"
-            self.report.add(word, path)
-        elif ours is None:
-            self.report.add("not restored", path, "you removed it; the template changed it")
-        elif theirs is None or source is None:
-            self.report.add("kept", path, "the template removed it; you had changed it")
-        else:
-            self.merge(path, base, ours, theirs, source)
-
-    def replace(self, target: Path, theirs: bytes | None, source: Path | None) -> None:
-        """Write the template's version (or remove the file, and folders left empty)."""
-        if theirs is None or source is None:
-            target.unlink()
-            folder = target.parent
-            while folder != self.project and not any(folder.iterdir()):
-                folder.rmdir()
-                folder = folder.parent
-            return
-        target.parent.mkdir(parents=True, exist_ok=True)
-        target.write_bytes(theirs)
-        target.chmod(source.stat().st_mode & 0o777)
-
-    def merge(
-        self, path: str, base: bytes | None, ours: bytes, theirs: bytes, source: Path
-    ) -> None:
-        """Both sides changed the file: merge three-way; a conflict is marked, never dropped."""
-        if b"\0" in (base or b"") + ours + theirs:
-            merged, conflicts = ours, 1  # binary: yours stays, the template's is in the index
-        else:
-            merged, conflicts = merge_file(base or b"", ours, theirs, self.labels)
-        (self.project / path).write_bytes(merged)
-        if conflicts:
-            mode = 0o100755 if source.stat().st_mode & 0o111 else 0o100644
-            mark_unmerged(self.project, path, mode, {1: base, 2: ours, 3: theirs})
-            self.report.add("CONFLICT", path, "both changed the same lines")
-            self.report.conflicts.append(path)
-        else:
-            self.report.add("merged", path, "your changes and the template's")
 
 
 # ------------------------------------------------------------------------------ migrations
 
 
-def new_migrations(old: Path, new: Path) -> list[Path]:
-    """The migrations the template gained between two renderings, in version order."""
-    before = {path.name for path in (old / MIGRATIONS).glob("*.py")}
-    found = [
-        path
-        for path in (new / MIGRATIONS).glob("*.py")
-        if path.name not in before and VERSION_RE.match(path.stem)
-    ]
-    return sorted(found, key=lambda path: version_key(path.stem))
+def migrations(project: Path) -> set[str]:
+    """The migration files the atom has."""
+    return {path.name for path in (project / MIGRATIONS).glob("*.py")}
 
 
 def load_migration(path: Path) -> Callable[[Path, dict[str, Any]], list[str]]:
@@ -510,142 +341,95 @@ def load_migration(path: Path) -> Callable[[Path, dict[str, Any]], list[str]]:
     return module.migrate
 
 
-def run_migrations(project: Path, migrations: list[Path], answers: dict[str, Any]) -> bool:
-    """Run each migration, saying what it changed; False (and stop) at the first failure."""
-    for path in migrations:
+def run_migrations(project: Path, names: set[str], answers: dict[str, Any]) -> bool:
+    """Run the migrations in version order, saying what each changed; False at a failure."""
+    found = [name for name in names if version_key(name.removesuffix(".py"))]
+    for name in sorted(found, key=lambda name: version_key(name.removesuffix(".py")) or ()):
+        path = project / MIGRATIONS / name
         title = (path.read_text(encoding="utf-8").split('"""')[1:2] or [""])[0].strip()
-        say(f"  migration    {path.stem}: {title.splitlines()[0] if title else ''}")
+        say(f"  migration {path.stem}: {title.splitlines()[0] if title else ''}")
         try:
             changes = load_migration(path)(project, answers)
         except Exception as exc:  # noqa: BLE001 - any failure of a migration is reported
-            say(f"  FAILED       {path.stem}: {type(exc).__name__}: {exc}")
+            say(f"  FAILED {path.stem}: {type(exc).__name__}: {exc}")
             return False
         for change in changes or ["(nothing to change)"]:
-            say(f"               {change}")
+            say(f"      {change}")
     return True
 
 
-def upgrading_notes(changelog: str, old: str, new: str) -> list[tuple[str, str]]:
-    """The "Upgrading" notes of the CHANGELOG for the versions after ``old`` up to ``new``
-    (and of the Unreleased section while ``new`` has no section of its own)."""
-    low, high = version_key(old), version_key(new)
-    sections = []
-    for chunk in re.split(r"^## ", changelog, flags=re.M)[1:]:
-        heading, _, body = chunk.partition("\n")
-        name = heading.strip().removeprefix("[").split("]", 1)[0]
-        sections.append((name, body))
-    released = {name for name, _ in sections if VERSION_RE.match(name)}
-    notes = []
-    for name, body in sections:
-        wanted = name == "Unreleased" and new not in released
-        if VERSION_RE.match(name) and low and high:
-            wanted = low < version_key(name) <= high
-        found = re.search(r"^### Upgrading\n(.*?)(?=^##|\Z)", body, flags=re.M | re.S)
-        if wanted and found and found.group(1).strip():
-            notes.append((name, found.group(1).strip()))
-    return notes
+# ------------------------------------------------------------------------------ apply
 
 
-# ------------------------------------------------------------------------------ commands
-
-
-def print_rows(report: Report) -> None:
-    """The files, one line each."""
-    for word, path, detail in report.rows:
-        say(f"  {word:<12} {path}" + (f"  ({detail})" if detail else ""))
-    if not report.rows:
-        say("  (no file of the atom changes)")
-
-
-def print_ending(report: Report, notes: list[tuple[str, str]], recorded: str) -> None:
-    """The template's changes to your files, the notes, the conflicts and what to do next."""
-    if report.changes_to_yours:
-        say()
-        say("The template changed files that are yours; make upgrade left them as they are.")
-        say("Its changes, for you to take what you want:")
-        for diff in report.changes_to_yours:
-            say(diff.rstrip("\n"))
+def report(project: Path, kept: set[str], notes: list[tuple[str, str]], last: str) -> int:
+    """The files, the notes, the conflicts and what to do next; the exit status."""
+    status = git("status", "--short", "--untracked-files=all", "--", ".", cwd=project)
+    say("The atom's changes (git status: staged are the template's, unstaged the migrations'):")
+    for line in status.splitlines() or ["(no file of the atom changes)"]:
+        say(f"  {line}")
+    for path in sorted(kept):
+        say(f"  kept {path}  (you changed it; the new version removes it or equals it)")
     for version, text in notes:
         say()
         say(f"Upgrading notes of atom-template {version} (its CHANGELOG):")
         say(text)
     say()
-    say(recorded)
-    if report.conflicts:
-        say(f"CONFLICTS in {len(report.conflicts)} file(s), between <<<<<<< and >>>>>>> markers")
+    say(last)
+    conflicts = git("diff", "--name-only", "--diff-filter=U", "--", ".", cwd=project).split()
+    if conflicts:
+        say(f"CONFLICTS in {len(conflicts)} file(s), between <<<<<<< ours and >>>>>>> theirs")
         say("(git status lists them as unmerged; git checkout --theirs FILE takes the template's):")
-        for path in report.conflicts:
+        for path in conflicts:
             say(f"  {path}")
         say("Resolve each one and `git add` it, run make test, then commit.")
     else:
-        say("Review with git status and git diff, run make test, then commit.")
+        say("Review with git status and git diff HEAD, run make test, then commit.")
     say(f"To undo the whole upgrade: {UNDO}")
+    return EXIT_CONFLICTS if conflicts else EXIT_OK
 
 
-def locate(project: Path, ref: str | None, blobs: bool, folder: Path) -> tuple[dict, Template, str]:
-    """The atom's record, the template's clone, and the target commit."""
-    state = read_state(project)
-    template = Template.clone(state, folder / "template", blobs)
-    target = template.commit_of(ref)
-    template.require(state["commit"])
-    return state, template, target
-
-
-def check(project: Path, ref: str | None) -> int:
-    """Exit 1 when the template has changes for this atom that it lacks, 0 when it is current."""
-    with tempfile.TemporaryDirectory(prefix="atom-upgrade-") as folder:
-        state, template, target = locate(project, ref, False, Path(folder))
-        recorded = state["commit"]
-        here = f"atom-template {version_of(state)} ({recorded[:12]})"
-        there = f"{template.version_at(target)} ({target[:12]}, {ref or 'the default branch'})"
-        if target == recorded or not template.changes_atoms(recorded, target):
-            say(f"upgrade-check: current: this atom is at {here}; the template at {there}")
-            return EXIT_OK
-        if template.is_ancestor(target, recorded):
-            say(f"upgrade-check: current: this atom ({here}) is newer than {there}")
-            return EXIT_OK
-    say(f"upgrade-check: behind: this atom is at {here}; the template is at {there}.")
-    say(f"Run `make upgrade{f' REF={ref}' if ref else ''}` to bring its changes in.")
-    return EXIT_BEHIND
+def require_clean(project: Path) -> None:
+    """Refuse a work tree with changes (cruft does too, but only after cruft diff has read
+    them as yours), naming them; the upgrade shows as git changes, and UNDO undoes it."""
+    changes = git("status", "--porcelain", cwd=project).splitlines()
+    if changes:
+        shown = "\n".join(f"  {line}" for line in changes[:10])
+        raise UpgradeError(
+            "make upgrade needs a clean git work tree (then git diff shows the upgrade and "
+            f"`{UNDO}` undoes it): commit or stash (git stash -u) these first:\n{shown}"
+        )
 
 
 def upgrade(project: Path, ref: str | None) -> int:
     """Bring the template's changes since the recorded commit into the atom."""
+    state = read_state(project)
     require_clean(project)
-    require_cookiecutter()
-    with tempfile.TemporaryDirectory(prefix="atom-upgrade-") as name:
-        folder = Path(name)
-        state, template, target = locate(project, ref, True, folder)
-        recorded = state["commit"]
-        if target == recorded or not template.changes_atoms(recorded, target):
+    with tempfile.TemporaryDirectory(prefix="atom-upgrade-") as folder:
+        template = Template(state, Path(folder, "template"), blobs=True)
+        target = template.commit_of(ref)
+        if not template.changes_atoms(state["commit"], target):
             say(f"upgrade: current: nothing to bring from {target[:12]}")
             return EXIT_OK
-        if template.is_ancestor(target, recorded):
-            target_name = ref or "the default branch"
-            raise UpgradeError(f"{target_name} is older than the atom's template: no going back")
-        old = template.render(recorded, state, folder / "old", state.get("checkout"))
-        new = template.render(target, state, folder / "new", ref or template.tag_at(target))
-        try:
-            new_state = json.loads((new / STATE_FILE).read_text(encoding="utf-8"))
-        except (OSError, ValueError) as exc:
-            raise UpgradeError(f"the new version wrote no readable {STATE_FILE}: {exc}") from exc
-        versions = (version_of(state), version_of(new_state))
-        labels = ("yours", f"template {versions[0]}", f"template {versions[1]}")
+        old, new = template.version_at(state["commit"]), template.version_at(target)
         say(
-            f"Upgrading from atom-template {versions[0]} ({recorded[:12]}) to {versions[1]} "
-            f"({target[:12]}) of {state['template']}"
+            f"Upgrading from atom-template {describe(template, state['commit'])} to "
+            f"{describe(template, target)} of {state['template']}"
         )
-        report = Merger(project, old, new, yours_patterns(project, new), labels).run()
-        print_rows(report)
-        if not run_migrations(project, new_migrations(old, new), answers_of(state)):
-            say(f"A migration failed: {STATE_FILE} still records {versions[0]}. Undo with {UNDO}.")
+        yours = your_changes(project, state["commit"])
+        kept = yours - your_changes(project, target) if yours else set()
+        before = migrations(project)
+        said = update(project, state, template.repo, target, kept)
+        undo_rejects(project, said)
+        context = state["context"]["cookiecutter"].items()
+        answers = {key: value for key, value in context if not key.startswith("_")}
+        if not run_migrations(project, migrations(project) - before, answers):
+            write_state(project, state)
+            say(f"A migration failed: {STATE_FILE} still records {old}. Undo with {UNDO}.")
             return EXIT_FAILED
-        write_state(project, state, new_state)
-        changelog = template.repo / "CHANGELOG.md"
-        text = changelog.read_text(encoding="utf-8") if changelog.is_file() else ""
-        recorded_line = f"{STATE_FILE} now records {versions[1]} ({target[:12]})."
-        print_ending(report, upgrading_notes(text, *versions), recorded_line)
-    return EXIT_CONFLICTS if report.conflicts else EXIT_OK
+        new_state = json.loads((project / STATE_FILE).read_text(encoding="utf-8"))
+        write_state(project, recorded(state, new_state, target, ref or template.tag_at(target)))
+        notes = crossed(template.show(target, "CHANGELOG.md"), old, new)
+    return report(project, kept, notes, f"{STATE_FILE} now records {new} ({target[:12]}).")
 
 
 COMMANDS = {"check": check, "apply": upgrade}
@@ -653,7 +437,7 @@ COMMANDS = {"check": check, "apply": upgrade}
 
 def main(argv: list[str] | None = None) -> int:
     """make upgrade-check runs ``check``, make upgrade runs ``apply``."""
-    parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
+    parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n", 1)[0])
     parser.add_argument("command", choices=sorted(COMMANDS))
     parser.add_argument("--ref", help="a tag, branch or commit of the template (default: its head)")
     parser.add_argument("--project", type=Path, default=Path.cwd(), help="the atom (default: .)")

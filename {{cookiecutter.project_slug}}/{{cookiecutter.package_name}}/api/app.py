@@ -12,15 +12,15 @@ from ..config.logger import configure_logging
 from ..control.metrics import Metrics
 from ..control.scheduler import Job
 from ..images.loader import ImageLoader, set_default_loader
-from . import route
+from . import guards, route
 from .batching import Batching
 from .dependencies import AssignedModelIds
 from .interface import metrics as metrics_route
 from .interface.docs import install_docs
-from .middleware.event import lifespan
+from .lifespan import lifespan
 from .middleware.http import install_error_handling
 from .model_store import ModelLoader, ModelStore
-from .routing import (
+from .mounting import (
     collect_batching,
     collect_model_loaders,
     include_flat,
@@ -32,9 +32,10 @@ from .v2.routes import install_v2
 
 
 def openapi_version() -> str:
-    """The atom's version with the template release of its runtime as semver build metadata:
-    ``0.1.0+atom-template.0.2.0``."""
-    return f"{__version__}+atom-template.{about.TEMPLATE_VERSION}"
+    """The atom's version with the template version of its runtime as semver build metadata
+    (which has no "+" of its own): ``0.1.0+atom-template.0.2.0``, between template releases
+    ``0.1.0+atom-template.0.2.0.dev0.1a2b3c4d5e6f``."""
+    return f"{__version__}+atom-template.{about.TEMPLATE_VERSION.replace('+', '.')}"
 
 
 def get_app(
@@ -52,12 +53,13 @@ def get_app(
     ``routers`` default to those of ``route.ROUTE_MODULES`` and ``periodic_jobs`` to
     ``jobs.JOBS``. The models are those the routers declare; tests pass ``model_loaders``
     to load fakes instead. Routes added to the app afterwards (``app.include_router``) win
-    over the atom's at the same path and method (``routing.replace_shadowed_routes``), and
-    ``@app.on_event`` handlers run (``middleware/event.py``). ``batching`` defaults to
+    over the atom's at the same path and method (``mounting.replace_shadowed_routes``), and
+    ``@app.on_event`` handlers run (``lifespan.py``). ``batching`` defaults to
     what the routers declare, with ATOM_BATCH's overrides.
     """
     settings = resolve_settings(config)
     configure_logging(settings)
+    guards.report()  # a private name of FastAPI or Starlette that changed: one WARNING line
     routers = listed_routers(route.ROUTE_MODULES) if routers is None else list(routers)
     app = FastAPI(
         title=settings.atom_title,
@@ -86,7 +88,7 @@ def get_app(
     )
     app.state.model_ids = AssignedModelIds(settings.model_id_list)
     app.state.image_loader = ImageLoader(settings.image_limits())
-    set_default_loader(app.state.image_loader)  # lib.load_image.load_image uses it
+    set_default_loader(app.state.image_loader)  # for code outside a request (lib.load_image)
     app.state.jobs = jobs.JOBS if periodic_jobs is None else periodic_jobs
     recorder = app.state.metrics.recorder if app.state.metrics is not None else None
     install_error_handling(app, settings.atom_max_body_bytes, recorder)

@@ -1,6 +1,6 @@
 """FastAPI dependencies of the routes: short, typed, and cheap (each reads ``app.state``).
 
-from ..dependencies import AppSettings, Images, Model, ModelIds
+from .. import AppSettings, Images, Model, ModelIds    # in api/interface/<module>.py
 
 @router.post("/detect")
 def detect(
@@ -10,8 +10,8 @@ def detect(
     model_ids: ModelIds,                             # META modelIds, checked
 ) -> DetectResponse: ...
 
-``get_state`` and ``get_engine`` are ``linker_atom``'s: ``Depends(get_engine)`` gives
-``app.state.engine``, the model a startup handler stored there.
+``linker_atom``'s ``get_state`` and ``get_engine`` (``app.state.engine``, the model a
+startup handler stored there) are forwarded from the compatibility package (``lib/api.py``).
 """
 
 import functools
@@ -19,13 +19,12 @@ import inspect
 from collections.abc import Awaitable, Callable
 from typing import Annotated, Any, get_args, get_origin, get_type_hints
 
-from fastapi import Depends, HTTPException, Request
+from fastapi import Depends, Request
 from fastapi.params import Depends as DependsParam
-from starlette.datastructures import State
 
 from ..config import Settings
+from ..errors import VqlError
 from ..images.loader import ImageLoader
-from ..lib.exception import VqlError
 from .batching import BatchedModel
 from .model_store import ModelLoader, ModelStore
 
@@ -38,12 +37,10 @@ __all__ = [
     "ModelLoader",
     "ModelStore",
     "Store",
-    "get_engine",
     "get_image_loader",
     "get_model_ids",
     "get_model_store",
     "get_settings",
-    "get_state",
     "use_model",
 ]
 
@@ -72,7 +69,7 @@ StateGetter = Callable[[Request], Any]
 
 def state_dependency(getter: StateGetter) -> Callable[[Request], Awaitable[Any]]:
     """``getter(request)`` as a FastAPI dependency, marked as one that only reads the app's
-    state: the routes of ``UdfAPIRoute`` call it directly instead of through FastAPI's
+    state: the routes of ``Router`` call it directly instead of through FastAPI's
     dependency solving, which costs more than the read (``inline_state_dependencies``)."""
 
     async def dependency(request: Request) -> Any:
@@ -106,19 +103,6 @@ def get_model_store(request: Request) -> ModelStore:
 def get_model_ids(request: Request) -> AssignedModelIds:
     """The model ids this atom serves, to check a request's ``model_id``."""
     return request.app.state.model_ids
-
-
-def get_state(request: Request) -> State:
-    """The app's state (``linker_atom``'s dependency)."""
-    return request.app.state
-
-
-def get_engine(request: Request) -> Any:
-    """``app.state.engine`` (``linker_atom``'s dependency); 503 while it is not set."""
-    engine = getattr(get_state(request), "engine", None)
-    if engine is None:
-        raise HTTPException(503, "app.state.engine is not set (a startup handler sets it)")
-    return engine
 
 
 def use_model(name: str) -> Callable[[Request], Awaitable[Any]]:
@@ -215,3 +199,16 @@ AppSettings = Annotated[Settings, Depends(get_settings)]
 Images = Annotated[ImageLoader, Depends(get_image_loader)]
 Store = Annotated[ModelStore, Depends(get_model_store)]
 ModelIds = Annotated[AssignedModelIds, Depends(get_model_ids)]
+
+
+# linker_atom's names at this path, defined in the compatibility package (lib/api.py).
+LEGACY_NAMES = frozenset({"get_engine", "get_state"})
+
+
+def __getattr__(name: str) -> Any:
+    """``get_state`` and ``get_engine``: ``linker_atom``'s, from the compatibility package."""
+    if name in LEGACY_NAMES:
+        from ..lib import api as legacy  # noqa: PLC0415 - the core never imports lib
+
+        return getattr(legacy, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -1,4 +1,4 @@
-"""The request handler of ``UdfAPIRoute``'s routes of the common shape, cheaper than FastAPI's.
+"""The request handler of ``Router``'s routes of the common shape, cheaper than FastAPI's.
 
 FastAPI's handler serves every kind of route (forms, dependencies with ``yield``, path,
 query and header parameters, streams, OpenTelemetry spans) and pays for that generality on
@@ -17,10 +17,11 @@ It hands the call to FastAPI's handler, untouched, whenever it could differ from
 
 The body is read once either way: Starlette keeps it (and its JSON value) on the request.
 
-It reads the route's attributes as FastAPI's handler does, one of them private (the context
-of a route that a router includes). requirements.txt pins FastAPI, and
-``tests/test_handler.py`` compares both handlers' answers byte for byte, so a FastAPI
-upgrade that changes either shows there.
+It reads the route's public attributes as FastAPI's handler does. The context of a route
+that a router includes (prefix, dependencies and response class merged in) is only in a
+private variable of FastAPI's: ``api/guards.py`` checks it once, and without it every call
+goes to FastAPI's handler. ``tests/test_handler.py`` compares both handlers' answers byte
+for byte, so a FastAPI upgrade that changes either shows there.
 """
 
 import inspect
@@ -28,7 +29,6 @@ from collections.abc import Callable, Coroutine
 from typing import Any
 
 from fastapi import HTTPException, Request, Response, params
-from fastapi import routing as fastapi_routing
 from fastapi.datastructures import DefaultPlaceholder
 from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import EndpointContext, ResponseValidationError
@@ -37,6 +37,7 @@ from fastapi.utils import is_body_allowed_for_status_code
 from starlette.responses import StreamingResponse
 from starlette.types import Scope
 
+from .guards import ROUTE_CONTEXT, route_context_var
 from .middleware.http import scope_header
 
 Handler = Callable[[Request], Coroutine[Any, Any, Response]]
@@ -62,9 +63,11 @@ UNSUPPORTED_PARAMS = (
 def as_built(route: APIRoute) -> Any:
     """``route`` as FastAPI builds its handler: for a route that a router includes, the
     inclusion's context (prefix, dependencies and response class merged in), which FastAPI
-    0.165 holds in a context variable while ``get_route_handler`` runs."""
-    variable = getattr(fastapi_routing, "_effective_route_context_var", None)
-    context = variable.get() if variable is not None else None
+    holds in a context variable while ``get_route_handler`` runs; None when that variable
+    does not behave as expected (``guards.ROUTE_CONTEXT``)."""
+    if not ROUTE_CONTEXT.ok:
+        return None
+    context = route_context_var().get()
     if context is not None and context.original_route is route:
         return context
     return route
@@ -82,7 +85,7 @@ def unsupported_because(route: Any) -> str | None:
     checks = (
         (not inspect.iscoroutinefunction(dependant.call), "its endpoint is not an async def"),
         (bool(body) and isinstance(body[0].field_info, params.Form), "its body is a form"),
-        (len(body) > 1 or route._embed_body_fields, "its body is embedded"),
+        (_embedded(body), "its body is embedded"),
         (route.is_json_stream or route.stream_item_field is not None, "it streams"),
         (issubclass(_response_class(route), StreamingResponse), "it streams"),
         (status is not None and not is_body_allowed_for_status_code(status), "no body"),
@@ -98,7 +101,7 @@ def direct_handler(route: APIRoute, generic: Handler) -> Handler | None:
 
     Call it where FastAPI builds the route's handler (``APIRoute.get_route_handler``)."""
     route = as_built(route)
-    if unsupported_because(route) is not None:
+    if route is None or unsupported_because(route) is not None:
         return None
     dependant = route.dependant
     call = dependant.call
@@ -131,6 +134,12 @@ def direct_handler(route: APIRoute, generic: Handler) -> Handler | None:
         return respond(request, answer)
 
     return handle
+
+
+def _embedded(body: list[Any]) -> bool:
+    """FastAPI reads the body as ``{name: value}``: several body parameters, or one declared
+    with ``Body(embed=True)`` (its rule for a route without dependencies or forms)."""
+    return len(body) > 1 or bool(body and getattr(body[0].field_info, "embed", None))
 
 
 async def _read_body(request: Request) -> bytes:

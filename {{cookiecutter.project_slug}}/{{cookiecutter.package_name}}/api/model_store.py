@@ -9,7 +9,7 @@ from typing import Any
 from fastapi import HTTPException
 
 from ..config import Settings
-from ..lib.common import run_in_daemon_thread
+from ..control.daemon import run_in_daemon_thread
 from .batching import Batcher, Batching, BatchObserver
 
 logger = logging.getLogger(__name__)

@@ -3,7 +3,7 @@
 A route module under ``api/interface/`` declares its router and the loaders of the
 models it uses, together (see ``interface/detect.py``)::
 
-    router = UdfAPIRoute(tags=["plates"])
+    router = Router(tags=["plates"])  # from .. import Router, Model, Settings
 
     @router.model_loader("plates")
     def load_model(settings: Settings) -> PlateReader: ...

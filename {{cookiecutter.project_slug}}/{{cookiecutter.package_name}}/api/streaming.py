@@ -49,9 +49,9 @@ from starlette.exceptions import HTTPException
 from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 
+from ..control.log_safety import summarize
 from ..control.metrics import route_template
-from ..lib.common import summarize
-from ..lib.exception import VqlError
+from ..errors import VqlError
 from .schema.response import ORJSON_OPTIONS
 
 logger = logging.getLogger(__name__)

@@ -1,11 +1,11 @@
 """Settings of the atom, read once from the environment and a ``.env`` file.
 
-Every variable of ``linker_atom`` keeps its name and default (DESIGN.md section 3).
-Nothing is read at import: ``get_settings()`` reads and caches, tests build their own
-``Settings(...)``, and ``from <package>.config import settings`` still works through a
-lazy module attribute. ``linker_atom``'s names of the settings are properties
-(``atom_description``, ``serving_meta_raw``, ``log_config``, ``sw_config``,
-``serving_config``, ``healthcheck_url``; ``config/legacy.py``).
+One field per environment variable; every variable of ``linker_atom`` keeps its name and
+default. Nothing is read at import: ``get_settings()`` reads and caches, tests build their
+own ``Settings(...)``. ``linker_atom``'s ``from <package>.config import settings``, its
+property names of the settings and its grouped ``LoggerConfig``, ``ServingConfig`` and
+``SkyWalkingConfig`` come from the compatibility package (``lib/settings.py``), on first
+use.
 """
 
 import ipaddress
@@ -31,10 +31,8 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from .. import about
 from ..control import threads
-from ..control.health import PING_PATH
 from ..control.meta import ServingMeta, parse_meta
 from ..images.limits import ImageLimits
-from .legacy import LoggerConfig, ServingConfig, SkyWalkingConfig, legacy_overrides
 
 TRUE_WORDS = frozenset({"true", "1", "yes", "on"})
 FALSE_WORDS = frozenset({"false", "0", "no", "off"})
@@ -165,10 +163,10 @@ class Settings(BaseSettings):
     sw_agent_log_reporter_level: LogLevel = "DEBUG"
     sw_agent_protocol: Literal["grpc", "http", "kafka"] = "grpc"
 
-    # Serving platform (DESIGN.md section 4).
+    # Serving platform: META, what Serving tells the atom about itself (control/meta.py).
     meta: Annotated[str, AfterValidator(check_meta)] = ""
 
-    # Image inputs (images/, DESIGN.md section 6); the defaults are ImageLimits's.
+    # Image inputs (images/); the defaults are ImageLimits's.
     image_max_bytes: int = Field(0, ge=0)  # 0: ATOM_MAX_BODY_BYTES
     image_max_pixels: int = Field(ImageLimits.max_pixels, ge=1)
     image_max_decoded_bytes: int = Field(ImageLimits.max_decoded_bytes, ge=1)
@@ -187,7 +185,7 @@ class Settings(BaseSettings):
     image_local_roots: StrList = ImageLimits.local_roots
     image_mmap_roots: StrList = ImageLimits.mmap_roots
 
-    # Model protection (dependency/, DESIGN.md section 7).
+    # Model protection (protection/).
     atom_model_dir: str = "models"
     atom_model_key_file: str = "/run/secrets/atom_model_key"
     atom_model_key: SecretStr = SecretStr("")
@@ -268,54 +266,6 @@ class Settings(BaseSettings):
         """LOG_LEVEL as the number the logging module uses."""
         return logging.getLevelName(self.log_level)
 
-    # linker_atom's names -------------------------------------------------------------
-
-    @property
-    def atom_description(self) -> str:
-        """ATOM_DESC (``linker_atom``'s field name)."""
-        return self.atom_desc
-
-    @property
-    def serving_meta_raw(self) -> str:
-        """META as given (``linker_atom``'s field name)."""
-        return self.meta
-
-    @property
-    def log_config(self) -> LoggerConfig:
-        """LOG_BACKUP_COUNT, LOG_DIR and LOG_FILE_MAX_BYTES, as ``linker_atom`` grouped them."""
-        return LoggerConfig(
-            log_backup_count=self.log_backup_count,
-            log_dir=self.log_dir,
-            log_file_max_bytes=self.log_file_max_bytes,
-        )
-
-    @property
-    def sw_config(self) -> SkyWalkingConfig:
-        """The SW_* settings, as ``linker_atom`` grouped them."""
-        return SkyWalkingConfig(
-            sw_switch=self.sw_switch,
-            sw_agent_backend=self.sw_agent_collector_backend_services,
-            sw_agent_name=self.sw_agent_name,
-            sw_agent_instance_name=self.sw_agent_instance_name,
-            sw_agent_log_reporter_active=self.sw_agent_log_reporter_active,
-            sw_agent_log_reporter_level=self.sw_agent_log_reporter_level,
-        )
-
-    @property
-    def serving_config(self) -> ServingConfig:
-        """META's raw values, as ``linker_atom`` parsed them (``settings.serving`` is checked)."""
-        if not self.meta.strip():
-            return ServingConfig()
-        return ServingConfig.model_validate_json(self.meta)
-
-    @property
-    def healthcheck_url(self) -> str:
-        """The ping path Serving and Kubernetes probe: META's k8sHealthcheckUrl, else ours.
-
-        Both paths answer (``api/routing.py``).
-        """
-        return self.serving.k8s_healthcheck_url or self.atom_api_prefix + PING_PATH
-
 
 def describe_errors(exc: ValidationError) -> str:
     """Turn a pydantic error into one line naming each bad variable."""
@@ -345,13 +295,17 @@ def load_settings(**overrides: Any) -> Settings:
 def resolve_settings(config: "Settings | Mapping[str, Any] | None" = None) -> Settings:
     """The settings of ``get_app(config)``: the process's for None, ``config`` itself for a
     ``Settings``, else the process's with ``config``'s values (``linker_atom``'s dict of
-    settings, its names accepted: ``config/legacy.py``)."""
+    settings, its names accepted: ``lib/settings.py``)."""
     if config is None:
         return get_settings()
     if isinstance(config, Settings):
         return config
     if isinstance(config, Mapping):
-        return load_settings(**legacy_overrides(config))
+        # linker_atom's names of the settings are accepted too: lazily, from the
+        # compatibility package (the core never imports it otherwise).
+        from ..lib.settings import legacy_overrides, legacy_settings  # noqa: PLC0415
+
+        return legacy_settings(load_settings(**legacy_overrides(config)))
     raise TypeError(f"config must be Settings, a mapping or None, not {type(config).__name__}")
 
 
@@ -361,8 +315,14 @@ def get_settings() -> Settings:
     return load_settings()
 
 
+LEGACY_NAMES = frozenset({"settings", "LoggerConfig", "ServingConfig", "SkyWalkingConfig"})
+
+
 def __getattr__(name: str) -> Any:
-    """Keep ``from <package>.config import settings`` working without reading at import."""
-    if name == "settings":
-        return get_settings()
+    """``linker_atom``'s names at this path, from the compatibility package on first use
+    (``settings`` is read then, not at import)."""
+    if name in LEGACY_NAMES:
+        from ..lib import settings as legacy  # noqa: PLC0415 - the core never imports lib
+
+        return getattr(legacy, name)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

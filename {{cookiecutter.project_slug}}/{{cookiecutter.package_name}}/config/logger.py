@@ -1,14 +1,14 @@
 """Logging set-up from the settings: console plus a shared rotating file, every line with
 its request id (the pieces are in ``control/logs.py``). ``LoggerConfig`` is
-``linker_atom``'s (``settings.log_config``)."""
+``linker_atom``'s (``lib/settings.py``)."""
 
 from collections.abc import Callable
+from typing import Any
 
 from ..control.logs import configure_logging as configure
 from . import Settings
-from .legacy import LoggerConfig
 
-__all__ = ["LoggerConfig", "configure_logging"]
+__all__ = ["configure_logging"]
 
 
 def configure_logging(settings: Settings) -> None:
@@ -23,3 +23,12 @@ def configure_logging(settings: Settings) -> None:
         backup_count=settings.log_backup_count,
         trace_id=trace_id,
     )
+
+
+def __getattr__(name: str) -> Any:
+    """``LoggerConfig``: ``linker_atom``'s, from the compatibility package on first use."""
+    if name == "LoggerConfig":
+        from ..lib.settings import LoggerConfig  # noqa: PLC0415 - the core never imports lib
+
+        return LoggerConfig
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -1,24 +1,22 @@
-"""META, what the Serving platform tells the atom about itself (DESIGN.md section 4).
+"""META, what the Serving platform tells the atom about itself, and the registration.
 
 The contract lives in ``control/meta.py`` (``ServingMeta``, ``parse_meta``) and the
 registration in ``control/serving.py``; this module keeps ``linker_atom``'s path and
 builds the registration agent from the settings. ``ServingConfig`` is ``linker_atom``'s
-view of META (``settings.serving_config``).
+view of META (``lib/settings.py``).
 """
 
 from collections.abc import Callable
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from ..control.health import READY_PATH
 from ..control.meta import ServingMeta, camel, parse_meta, split_model_ids
-from .legacy import ServingConfig
 
 if TYPE_CHECKING:
     from ..control.serving import ServingAgent
     from . import Settings
 
 __all__ = [
-    "ServingConfig",
     "ServingMeta",
     "camel",
     "parse_meta",
@@ -48,3 +46,12 @@ def serving_agent(
         timeout=settings.serving_timeout,
         on_event=on_event,
     )
+
+
+def __getattr__(name: str) -> Any:
+    """``ServingConfig``: ``linker_atom``'s, from the compatibility package on first use."""
+    if name == "ServingConfig":
+        from ..lib.settings import ServingConfig  # noqa: PLC0415 - the core never imports lib
+
+        return ServingConfig
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

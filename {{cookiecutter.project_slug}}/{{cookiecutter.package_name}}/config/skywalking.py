@@ -4,17 +4,17 @@ With SW_SWITCH off nothing here imports ``skywalking``. With it on, ``start_agen
 configures the agent from the SW_* settings (protocol included) after the server process
 started (never before a fork), and the trace id of the current request goes into its
 log lines (``trace_id()``). ``SkyWalkingConfig`` is ``linker_atom``'s view of the SW_*
-settings (``settings.sw_config``).
+settings (``lib/settings.py``).
 """
 
 import logging
 import os
 from collections.abc import Callable
+from typing import Any
 
 from . import Settings
-from .legacy import SkyWalkingConfig
 
-__all__ = ["PLUGINS", "SkyWalkingConfig", "start_agent", "trace_id"]
+__all__ = ["PLUGINS", "start_agent", "trace_id"]
 
 logger = logging.getLogger(__name__)
 
@@ -63,3 +63,12 @@ def start_agent(settings: Settings) -> Callable[[], None] | None:
         os.getpid(),
     )
     return agent.stop
+
+
+def __getattr__(name: str) -> Any:
+    """``SkyWalkingConfig``: ``linker_atom``'s, from the compatibility package on first use."""
+    if name == "SkyWalkingConfig":
+        from ..lib.settings import SkyWalkingConfig  # noqa: PLC0415 - the core never imports lib
+
+        return SkyWalkingConfig
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

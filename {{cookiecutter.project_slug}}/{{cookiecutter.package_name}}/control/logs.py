@@ -16,7 +16,6 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from ..lib.common import LOG_UNSAFE_RE, escape_for_log
 from .log_handlers import (
     BatchedHandler,
     ConsoleHandler,
@@ -24,6 +23,7 @@ from .log_handlers import (
     TeeHandler,
     register_fork_hooks,
 )
+from .log_safety import LOG_UNSAFE_RE, escape_for_log
 
 # The id of the request being served ("-" outside a request). Set by the request-context
 # middleware; asyncio tasks, ``run_in_threadpool`` and the image loading threads inherit it.
@@ -37,6 +37,12 @@ TRACED_LOG_FORMAT = LOG_FORMAT.replace("[%(request_id)s]", "[%(request_id)s tid=
 DATE_FORMAT = "%Y-%m-%d %H:%M:%S"
 _OWNED = "_atom_handler"  # marks the handlers configure_logging installed
 CONTINUATION = "\n  "  # how the second and later lines of one record start
+
+
+def ms_since(started: float) -> float:
+    """Milliseconds elapsed since a ``time.perf_counter()`` reading (log lines give
+    durations in milliseconds)."""
+    return (time.perf_counter() - started) * 1000
 
 
 def one_record(text: str) -> str:
@@ -194,6 +200,8 @@ def configure_logging(
     # The line format names no source file, line, function or process name: the logging
     # module's documented switches spare finding them for every record (a walk up the
     # stack, a lookup of the multiprocessing module). Thread ids stay (tracing uses them).
+    # ``_srcfile`` is underscored but public by documentation: the Logging HOWTO's
+    # "Optimization" table gives ``logging._srcfile = None`` as the way to skip it.
     logging._srcfile = None
     logging.logMultiprocessing = False
     register_fork_hooks()

@@ -1,4 +1,5 @@
-"""META: what the Serving platform tells the atom about itself (DESIGN.md section 4)."""
+"""META: what the Serving platform tells the atom about itself (a JSON object in the
+environment: Serving's address, the atom's codes, model ids and URLs)."""
 
 import json
 from typing import Annotated, Any

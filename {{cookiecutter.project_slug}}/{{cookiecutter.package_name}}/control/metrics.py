@@ -7,8 +7,6 @@ them. A lone ``server.py`` keeps them in memory.
 """
 
 import asyncio
-import bisect
-import math
 import os
 import re
 import time
@@ -121,13 +119,13 @@ class BatchMetrics:
             multiprocess_mode="livesum",
             registry=registry,
         )
-        self._wait_bounds = (*WAIT_BUCKETS, math.inf)
 
     def batch_ran(self, model: str, size: int, waits: Sequence[float]) -> None:
         """One batch started: its size, and how long each of its requests waited."""
         self.size.labels(model).observe(size)
         wait = self.wait.labels(model)
-        add_observations(wait, sum(waits), bucket_counts(self._wait_bounds, waits))
+        for seconds in waits:
+            wait.observe(seconds)
 
     def queue_depth(self, model: str, depth: int) -> None:
         """Items waiting now."""
@@ -218,22 +216,22 @@ class RequestRecorder:
 
     prometheus_client takes a lock and, under nginx_run, writes to a memory-mapped file
     for every ``inc`` and ``observe``: five writes per request for the count, the latency
-    and the in-flight gauge. The recorder adds them up in plain Python (the event loop's
-    thread is the only one that calls it) and writes the totals, one write per series,
-    at the end of the event loop's turn in which the process went idle (nothing in
-    flight), every ``interval`` seconds under continuous load, and before a scrape of this
-    process. A scrape sees every request answered by an idle worker (its counts are
-    written right after its reply, as they were with a write per request), and at most
-    ``interval`` seconds less of a busy one.
+    and the in-flight gauge. The recorder keeps them in plain Python (the event loop's
+    thread is the only one that calls it) and writes them at the end of the event loop's
+    turn in which the process went idle (nothing in flight), every ``interval`` seconds
+    under continuous load, and before a scrape of this process: the counts and the gauge
+    one write per series, the latencies one ``observe`` each (prometheus_client has no
+    public call that adds many observations at once). A scrape sees every request
+    answered by an idle worker (its counts are written right after its reply, as they were
+    with a write per request), and at most ``interval`` seconds less of a busy one.
     """
 
     def __init__(self, metrics: "Metrics", interval: float = FLUSH_INTERVAL) -> None:
         self.metrics = metrics
         self.interval = interval
         self.in_flight = 0
-        self._bounds = (*BUCKETS, math.inf)
-        # (route, method, status) -> [count, seconds, per-bucket counts]
-        self._pending: dict[tuple[str, str, int], list] = {}
+        # (route, method, status) -> the durations of its requests, in seconds
+        self._pending: dict[tuple[str, str, int], list[float]] = {}
         self._children: dict[tuple[str, str, int], tuple[Any, Any]] = {}
         self._flushed = time.monotonic()
         self._scheduled = False
@@ -247,12 +245,10 @@ class RequestRecorder:
         """A request was answered."""
         self.in_flight -= 1
         key = (route, method, status)
-        entry = self._pending.get(key)
-        if entry is None:
-            entry = self._pending[key] = [0, 0.0, [0] * len(self._bounds)]
-        entry[0] += 1
-        entry[1] += seconds
-        entry[2][bisect.bisect_left(self._bounds, seconds)] += 1
+        durations = self._pending.get(key)
+        if durations is None:
+            durations = self._pending[key] = []
+        durations.append(seconds)
         if self._scheduled:
             return
         if self.in_flight == 0 or time.monotonic() - self._flushed >= self.interval:
@@ -267,10 +263,11 @@ class RequestRecorder:
         self._scheduled = False
         self._flushed = time.monotonic()
         pending, self._pending = self._pending, {}
-        for key, (count, seconds, buckets) in pending.items():
+        for key, durations in pending.items():
             counter, latency = self._children_of(key)
-            counter.inc(count)
-            add_observations(latency, seconds, buckets)
+            counter.inc(len(durations))
+            for seconds in durations:
+                latency.observe(seconds)
         if self._gauge != self.in_flight:
             self._gauge = self.in_flight
             self.metrics.in_flight.set(self.in_flight)
@@ -285,28 +282,6 @@ class RequestRecorder:
             )
             self._children[key] = children
         return children
-
-
-def add_observations(histogram: Any, total: float, buckets: Sequence[int]) -> None:
-    """Add many observations to a histogram's child: its sum and each bucket's count in one
-    write each (``observe`` writes twice per value). ``buckets[i]`` counts the values in
-    bucket ``i`` alone (at most its bound, above the previous one), +Inf last.
-
-    This uses prometheus_client's per-bucket values (``_sum``, ``_buckets``), pinned in
-    requirements.txt; tests/test_metrics.py checks the scrape against the requests made.
-    """
-    histogram._sum.inc(total)
-    for value, count in zip(histogram._buckets, buckets, strict=True):
-        if count:
-            value.inc(count)
-
-
-def bucket_counts(bounds: Sequence[float], values: Sequence[float]) -> list[int]:
-    """How many of ``values`` fall in each bucket of ``bounds`` (the last one +Inf)."""
-    counts = [0] * len(bounds)
-    for value in values:
-        counts[bisect.bisect_left(bounds, value)] += 1
-    return counts
 
 
 def mark_process_dead(pid: int) -> None:

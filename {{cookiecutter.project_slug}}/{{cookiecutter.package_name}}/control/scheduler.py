@@ -8,16 +8,16 @@ runs the job in every worker. Jobs run in daemon threads: stopping the server ne
 waits for a job that is stuck.
 """
 
+import concurrent.futures
 import fcntl
 import logging
 import os
-import sys
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from apscheduler.executors.base import BaseExecutor, run_job
+from apscheduler.executors.pool import BasePoolExecutor
 from apscheduler.schedulers.background import BackgroundScheduler
 
 from .runtime_dir import RuntimeDir
@@ -49,19 +49,37 @@ class Job:
         return getattr(self.func, "__qualname__", repr(self.func))
 
 
-class DaemonThreadExecutor(BaseExecutor):
-    """Runs each job in a new daemon thread, so a stuck job never holds up the exit."""
+class DaemonThreads(concurrent.futures.Executor):
+    """A ``concurrent.futures`` executor that runs each call in a new daemon thread and
+    never waits for one (``shutdown`` returns at once)."""
 
-    def _do_submit_job(self, job: Any, run_times: list[Any]) -> None:
+    def submit(self, fn: Any, /, *args: Any, **kwargs: Any) -> concurrent.futures.Future:
+        future: concurrent.futures.Future = concurrent.futures.Future()
+
         def target() -> None:
+            if not future.set_running_or_notify_cancel():
+                return
             try:
-                events = run_job(job, job._jobstore_alias, run_times, self._logger.name)
-            except BaseException:  # noqa: BLE001 - reported to APScheduler, like its own executors
-                self._run_job_error(job.id, *sys.exc_info()[1:])
+                result = fn(*args, **kwargs)
+            except BaseException as exc:  # noqa: BLE001 - handed to the future's reader
+                future.set_exception(exc)
             else:
-                self._run_job_success(job.id, events)
+                future.set_result(result)
 
-        threading.Thread(target=target, name=f"job-{job.id}", daemon=True).start()
+        name = f"job-{getattr(args[0], 'id', 'call')}" if args else "job"
+        threading.Thread(target=target, name=name, daemon=True).start()
+        return future
+
+    def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None:
+        """Nothing to wait for: a stuck job must not hold up the exit."""
+
+
+class DaemonThreadExecutor(BasePoolExecutor):
+    """APScheduler's pool executor over ``DaemonThreads``: each job in a new daemon thread,
+    so a stuck job never holds up the exit."""
+
+    def __init__(self) -> None:
+        super().__init__(DaemonThreads())
 
 
 class LeaderLock:

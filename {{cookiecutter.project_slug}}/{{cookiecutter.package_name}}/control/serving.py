@@ -1,4 +1,4 @@
-"""Registration with the Serving platform (DESIGN.md section 4), in a background thread.
+"""Registration with the Serving platform (META, ``control/meta.py``), in a background thread.
 
 ``ServingAgent`` waits until the atom's public ready route answers, registers
 (``POST /atom/register``), then sends a heartbeat (``POST /atom/health``) every

@@ -1,5 +1,4 @@
-"""Model protection: encrypted model files, their key, and the ``protect`` command line.
-
-``model_protector`` is compiled from ``model_protector.pyx`` (``make protector``); import
-it as ``from <package>.dependency.model_protector import ModelProtector``.
+"""The old path of model protection (``protection/``), kept for code written before the
+rename: ``linker_atom``'s ``dependency.model_protector.ModelProtector`` and the route
+modules of older atoms (``dependency.keys``). New code imports from ``protection``.
 """

@@ -1,4 +1,4 @@
-"""The image-input pipeline: request items in, RGB arrays out (DESIGN.md section 6).
+"""The image-input pipeline: request items in, RGB arrays out.
 
 ``loader.py`` (``ImageLoader``) dispatches on ``src_type``; ``fetch.py`` downloads URLs
 safely, ``local_files.py`` opens files under configured roots, ``frames.py`` reads

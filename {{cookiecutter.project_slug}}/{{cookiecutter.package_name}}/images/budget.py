@@ -24,7 +24,7 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
 
-from ..lib.exception import VqlError
+from ..errors import VqlError
 
 BUSY_CODE = 511  # "processing failed", sent with 503: the caller may retry
 

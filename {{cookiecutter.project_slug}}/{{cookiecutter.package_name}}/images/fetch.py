@@ -17,7 +17,7 @@
   its own small pool, abandoned at the deadline), connecting, TLS, headers and body. A
   server that trickles its headers a byte at a time is cut off at the deadline: its
   socket is shut down by the watchdog thread (``Deadline``).
-- Retries happen only on connection errors (``lib.requests.HttpClient``); proxies and
+- Retries happen only on connection errors (``http_client.HttpClient``); proxies and
   ``.netrc`` of the environment are not used.
 """
 
@@ -46,8 +46,8 @@ from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
 from urllib3.exceptions import ConnectTimeoutError, LocationParseError, NameResolutionError
 from urllib3.util import parse_url
 
-from ..lib.exception import VqlError
-from ..lib.requests import HttpClient
+from ..errors import VqlError
+from ..http_client import HttpClient
 from .budget import ByteAllowance
 
 logger = logging.getLogger(__name__)
@@ -239,42 +239,47 @@ else:
 
 class _CheckedConnectionMixin(_Connection):
     """Resolve within the deadline, check every address (when a policy is set), then
-    connect to a checked one; every socket is watched by the download's deadline."""
+    connect to a checked one; every socket is watched by the download's deadline.
+
+    Only urllib3's public connection API is used: ``connect()``, ``host`` (where it
+    connects) and, for HTTPS, ``server_hostname`` (the name TLS sends and verifies).
+    """
 
     policy: AddressPolicy | None
 
-    def _new_conn(self) -> socket.socket:
-        host = self._dns_host
+    def connect(self) -> None:
+        name = self.host
         deadline = _current_deadline.get()
         try:
-            addresses = resolve(host, self.port, deadline)
+            addresses = resolve(name, self.port, deadline)
         except socket.gaierror as exc:
-            raise NameResolutionError(self.host, self, exc) from exc
+            raise NameResolutionError(name, self, exc) from exc
         if self.policy is not None and not all(self.policy.allows(a) for a in addresses):
-            raise BlockedAddressError(self.host)
-        error: Exception = NameResolutionError(self.host, self, socket.gaierror("no address"))
+            raise BlockedAddressError(name)
+        error: Exception = NameResolutionError(name, self, socket.gaierror("no address"))
+        tls_name = getattr(self, "server_hostname", None)
         try:
             for address in addresses:
-                self._dns_host = address  # urllib3 connects to _dns_host, verifies TLS on host
+                self.host = address  # connect to the checked address...
+                if isinstance(self, HTTPSConnection) and tls_name is None:
+                    self.server_hostname = name  # ...and verify the certificate of the name
                 if deadline is not None and isinstance(self.timeout, int | float):
+                    # Python bounds a whole TLS handshake by the socket's timeout: with
+                    # this cap, by the deadline too.
                     self.timeout = min(self.timeout, deadline.remaining())
                 try:
-                    sock = super()._new_conn()
+                    super().connect()
                 except ConnectTimeoutError as exc:  # NewConnectionError included
                     error = exc
                     continue
                 if deadline is not None:
-                    deadline.watch(sock)  # the TLS handshake happens on it
-                return sock
+                    deadline.watch(self.sock)  # for HTTPS, the TLS socket
+                return
         finally:
-            self._dns_host = host
+            self.host = name
+            if isinstance(self, HTTPSConnection):
+                self.server_hostname = tls_name
         raise error
-
-    def connect(self) -> None:
-        super().connect()
-        deadline = _current_deadline.get()
-        if deadline is not None:
-            deadline.watch(self.sock)  # for HTTPS, the TLS socket replaces the plain one
 
     def request(self, *args: Any, **kwargs: Any) -> None:
         deadline = _current_deadline.get()

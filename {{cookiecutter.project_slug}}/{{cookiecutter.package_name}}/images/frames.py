@@ -31,7 +31,7 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-from ..lib.exception import VqlError
+from ..errors import VqlError
 from .header import check_pixels
 from .local_files import OPEN_FLAGS, open_under_roots, pread_into, resolve_roots
 

@@ -9,7 +9,7 @@ that the caller is told they are not supported rather than that the bytes are co
 from collections.abc import Callable
 from typing import NamedTuple
 
-from ..lib.exception import VqlError
+from ..errors import VqlError
 
 Raw = bytes | bytearray  # encoded image bytes, as received or downloaded
 

@@ -1,4 +1,4 @@
-"""Turn request items into images (DESIGN.md section 6).
+"""Turn request items into images: one RGB array per item of a request.
 
 ``ImageLoader(limits).load(src_type, data)`` returns one RGB ``uint8`` array (height x
 width x 3) per item, in input order, loading the items in parallel; ``bgr=True`` gives
@@ -44,7 +44,7 @@ from typing import Any, NamedTuple
 import cv2
 import numpy as np
 
-from ..lib.exception import VqlError
+from ..errors import VqlError
 from .budget import ByteAllowance, DecodeBudget
 from .fetch import Deadline, UrlFetcher
 from .frames import MmapReader, ShmReader, check_bytes

@@ -24,7 +24,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from ..lib.exception import VqlError
+from ..errors import VqlError
 from .frames import check_bytes
 from .header import check_pixels
 from .loader import ImageLoader

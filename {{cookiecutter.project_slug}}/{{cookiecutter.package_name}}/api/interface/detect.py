@@ -3,8 +3,8 @@
 1. ``load_model(settings)``, registered with ``@router.model_loader(MODEL_NAME)``, builds
    the model once, in a background thread at start; the atom is ready
    (``/v1/health/ready`` is 200) when it returns. It decrypts ``models/face.enc`` into
-   memory with the model key (``dependency/keys.py``; ``make model NAME=... SRC=...``
-   encrypts a model file). Replace ``FaceDetector`` with your model.
+   memory with the model key (``load_protector``; ``make model NAME=... SRC=...`` encrypts
+   a model file). Replace ``FaceDetector`` with your model.
 2. ``detect()`` declares what it needs as typed dependencies (``api/dependencies.py``):
    the model (503 until loaded), the app's image loader (every src_type, RGB arrays) and
    the model ids Serving assigned. It is an ``async def`` that hands the blocking work to
@@ -13,7 +13,7 @@
    requests) and a request with nothing to load costs no thread at all; the server keeps
    answering meanwhile. (A plain ``def`` route works too, with ``model.predict_batch``:
    FastAPI runs it in its thread pool, a hop on every call.)
-3. Raise ``VqlError(code, msg)`` for errors the caller should see (``lib/exception.py``).
+3. Raise ``VqlError(code, msg)`` for errors the caller should see (``errors.py``).
 4. ``detect_stream()`` is a route written as a generator (``router.stream``,
    ``api/streaming.py``): each ``yield`` is one event sent at once (Server-Sent Events or
    NDJSON); the caller going away closes it. The model also answers the Open Inference
@@ -21,6 +21,8 @@
    shape the runtime's default v2 signature calls (``api/v2/signature.py``).
 
 The router is listed in ``api/route.py``; that line registers the route and its model.
+Everything the module uses comes from ``<package>.api`` (``api/__init__.py``) and its
+bodies from ``api.schema``.
 """
 
 import math
@@ -32,24 +34,31 @@ from typing import Annotated
 import cv2
 import numpy as np
 
-from ...config import Settings
-from ...dependency.keys import load_protector, model_path
-from ...images.video import open_video
-from ...lib.common import ms_since
-from ..base import UdfAPIRoute
-from ..batching import Batching
-from ..calls import load_images, predict
-from ..dependencies import Images, Model, ModelIds
-from ..schema.payload import DetectPayload, VideoPayload
-from ..schema.response import (
+from .. import (
+    Batching,
+    Event,
+    Images,
+    Model,
+    ModelIds,
+    Router,
+    Settings,
+    detector_signature,
+    load_images,
+    load_protector,
+    model_path,
+    ms_since,
+    open_video,
+    predict,
+)
+from ..schema import (
     DetectObject,
+    DetectPayload,
     DetectResponse,
     ErrorEnvelope,
     FrameEvent,
     StreamSummary,
+    VideoPayload,
 )
-from ..streaming import Event
-from ..v2.signature import detector_signature
 
 MODEL_NAME = "face"
 ROUTE_PATH = "/detect"  # under ATOM_API_PREFIX; the video route is ROUTE_PATH + "/stream"
@@ -57,7 +66,7 @@ DEFAULT_THRESHOLD = 0.5
 CASCADE_FILE = "haarcascade_frontalface_default.xml"  # in cv2.data.haarcascades
 MODEL_FILE = f"{MODEL_NAME}.enc"  # the cascade, encrypted with the model key (make model)
 
-router = UdfAPIRoute(tags=["detect"])
+router = Router(tags=["detect"])
 
 
 class FaceDetector:

@@ -5,13 +5,11 @@ from fastapi.responses import PlainTextResponse
 from prometheus_client import CONTENT_TYPE_LATEST
 
 from ...control.health import METRICS_PATH
-from ..base import UdfAPIRoute
+from ..router import Router
 from ..schema.response import json_error
 
 # No 422 (the route takes no input); a 500 is the JSON envelope, not text.
-router = UdfAPIRoute(
-    tags=["metrics"], quiet=True, responses={500: json_error("Internal Server Error")}
-)
+router = Router(tags=["metrics"], quiet=True, responses={500: json_error("Internal Server Error")})
 
 
 @router.get(METRICS_PATH, response_class=PlainTextResponse, summary="Prometheus metrics")

@@ -1,4 +1,4 @@
-"""The request context and the error envelope (DESIGN.md section 5).
+"""The request context and the error envelope ``{"code", "msg", "data"}``.
 
 ``RequestContextMiddleware`` is the one middleware of the atom, pure ASGI, around the
 whole app: it keeps or creates the request id (``X-Request-ID``) and exposes it to the
@@ -25,10 +25,10 @@ from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from ...control.log_safety import LOG_UNSAFE_RE, escape_for_log, summarize
 from ...control.logs import request_id_ctx
 from ...control.metrics import RequestRecorder, route_template
-from ...lib.common import LOG_UNSAFE_RE, escape_for_log, summarize
-from ...lib.exception import VqlError
+from ...errors import VqlError
 from ..schema.response import ORJSONResponse, envelope_response
 
 logger = logging.getLogger(__name__)

@@ -9,7 +9,8 @@ MAX_IMAGES = 64
 
 
 class DetectPayload(BaseModel):
-    """The detection contract of the vendor's detectors (DESIGN.md section 5)."""
+    """The detection contract of the vendor's detectors: items of one ``src_type``, an
+    optional threshold and model id; one list of objects per item comes back."""
 
     data: list[str | dict[str, Any]] = Field(
         max_length=MAX_IMAGES,
@@ -45,9 +46,14 @@ class VideoPayload(BaseModel):
     )
 
 
-class MmapReadBody(BaseModel):
-    """``linker_atom``'s body naming bytes of a file: ``path``, ``position``, ``size``."""
+# linker_atom's names at this path, defined in the compatibility package (lib/schema.py).
+LEGACY_NAMES = frozenset({"MmapReadBody"})
 
-    path: str = Field(default="")
-    position: int = Field(default=0)
-    size: int = Field(default=0)
+
+def __getattr__(name: str) -> Any:
+    """``MmapReadBody``: ``linker_atom``'s, from the compatibility package on first use."""
+    if name in LEGACY_NAMES:
+        from ...lib import schema as legacy  # noqa: PLC0415 - the core never imports lib
+
+        return getattr(legacy, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -23,11 +23,11 @@ from starlette.concurrency import run_in_threadpool
 
 from ... import __version__
 from ...config import Settings
+from ...errors import VqlError
 from ...images.loader import ImageLoader
-from ...lib.exception import VqlError
-from ..base import UdfAPIRoute
 from ..model_store import READY, ModelStore
-from ..routing import include_flat
+from ..mounting import include_flat
+from ..router import Router as UdfAPIRoute
 from ..schema.response import ORJSONResponse
 from .schema import (
     InferenceRequest,

@@ -32,10 +32,10 @@ from typing import Any
 
 import numpy as np
 
+from ...errors import VqlError
 from ...images.frames import check_bytes
 from ...images.header import check_pixels
 from ...images.loader import ImageLoader, decode_base64, decode_image
-from ...lib.exception import VqlError
 from .tensors import V2Error
 
 

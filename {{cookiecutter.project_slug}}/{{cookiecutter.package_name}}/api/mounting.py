@@ -1,10 +1,10 @@
-"""How the route modules of ``api/route.py`` become the app's routes and models (runtime).
+"""Mounting: how the route modules of ``api/route.py`` become the app's routes and models.
 
 ``listed_routers`` imports the modules ``ROUTE_MODULES`` names and takes their ``router``;
 ``install_routers`` mounts the built-in health routes and those routers under
 ATOM_API_PREFIX, plus META's ``k8sHealthcheckUrl`` as another ping;
 ``collect_model_loaders`` gathers the loaders the routers carry
-(``UdfAPIRoute.model_loader``). ``replace_shadowed_routes`` runs when the server starts:
+(``Router.model_loader``). ``replace_shadowed_routes`` runs when the server starts:
 a route added after ``get_app()`` at a path and method the atom already serves (a
 ``linker_atom`` service's ``app.include_router(route, prefix=...)`` with its own
 ``POST /detect``) replaces the atom's, and the log says so.
@@ -48,7 +48,7 @@ def listed_routers(names: Iterable[str]) -> list[APIRouter]:
             ) from None
         router = getattr(module, "router", None)
         if not isinstance(router, APIRouter):
-            raise LookupError(f"api/interface/{name}.py has no `router` (an UdfAPIRoute)")
+            raise LookupError(f"api/interface/{name}.py has no `router` (a Router)")
         routers.append(router)
     return routers
 

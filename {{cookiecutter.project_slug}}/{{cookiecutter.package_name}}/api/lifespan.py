@@ -15,15 +15,15 @@ from typing import Any
 
 from fastapi import FastAPI
 
-from ...config import Settings
-from ...config.serving import serving_agent
-from ...config.skywalking import start_agent
-from ...control import threads
-from ...control.metrics import Metrics
-from ...control.scheduler import AtomScheduler
-from ...lib.common import run_in_daemon_thread
-from ..model_store import ModelStore
-from ..routing import replace_shadowed_routes
+from ..config import Settings
+from ..config.serving import serving_agent
+from ..config.skywalking import start_agent
+from ..control import threads
+from ..control.daemon import run_in_daemon_thread
+from ..control.metrics import Metrics
+from ..control.scheduler import AtomScheduler
+from .model_store import ModelStore
+from .mounting import replace_shadowed_routes
 
 logger = logging.getLogger(__name__)
 

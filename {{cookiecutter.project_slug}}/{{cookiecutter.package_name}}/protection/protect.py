@@ -1,4 +1,4 @@
-"""Command line of model protection: ``python -m <package>.dependency.protect COMMAND``.
+"""Command line of model protection: ``python -m <package>.protection.protect COMMAND``.
 
     keygen   [--out FILE] [--format base64|hex] [--force]
     encrypt  INPUT OUTPUT --model-id ID [--key-file FILE] [--chunk-size BYTES] [--force]

@@ -1,0 +1,163 @@
+"""The private names of FastAPI and Starlette behind their guards (api/guards.py): each check
+passes on the pinned versions, and when a name is gone or behaves otherwise, the app takes
+the public path, answers the same, and says so in one WARNING line."""
+
+import logging
+from collections.abc import Callable, Iterator
+from contextvars import ContextVar
+from types import SimpleNamespace
+from typing import Any
+
+import pytest
+from fastapi import routing as fastapi_routing
+from fastapi.testclient import TestClient
+from pydantic import BaseModel
+from starlette.requests import Request
+
+from {{ cookiecutter.package_name }}.api import Router, call_log, guards
+from {{ cookiecutter.package_name }}.api.app import get_app
+from {{ cookiecutter.package_name }}.config import Settings
+
+
+class Item(BaseModel):
+    n: int
+
+
+def echo_router() -> Router:
+    """A route of the direct handler's shape: one JSON body, an async def."""
+    router = Router()
+
+    @router.post("/echo")
+    async def echo(item: Item) -> dict:
+        return {"n": item.n}
+
+    return router
+
+
+@pytest.fixture
+def fresh_guards() -> Iterator[None]:
+    """Each guard checks again in this test, and again after it (the library is restored)."""
+    for guard in guards.GUARDS:
+        guard.reset()
+    yield
+    for guard in guards.GUARDS:
+        guard.reset()
+
+
+@pytest.fixture
+def direct_calls(monkeypatch: pytest.MonkeyPatch) -> list[bool]:
+    """For each route built from now on: whether the direct handler serves it."""
+    built: list[bool] = []
+    direct_handler = call_log.direct_handler
+
+    def recording(route: Any, generic: Any) -> Any:
+        handler = direct_handler(route, generic)
+        built.append(handler is not None)
+        return handler
+
+    monkeypatch.setattr(call_log, "direct_handler", recording)
+    return built
+
+
+def warnings_of(caplog: pytest.LogCaptureFixture) -> list[str]:
+    return [r.getMessage() for r in caplog.records if r.name == guards.__name__]
+
+
+def serve(settings: Settings) -> list[Any]:
+    """Build the app twice with the echo route; the answers of a few calls."""
+    answers = []
+    for _ in range(2):
+        app = get_app(settings, routers=[echo_router()], model_loaders={})
+        path = settings.atom_api_prefix + "/echo"
+        with TestClient(app) as client:
+            for body in ({"n": 1}, {"n": "x"}, [1]):
+                reply = client.post(path, json=body)
+                answers.append((reply.status_code, reply.json()))
+    return answers
+
+
+def test_every_guard_passes_on_the_pinned_versions(
+    fresh_guards: None, settings: Settings, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Both names exist and behave as the code expects: no warning, the direct path."""
+    assert [guard.ok for guard in guards.GUARDS] == [True, True]
+    with caplog.at_level(logging.WARNING):
+        get_app(settings, model_loaders={})
+    assert warnings_of(caplog) == []
+
+
+def test_without_the_route_context_every_call_goes_to_fastapi(
+    fresh_guards: None,
+    direct_calls: list[bool],
+    settings: Settings,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """FastAPI without ``_effective_route_context_var``: FastAPI's handler for every route,
+    the same answers, and one WARNING line however many apps are built."""
+    expected = serve(settings)
+    assert any(direct_calls)  # the echo route, at least
+    direct_calls.clear()
+    guards.ROUTE_CONTEXT.reset()
+    # A FastAPI that renamed it: the guard's view of fastapi.routing lacks the name.
+    monkeypatch.setattr(guards, "fastapi_routing", SimpleNamespace())
+    with caplog.at_level(logging.WARNING):
+        assert serve(settings) == expected
+    assert direct_calls and not any(direct_calls)
+    (warning,) = warnings_of(caplog)
+    assert warning.startswith("fastapi.routing._effective_route_context_var does not behave")
+    assert "FastAPI's own handler" in warning
+
+
+def test_a_route_context_that_behaves_otherwise_is_refused(
+    fresh_guards: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A variable that exists but is never set while a handler is built fails the check."""
+    unused: ContextVar[Any] = ContextVar("unused", default=None)
+    never_set = SimpleNamespace(_effective_route_context_var=unused)
+    monkeypatch.setattr(guards, "fastapi_routing", never_set)
+    assert fastapi_routing._effective_route_context_var is not unused
+    assert not guards.ROUTE_CONTEXT.ok
+    assert guards.ROUTE_CONTEXT.error is not None
+    assert "no context was set" in guards.ROUTE_CONTEXT.error
+
+
+def parse_every_time(original: Callable[..., Any]) -> Callable[..., Any]:
+    """A ``Request.json`` that ignores ``_json`` (a Starlette that stopped caching there)."""
+
+    async def json(self: Request) -> Any:
+        import json as json_module
+
+        return json_module.loads(await self.body())
+
+    return json
+
+
+def test_without_the_parsed_json_the_body_is_parsed_again(
+    fresh_guards: None,
+    settings: Settings,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Starlette ignoring ``request._json``: the call log no longer sets it, the answers are
+    the same, and one WARNING line says the body is parsed twice."""
+    expected = serve(settings)
+    kept: list[bool] = []
+    reuse = call_log.json_reuse.reuse
+
+    def recording(request: Request, value: Any) -> None:
+        reuse(request, value)
+        kept.append(hasattr(request, "_json"))
+
+    monkeypatch.setattr(call_log.json_reuse, "reuse", recording)
+    assert serve(settings) == expected
+    assert any(kept)  # on the pinned Starlette, the parsed body is handed over
+    kept.clear()
+    guards.PARSED_JSON.reset()
+    monkeypatch.setattr(Request, "json", parse_every_time(Request.json))
+    with caplog.at_level(logging.WARNING):
+        assert serve(settings) == expected
+    assert kept and not any(kept)
+    (warning,) = warnings_of(caplog)
+    assert warning.startswith("starlette.requests.Request._json does not behave")
+    assert "parsed twice" in warning
