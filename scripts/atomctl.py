@@ -2,6 +2,8 @@
 
 import base64
 import contextlib
+import fcntl
+import hashlib
 import json
 import os
 import re
@@ -52,6 +54,117 @@ def bake(output_dir: Path, **context: Any) -> Path:
             overwrite_if_exists=True,
         )
     return Path(project)
+
+
+def render(output_dir: Path, **context: Any) -> Path:
+    """Render the template's files into ``output_dir`` without running its hooks (no answer
+    checked, nothing compiled, the files of every CI choice kept); return the project."""
+    extra = {key: str(value) for key, value in context.items()}
+    project = cookiecutter(
+        str(TEMPLATE),
+        no_input=True,
+        extra_context=extra,
+        output_dir=str(output_dir),
+        accept_hooks=False,
+    )
+    return Path(project)
+
+
+# Bakes made once and copied: build/bakes/<key>/, the key a hash of everything a bake
+# depends on (bake_key). Raise CACHE_FORMAT when what a cached entry holds changes.
+BAKES = TEMPLATE / "build" / "bakes"
+CACHE_FORMAT = "1"
+CACHE_ENTRIES = 16  # entries kept; the least recently used beyond them are removed
+# What a bake reads from the template: cookiecutter renders these, its hooks run from them.
+BAKE_SOURCES = ("cookiecutter.json", "hooks", "{{cookiecutter.project_slug}}")
+# The Python that runs the hooks compiles the protector with what this file installs.
+BAKE_TOOLS = ("requirements-dev.txt",)
+
+
+def _git(*args: str) -> str:
+    """git's output in the template checkout ('' when git fails)."""
+    result = subprocess.run(
+        ["git", *args], cwd=TEMPLATE, capture_output=True, text=True, timeout=30, check=False
+    )
+    return result.stdout.strip() if result.returncode == 0 else ""
+
+
+def bake_key(context: dict[str, Any]) -> str:
+    """A hash of what a bake with ``context`` depends on: the answers; the contents of every
+    file the template renders or runs (uncommitted ones included); the commit, tag and
+    folder the post-gen hook records; the Python, its packages and compiler that build the
+    protector."""
+    digest = hashlib.sha256()
+
+    def feed(*parts: object) -> None:
+        for part in parts:
+            data = part if isinstance(part, bytes) else str(part).encode()
+            digest.update(len(data).to_bytes(8, "big") + data)
+
+    answers = {key: str(value) for key, value in context.items()}
+    feed(CACHE_FORMAT, json.dumps(answers, sort_keys=True, ensure_ascii=False), TEMPLATE)
+    feed(sys.executable, sys.version, sys.prefix, os.environ.get("CC", ""))
+    feed(_git("rev-parse", "--verify", "HEAD"), _git("describe", "--tags", "--exact-match"))
+    for name in (*BAKE_SOURCES, *BAKE_TOOLS):
+        root = TEMPLATE / name
+        files = sorted(root.rglob("*")) if root.is_dir() else [root]
+        for path in files:
+            if path.is_file():
+                feed(path.relative_to(TEMPLATE).as_posix(), path.stat().st_mode, path.read_bytes())
+    return digest.hexdigest()[:24]
+
+
+@contextlib.contextmanager
+def _locked(path: Path, *, blocking: bool = True) -> Iterator[bool]:
+    """Hold an exclusive lock on ``path`` (made if missing) inside the block; yield whether
+    it was taken (always, when ``blocking``)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("a") as handle:
+        flags = fcntl.LOCK_EX | (0 if blocking else fcntl.LOCK_NB)
+        try:
+            fcntl.flock(handle, flags)
+        except BlockingIOError:
+            yield False
+            return
+        try:
+            yield True
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def _prune_bakes(keep: str) -> None:
+    """Remove the cached bakes beyond CACHE_ENTRIES, least recently used first, skipping
+    any that another process holds."""
+    entries = sorted(
+        (path for path in BAKES.iterdir() if path.is_dir() and path.name != keep),
+        key=lambda path: path.stat().st_mtime,
+        reverse=True,
+    )
+    for entry in entries[CACHE_ENTRIES - 1 :]:
+        with _locked(BAKES / f"{entry.name}.lock", blocking=False) as taken:
+            if taken:
+                shutil.rmtree(entry, ignore_errors=True)
+                (BAKES / f"{entry.name}.lock").unlink(missing_ok=True)
+
+
+def cached_bake(output_dir: Path, **context: Any) -> Path:
+    """A bake with ``context``, copied into ``output_dir``: the first call for a key bakes
+    into build/bakes/<key>/ under a file lock (other processes wait for it), every call
+    copies the entry, so no two users share a folder. Returns the copied project."""
+    key = bake_key(context)
+    entry = BAKES / key
+    with _locked(BAKES / f"{key}.lock"):
+        if not entry.is_dir():
+            scratch = BAKES / f"{key}.partial"
+            shutil.rmtree(scratch, ignore_errors=True)
+            bake(scratch, **context)
+            scratch.rename(entry)
+            _prune_bakes(keep=key)
+        os.utime(entry)  # recently used
+        (project,) = [path for path in entry.iterdir() if path.is_dir()]
+        target = output_dir / project.name
+        shutil.copytree(project, target, symlinks=True)
+    return target
 
 
 def free_port() -> int:

@@ -3,7 +3,8 @@
 #
 #   - Debian packages the tests use (installed with apt-get when missing; needs root);
 #   - .venv: Python 3.11+ with the template's and the generated atom's dev requirements;
-#   - .venv-py312: the same on Python 3.12, to run the suite of an atom baked for 3.12.
+#   - .venv-py312: the atom's dev requirements on Python 3.12, to run the suite of an atom
+#     baked for 3.12.
 #
 # Python packages are reinstalled only when a requirements file changed (a hash is kept).
 set -euo pipefail
@@ -32,7 +33,7 @@ install_debian_packages() {
 }
 
 requirements_hash() {
-    cat requirements-dev.txt "{{cookiecutter.project_slug}}"/requirements*.txt \
+    cat requirements-dev.txt requirements-py312.txt "{{cookiecutter.project_slug}}"/requirements*.txt \
         | sha256sum | cut -d' ' -f1
 }
 
@@ -65,11 +66,14 @@ find_python312() {
 }
 
 install_debian_packages
-make_venv .venv "$PYTHON" requirements-dev.txt
+# The two environments are made side by side (pip mostly waits on downloads and disk).
+make_venv .venv "$PYTHON" requirements-dev.txt &
+venv=$!
 python312=$(find_python312 || true)
 if [ -n "$python312" ]; then
-    make_venv .venv-py312 "$python312" "{{cookiecutter.project_slug}}/requirements-dev.txt"
+    make_venv .venv-py312 "$python312" requirements-py312.txt
 else
     log "WARNING: no python3.12 found; the Python 3.12 lane of the tests will fail"
 fi
+wait "$venv"
 log "ready"

@@ -1,17 +1,19 @@
 """Fixtures of the template tests: baked projects and subprocess helpers."""
 
+import json
 import os
 import re
 import shutil
 import subprocess
 import sys
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
-from scripts.atomctl import TEMPLATE, bake
+from scripts.atomctl import TEMPLATE, cached_bake
 
 PYTHON312 = TEMPLATE / ".venv-py312" / "bin" / "python"
 # The answers of a default bake, as the hooks see them.
@@ -24,20 +26,70 @@ DEFAULT_ANSWERS = {
     "workers": "1",
     "ci": "gitlab",
 }
-# The lanes (markers of pyproject.toml); each is also slow, so `make check` leaves it out.
-LANES = (
-    "nginx",
-    "container",
-    "soak",
-    "fuzz",
-    "docs_render",
-    "demo",
-    "fresh_machine",
-    "migration",
-    "upgrade",
-    "prompts",
-    "upstream",
-)
+
+# The supported combinations of answers; test_bake.py bakes, lints and type-checks each.
+# Together they cover every prompt: a custom name, a 38-character package (lines stay
+# within the line length), a two-segment prefix, another port and worker count; a Chinese
+# name without a prefix; the Python 3.12 image; each CI choice (gitlab by default).
+COMBINATIONS = {
+    "default": {},
+    "custom": {
+        "project_name": "Vehicle Plate Reader",
+        "package_name": "a_rather_long_package_name_for_an_atom",
+        "api_prefix": "/v1atom/plates",
+        "port": "8080",
+        "workers": "4",
+        "ci": "github",
+    },
+    "chinese-no-prefix": {
+        "project_name": "人脸检测",
+        "project_description": "人脸检测服务",
+        "api_prefix": "",
+        "ci": "none",
+    },
+    "python312": {"python_version": "3.12"},
+}
+
+
+@dataclass(frozen=True)
+class Lane:
+    """A lane of `make test`: a pytest marker (registered here), run by scripts/gate.py in
+    a pytest process of its own, beside other lanes."""
+
+    about: str  # the marker's description (pytest --markers)
+    estimate: int  # its seconds in a `make test` here: the gate starts the longest first
+    slow: bool = True  # every test of the lane is slow (make check leaves it out)
+
+
+# Every test is in one lane: its lane marker, or "template" when it has none. A new lane: a
+# row here and `pytestmark = pytest.mark.<name>` in its test module (DEVELOPERS.md).
+LANES = {
+    "template": Lane("hooks, CI files, releases, the gate: the template's quick checks", 55, False),
+    "atom_suite": Lane(
+        "the atom's own suite on the default bake (its unit tests quick)", 220, False
+    ),
+    "bake": Lane("each combination of answers baked, linted, type-checked, booted", 230, False),
+    "python312": Lane("the atom baked for Python 3.12: its checks and unit tests, on 3.12", 180),
+    "container": Lane("the container lane: podman builds and runs the image", 180),
+    "upgrade": Lane("atoms over their lifetime: a throw-away template repository, cruft", 290),
+    "fresh_machine": Lane("make test, make run in an atom baked by a cookiecutter-only venv", 205),
+    "answers": Lane("hostile answers (quotes, backslashes, newlines, Chinese) bake clean", 135),
+    "fuzz": Lane("the fuzz lane: schemathesis against a real server", 135),
+    "add_model": Lane("a second route module with its own model, the README's way", 65),
+    "nginx": Lane("the nginx lane: nginx_run.py with real nginx and workers", 75),
+    "migration": Lane("linker_atom services moved into a baked atom, run for real", 40),
+    "hostile_input": Lane("the attacks of issue 12 against nginx_run.py and 2 workers", 45),
+    "prompts": Lane("a person answers the real cookiecutter prompts in a pseudo-terminal", 30),
+    "upstream": Lane("the default atom's suite and mypy on the newest FastAPI and co.", 300),
+    "soak": Lane("the soak lane: thousands of detect calls through nginx", 35),
+    "demo": Lane("make demo, run for real", 35),
+    "stream": Lane("detect/stream through nginx_run and 2 workers", 20),
+    "docs_render": Lane("/docs and /redoc in headless Chromium: every route, one called", 15),
+    "boot": Lane("python server.py in the default atom: health, detect, errors, logs", 15),
+    "k8s": Lane("the Kubernetes manifests of several combinations validate offline", 10),
+}
+DEFAULT_LANE = "template"
+
 # Unrendered template syntax that must never reach a generated file (an atom may name the
 # template's cookiecutter.json).
 LEFTOVER_RE = re.compile(r"\{\{\s*cookiecutter|\{%|\{#|cookiecutter\.(?!json\b)\w")
@@ -80,11 +132,111 @@ def leftovers(project: Path) -> list[str]:
     return found
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    """Register each lane's marker (``--strict-markers`` refuses any other) and the clock
+    that times the lanes."""
+    for name, lane in LANES.items():
+        config.addinivalue_line("markers", f"{name}: {lane.about}")
+    config.pluginmanager.register(LaneClock(), "lane-clock")
+
+
+def lane_of(item: pytest.Item) -> str:
+    """The lane of a test: its one lane marker (`pytest -m <lane>` selects it), else
+    DEFAULT_LANE."""
+    marked = {mark.name for mark in item.iter_markers() if mark.name in LANES}
+    if len(marked) > 1:
+        raise pytest.UsageError(f"{item.nodeid} is in several lanes: {sorted(marked)}")
+    return marked.pop() if marked else DEFAULT_LANE
+
+
+@pytest.hookimpl(tryfirst=True)  # before -m selects: the markers added here count
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """A test of a lane is slow too: `pytest -m "not slow"` (make check) leaves it out."""
+    """Each test gets its lane's marker; a test of a slow lane is slow too (`make check`,
+    `pytest -m "not slow"`, leaves it out)."""
     for item in items:
-        if any(item.get_closest_marker(lane) for lane in LANES):
+        name = lane_of(item)
+        if not item.get_closest_marker(name):
+            item.add_marker(getattr(pytest.mark, name))
+        if LANES[name].slow:
             item.add_marker(pytest.mark.slow)
+
+
+class LaneClock:
+    """Times each test's phases by lane and prints the lane table at the end of the run.
+
+    For scripts/gate.py: with ATOM_GATE_COLLECT set, the lane of every collected test is
+    written to that file (JSON); with ATOM_GATE_RECORD set, each phase is appended to that
+    file (JSON lines)."""
+
+    def __init__(self) -> None:
+        self.lanes: dict[str, str] = {}
+        self.phases: list[dict] = []
+
+    @pytest.hookimpl(trylast=True)  # after -m deselected
+    def pytest_collection_modifyitems(self, items: list[pytest.Item]) -> None:
+        """Remember the lane of each test that will run."""
+        self.lanes = {item.nodeid: lane_of(item) for item in items}
+        listing = os.environ.get("ATOM_GATE_COLLECT")
+        if listing:
+            Path(listing).write_text(json.dumps(self.lanes, indent=0), encoding="utf-8")
+
+    def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
+        """Note one phase (setup, call, teardown) of a test."""
+        phase = {
+            "nodeid": report.nodeid,
+            "lane": self.lanes.get(report.nodeid, DEFAULT_LANE),
+            "when": report.when,
+            "outcome": report.outcome,
+            "duration": round(report.duration, 3),
+            "start": report.start,
+            "stop": report.stop,
+        }
+        self.phases.append(phase)
+        record = os.environ.get("ATOM_GATE_RECORD")
+        if record:
+            with open(record, "a", encoding="utf-8") as out:
+                out.write(json.dumps(phase) + "\n")
+
+    def pytest_terminal_summary(self, terminalreporter: pytest.TerminalReporter) -> None:
+        """The lane table, after pytest's own summary."""
+        if self.phases:
+            terminalreporter.write_sep("=", "time per lane")
+            terminalreporter.write_line(f"{'lane':<16} {LaneTime.HEADER}")
+            for name, times in lane_times(self.phases).items():
+                terminalreporter.write_line(f"{name:<16} {times}")
+
+
+@dataclass
+class LaneTime:
+    """The tests of a lane that ran, those that failed, its wall time (first start to last
+    stop) and the sum of its tests' phases."""
+
+    HEADER = f"{'tests':>5} {'failed':>6} {'wall s':>7} {'sum s':>7}"
+    tests: set[str]
+    failed: set[str]
+    start: float
+    stop: float
+    total: float = 0.0
+
+    def __str__(self) -> str:
+        wall = self.stop - self.start
+        return f"{len(self.tests):>5} {len(self.failed):>6} {wall:>7.1f} {self.total:>7.1f}"
+
+
+def lane_times(phases: list[dict]) -> dict[str, LaneTime]:
+    """The LaneTime of each lane in ``phases``, the longest wall time first."""
+    lanes: dict[str, LaneTime] = {}
+    for phase in phases:
+        times = lanes.setdefault(
+            phase["lane"], LaneTime(set(), set(), phase["start"], phase["stop"])
+        )
+        times.tests.add(phase["nodeid"])
+        if phase["outcome"] == "failed":
+            times.failed.add(phase["nodeid"])
+        times.start = min(times.start, phase["start"])
+        times.stop = max(times.stop, phase["stop"])
+        times.total += phase["duration"]
+    return dict(sorted(lanes.items(), key=lambda item: item[1].start - item[1].stop))
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -110,7 +262,36 @@ def runtime_dir() -> Iterator[Path]:
     shutil.rmtree(folder, ignore_errors=True)
 
 
+Bakes = Callable[[str], tuple[Path, dict[str, str]]]
+
+
+def bake_of(name: str, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, str]]:
+    """A combination baked (copied from the bake cache) and runnable on its Python: the
+    hook compiled the protector for cookiecutter's Python, another one rebuilds it."""
+    context = COMBINATIONS[name]
+    project = cached_bake(tmp_path_factory.mktemp(name), **context)
+    python = python_for(context)
+    if python != sys.executable:
+        build = run([python, "setup.py", "--quiet", "build_ext", "--inplace"], cwd=project)
+        assert build.returncode == 0, build.stdout + build.stderr
+    return project, context
+
+
+@pytest.fixture(scope="session")
+def bakes(tmp_path_factory: pytest.TempPathFactory) -> Bakes:
+    """The combinations by name (COMBINATIONS), each made once in the session."""
+    made: dict[str, tuple[Path, dict[str, str]]] = {}
+
+    def get(name: str) -> tuple[Path, dict[str, str]]:
+        if name not in made:
+            made[name] = bake_of(name, tmp_path_factory)
+        return made[name]
+
+    return get
+
+
 @pytest.fixture(scope="session")
 def default_atom(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The atom baked with the default answers (shared by the boot and render lanes)."""
-    return bake(tmp_path_factory.mktemp("default"))
+    """The atom baked with the default answers, this session's own copy (shared by the
+    lanes of the session, which may add files to it)."""
+    return cached_bake(tmp_path_factory.mktemp("default"))

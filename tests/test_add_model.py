@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from scripts.atomctl import AtomServer, bake, http
+from scripts.atomctl import AtomServer, cached_bake, http
 
 from .conftest import run
 
@@ -26,10 +26,16 @@ ROUTE_TESTS = (
     "test_structure.py",
     "test_health.py",
     "test_docs.py",
+    "test_template_info.py",
+    "test_detect.py",
+    "test_detect_stream.py",
+    "test_share_memory.py",
+    "test_migration.py",
     "test_v2.py",
+    "test_v2_tritonclient.py",
 )
 
-pytestmark = pytest.mark.slow  # a bake, the atom's route tests and a real server
+pytestmark = pytest.mark.add_model  # a bake, the atom's route tests and a real server
 
 
 def make(project: Path, *args: str) -> tuple[int, str, str]:
@@ -57,7 +63,7 @@ def outcomes(project: Path, report: Path, *tests: str) -> dict[str, str]:
 def atom(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A default atom with two routes made by ``make route``: ``eyes`` with OpenCV's eye
     cascade, ``lookalike`` without SRC (the demo's face cascade)."""
-    project = bake(tmp_path_factory.mktemp("add-model"))
+    project = cached_bake(tmp_path_factory.mktemp("add-model"))
     cascades = run(
         [sys.executable, "-c", "import cv2; print(cv2.data.haarcascades)"], cwd=project
     ).stdout.strip()

@@ -1,59 +1,74 @@
-"""Every supported combination of answers bakes a clean project that passes its own tests."""
+"""Every supported combination of answers bakes a clean project that works.
 
+Each combination gets its render (no template syntax, its CI files), lint, types and the
+hook's work, its settings; each other than the default its own boot (the real model behind
+its prefix, on its Python) and the atom's tests that read the answers (ANSWER_TESTS). The
+atom's whole suite runs once, on the default bake, and its unit tests on Python 3.12
+(test_atom_suite.py).
+"""
+
+import base64
 import json
 import stat
 import sys
 import sysconfig
 from pathlib import Path
-from typing import Any
 
 import pytest
 
-from scripts.atomctl import TEMPLATE
+from scripts.atomctl import AtomServer, http
 
-from .conftest import leftovers, python_for, run
+from .conftest import COMBINATIONS, Bakes, leftovers, python_for, run
 
-# The supported combinations; each one is baked, linted and tested. Together they cover
-# every prompt: a custom name, a 38-character package (lines stay within the line length),
-# a two-segment prefix, another port and worker count; a Chinese name without a prefix;
-# the Python 3.12 image; each CI choice (gitlab by default).
-COMBINATIONS = {
-    "default": {},
-    "custom": {
-        "project_name": "Vehicle Plate Reader",
-        "package_name": "a_rather_long_package_name_for_an_atom",
-        "api_prefix": "/v1atom/plates",
-        "port": "8080",
-        "workers": "4",
-        "ci": "github",
-    },
-    "chinese-no-prefix": {
-        "project_name": "人脸检测",
-        "project_description": "人脸检测服务",
-        "api_prefix": "",
-        "ci": "none",
-    },
-    "python312": {"python_version": "3.12"},
-}
 # The CI files of each choice of the `ci` prompt (test_ci.py validates them).
 CI_FILES = {"gitlab": {".gitlab-ci.yml"}, "github": {".github/workflows/ci.yml"}, "none": set()}
+# The atom's test modules whose outcome the answers change: the package name (every
+# module imported), the name and description (settings, OpenAPI, README), the prefix (every
+# route), the port and workers (settings, deploy files), the template's record.
+ANSWER_TESTS = (
+    "test_settings.py",
+    "test_structure.py",
+    "test_template_info.py",
+    "test_readme.py",
+    "test_deploy.py",
+    "test_health.py",
+    "test_docs.py",
+    "test_detect.py",
+    "test_handler.py",
+    "test_metrics.py",
+    "test_v2.py",
+)
+# xdist workers for all the atom's unit tests, which mostly wait (threads, timeouts,
+# retries); a few modules of them, or its slow tests (real server.py processes bounded in
+# time), run in one process.
+SUITE_WORKERS = "3"
 
-
-# make check bakes only the default answers; make test bakes them all.
+# make check bakes only the default answers; make test bakes them all. The Python 3.12
+# combination's tests are in the python312 lane, with its suite (test_atom_suite.py): one
+# protector build for 3.12. Its suite runs all the atom's unit tests, ANSWER_TESTS among them.
+# Every test here takes a combination: the lane is the combination's.
+LANE_MARKS = {
+    "default": [pytest.mark.bake],
+    "python312": [pytest.mark.python312, pytest.mark.slow],
+}
 PARAMS = [
-    name if name == "default" else pytest.param(name, marks=pytest.mark.slow)
+    pytest.param(name, marks=LANE_MARKS.get(name, [pytest.mark.bake, pytest.mark.slow]))
     for name in COMBINATIONS
 ]
+OTHERS = [param for param in PARAMS if param.values != ("default",)]
+ANSWERED = [param for param in OTHERS if param.values != ("python312",)]
 
 
 @pytest.fixture(scope="module", params=PARAMS)
-def baked(request: pytest.FixtureRequest, cookies_session: Any) -> tuple[Path, dict[str, str]]:
-    """One baked project per combination, made with pytest-cookies."""
-    context = COMBINATIONS[request.param]
-    result = cookies_session.bake(extra_context=context, template=str(TEMPLATE))
-    assert result.exit_code == 0, result.exception
-    assert result.exception is None
-    return Path(result.project_path), context
+def baked(request: pytest.FixtureRequest, bakes: Bakes) -> tuple[Path, dict[str, str]]:
+    """One baked project per combination."""
+    return bakes(request.param)
+
+
+@pytest.fixture(scope="module", params=OTHERS)
+def other(request: pytest.FixtureRequest, bakes: Bakes) -> tuple[Path, dict[str, str]]:
+    """One baked project per combination other than the default."""
+    return bakes(request.param)
 
 
 def test_no_template_syntax_left(baked: tuple[Path, dict[str, str]]) -> None:
@@ -78,14 +93,16 @@ def test_ruff_is_clean(baked: tuple[Path, dict[str, str]]) -> None:
         assert result.returncode == 0, result.stdout + result.stderr
 
 
-def test_types_are_clean(baked: tuple[Path, dict[str, str]]) -> None:
-    """The generated package passes mypy with its own configuration (make lint runs it)."""
+def test_types_are_clean(
+    baked: tuple[Path, dict[str, str]], tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    """The generated package passes mypy with its own configuration (make lint runs it).
+
+    The combinations share one cache, made new in each run: the installed packages are
+    analysed once per Python, each atom's own modules every time (their names differ)."""
     project, context = baked
-    result = run(
-        [python_for(context), "-m", "mypy", "--no-incremental", "--cache-dir", "/dev/null"],
-        cwd=project,
-        timeout=300,
-    )
+    cache = tmp_path_factory.getbasetemp() / "mypy-cache"
+    result = run([python_for(context), "-m", "mypy", "--cache-dir", str(cache)], project, 300)
     assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-2000:]
     assert result.stdout.startswith("Success: no issues found")
 
@@ -100,31 +117,6 @@ def test_hook_finished_the_project(baked: tuple[Path, dict[str, str]]) -> None:
     assert stat.S_IMODE(key.stat().st_mode) == 0o600
     assert (project / "models" / "face.enc").read_bytes().startswith(b"\x89ATOMGCM")
     assert "secrets/" in (project / ".gitignore").read_text().splitlines()
-
-
-@pytest.mark.parametrize(
-    "selection",
-    [
-        pytest.param("not slow", id="unit"),
-        pytest.param("slow", id="slow", marks=pytest.mark.slow),
-    ],
-)
-def test_own_suite_passes(baked: tuple[Path, dict[str, str]], selection: str) -> None:
-    """The generated project's own tests pass, on the Python it was baked for: its unit
-    tests (pytest -m "not slow", make check) and its slow ones (real servers, the wheel)."""
-    project, context = baked
-    python = python_for(context)
-    if python != sys.executable:  # the hook compiled the protector for cookiecutter's Python
-        build = run([python, "setup.py", "--quiet", "build_ext", "--inplace"], cwd=project)
-        assert build.returncode == 0, build.stdout + build.stderr
-    result = run(
-        [python, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-m", selection],
-        cwd=project,
-        timeout=600,
-    )
-    assert result.returncode == 0, result.stdout[-6000:] + result.stderr[-3000:]
-    assert " passed" in result.stdout
-    assert " failed" not in result.stdout and " skipped" not in result.stdout
 
 
 def test_answers_reach_the_code(baked: tuple[Path, dict[str, str]]) -> None:
@@ -143,3 +135,43 @@ def test_answers_reach_the_code(baked: tuple[Path, dict[str, str]]) -> None:
         int(context.get("port", "8000")),
         int(context.get("workers", "1")),
     ]
+
+
+def atom_suite(project: Path, python: str, *args: str) -> None:
+    """The atom's own pytest with ``args``, on ``python``; it must pass and skip nothing."""
+    result = run([python, "-m", "pytest", "-q", "-p", "no:cacheprovider", *args], project, 900)
+    assert result.returncode == 0, result.stdout[-6000:] + result.stderr[-3000:]
+    assert " passed" in result.stdout
+    assert " failed" not in result.stdout and " skipped" not in result.stdout
+
+
+@pytest.fixture(scope="module", params=ANSWERED)
+def answered(request: pytest.FixtureRequest, bakes: Bakes) -> tuple[Path, dict[str, str]]:
+    """The combinations whose answers the atom's tests read differently (not Python 3.12's)."""
+    return bakes(request.param)
+
+
+def test_answer_tests_pass(answered: tuple[Path, dict[str, str]]) -> None:
+    """The atom's tests that read the answers pass with this combination's answers."""
+    project, context = answered
+    tests = [f"tests/{name}" for name in ANSWER_TESTS]
+    atom_suite(project, python_for(context), "-m", "not slow", *tests)
+
+
+def test_boots_and_detects(other: tuple[Path, dict[str, str]], tmp_path: Path) -> None:
+    """server.py of this combination, on its Python, becomes ready with the real model and
+    finds the face in the photograph behind its own prefix."""
+    project, context = other
+    photo = project / "tests" / "data" / "astronaut.jpg"
+    body = {"data": [base64.b64encode(photo.read_bytes()).decode()], "src_type": "base64"}
+    prefix = context.get("api_prefix", "/d2atom")
+    server = AtomServer(
+        project, env={"LOG_ROOT": str(tmp_path)}, python=python_for(context), prefix=prefix
+    )
+    with server:
+        status, _, ready = http("GET", server.url("/v1/health/ready"))
+        assert (status, ready["models"]) == (200, {"face": "ready"})
+        status, _, reply = http("POST", server.url("/detect"), body)
+    assert status == 200
+    assert [len(faces) for faces in reply["objects"]] == [1]
+    assert server.stop() == 0

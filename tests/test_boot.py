@@ -12,7 +12,7 @@ import pytest
 
 from scripts.atomctl import TEMPLATE, AtomServer, http, log_lines, rss_kib
 
-pytestmark = pytest.mark.slow
+pytestmark = pytest.mark.boot
 
 
 @pytest.fixture(scope="module")

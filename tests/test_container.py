@@ -11,6 +11,7 @@ image's default user reading a secret mounted read-only on a read-only root.
 """
 
 import base64
+import hashlib
 import json
 import os
 import re
@@ -28,7 +29,19 @@ from scripts.atomctl import free_port, free_port_range, http
 
 pytestmark = pytest.mark.container
 
-BASE_IMAGE = "localhost/atom-test-base:bookworm"
+# The base image is made by this command (and a `podman import`); its tag carries a hash
+# of it, so a change of the command makes a new image instead of using a stale one.
+DEBOOTSTRAP = (
+    "--variant=minbase",
+    "--include=python3,ca-certificates",
+    "bookworm",
+    "{rootfs}",
+    "http://deb.debian.org/debian",
+)
+BASE_IMAGE = (
+    "localhost/atom-test-base:bookworm-"
+    + hashlib.sha256("\0".join(DEBOOTSTRAP).encode()).hexdigest()[:12]
+)
 IMAGE = "localhost/my-atom:test"
 README_UID = 12345  # a uid with no passwd entry in the image, as platforms assign them
 DEFAULT_UID = 10001
@@ -67,19 +80,12 @@ def podman(env: dict[str, str], *args: str, timeout: float = 600) -> subprocess.
 
 @pytest.fixture(scope="module")
 def base_image(podman_env: dict[str, str], tmp_path_factory: pytest.TempPathFactory) -> str:
-    """A Debian bookworm image with python3, built once per machine."""
+    """A Debian bookworm image with python3, made once per machine (and per DEBOOTSTRAP)."""
     if podman(podman_env, "image", "exists", BASE_IMAGE).returncode == 0:
         return BASE_IMAGE
     rootfs = tmp_path_factory.mktemp("rootfs")
     result = subprocess.run(
-        [
-            tool("debootstrap"),
-            "--variant=minbase",
-            "--include=python3,ca-certificates",
-            "bookworm",
-            str(rootfs),
-            "http://deb.debian.org/debian",
-        ],
+        [tool("debootstrap"), *(arg.format(rootfs=rootfs) for arg in DEBOOTSTRAP)],
         capture_output=True,
         text=True,
         timeout=900,

@@ -3,12 +3,19 @@
 A new virtual environment gets cookiecutter alone (no Cython, no OpenCV), as
 `pip install cookiecutter` gives a new user; its cookiecutter bakes the default atom, so
 the post-gen hook compiles nothing. Then `make test` and `make run` in the atom must set
-up everything themselves (.venv, packages, protector, demo model) and work. pip's cache
-keeps the downloads from being slow.
+up everything themselves (.venv with every pinned package, protector, key, demo model)
+and work.
+
+What this lane adds to the bake lane (which runs the atom's whole suite, with the same
+pins on the same Python) is the set-up from nothing: so `make test` runs the atom's tests
+of what the set-up made (SETUP_TESTS, through PYTEST_ADDOPTS, which pytest reads), and
+every test module of the atom must import in the new .venv (a package its tests need but
+its requirements lack would fail there).
 """
 
 import base64
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -25,7 +32,30 @@ from .conftest import run
 pytestmark = pytest.mark.fresh_machine
 
 COOKIECUTTER = "cookiecutter==2.7.1"
+# This run's variables that a new user's shell does not have: our venv, our choices, and
+# those of the make (and gate) running this test.
+NOT_ON_A_NEW_MACHINE = {
+    "VIRTUAL_ENV",
+    "PYTHON",
+    "CC",
+    "PYTEST_ADDOPTS",
+    "MAKEFLAGS",
+    "MAKELEVEL",
+    "MFLAGS",
+    "MAKEOVERRIDES",
+    "ATOM_GATE_RECORD",
+}
 PREFIX = "/d2atom"
+# The atom's tests of what `make test`'s set-up made: the compiled protector (and its
+# command line), apache-skywalking built from its source distribution, every module
+# importable, the real demo model behind detect.
+SETUP_TESTS = (
+    "tests/test_model_protector.py",
+    "tests/test_protect_cli.py",
+    "tests/test_skywalking.py",
+    "tests/test_structure.py",
+    "tests/test_detect.py",
+)
 
 
 @pytest.fixture(scope="module")
@@ -37,7 +67,7 @@ def machine(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
     assert made.returncode == 0, made.stderr
     installed = run([str(venv / "bin" / "pip"), "install", "-q", COOKIECUTTER], cwd=root)
     assert installed.returncode == 0, installed.stdout + installed.stderr
-    env = {k: v for k, v in os.environ.items() if k not in {"VIRTUAL_ENV", "PYTHON", "CC"}}
+    env = {k: v for k, v in os.environ.items() if k not in NOT_ON_A_NEW_MACHINE}
     env["PATH"] = f"{venv / 'bin'}:{os.environ['PATH']}"
     for module in ("Cython", "cv2"):  # the hook really has neither
         probe = run([str(venv / "bin" / "python"), "-c", f"import {module}"], root, env=env)
@@ -60,16 +90,27 @@ def atom(machine: dict[str, str], tmp_path_factory: pytest.TempPathFactory) -> P
 
 
 def test_make_test_sets_up_and_passes(atom: Path, machine: dict[str, str]) -> None:
-    """`make test` makes .venv, installs, compiles, encrypts the demo model; the suite passes."""
+    """`make test` makes .venv, installs, compiles, encrypts the demo model; the atom's tests
+    of what it made pass."""
     started = time.monotonic()
-    result = run(["make", "test"], cwd=atom, timeout=1500, env=machine)
+    env = {**machine, "PYTEST_ADDOPTS": " ".join(SETUP_TESTS)}
+    result = run(["make", "test"], cwd=atom, timeout=1500, env=env)
     took = time.monotonic() - started
     assert result.returncode == 0, result.stdout[-6000:] + result.stderr[-4000:]
-    assert " passed" in result.stdout
+    assert re.search(r"^=+ \d+ passed in ", result.stdout, re.M), result.stdout[-3000:]
     assert " failed" not in result.stdout and " skipped" not in result.stdout
     assert "[setup] creating .venv" in result.stderr
     assert (atom / "models" / "face.enc").is_file()
     print(f"make test from scratch: {took:.0f} s")  # noqa: T201 - shown with -s
+
+
+def test_every_test_module_imports(atom: Path, machine: dict[str, str]) -> None:
+    """The new .venv holds what every test module of the atom imports."""
+    python = atom / ".venv" / "bin" / "python"
+    assert python.is_file(), "no .venv: test_make_test_sets_up_and_passes makes it first"
+    result = run([str(python), "-m", "pytest", "--collect-only", "-q"], cwd=atom, env=machine)
+    assert result.returncode == 0, result.stdout[-6000:] + result.stderr[-3000:]
+    assert re.search(r"^\d+ tests collected", result.stdout.strip().splitlines()[-1])
 
 
 @pytest.fixture

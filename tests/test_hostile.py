@@ -7,11 +7,11 @@ from pathlib import Path
 
 import pytest
 
-from scripts.atomctl import bake
+from scripts.atomctl import cached_bake
 
 from .conftest import leftovers, run
 
-pytestmark = pytest.mark.slow
+pytestmark = pytest.mark.answers
 
 HOSTILE = {
     "quotes-and-markup": {"project_name": 'He said "hi" & it\'s <b>bold</b>'},
@@ -25,7 +25,7 @@ HOSTILE = {
 def hostile(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> tuple:
     """A project baked from hostile answers."""
     context = HOSTILE[request.param]
-    return bake(tmp_path_factory.mktemp(request.param), **context), context
+    return cached_bake(tmp_path_factory.mktemp(request.param), **context), context
 
 
 def test_bakes_clean(hostile: tuple) -> None:
@@ -67,6 +67,6 @@ def test_settings_suite_passes(hostile: tuple) -> None:
 
 def test_chinese_name_gets_an_ascii_slug(tmp_path: Path) -> None:
     """A Chinese project name is transliterated into an ASCII slug and package."""
-    project = bake(tmp_path, project_name="人脸检测")
+    project = cached_bake(tmp_path, **HOSTILE["chinese"])  # the bake of the lane's case
     assert project.name == "ren-lian-jian-ce"
     assert (project / "ren_lian_jian_ce" / "__init__.py").is_file()

@@ -38,6 +38,8 @@ from scripts.atomctl import AtomLauncher, http, rss_kib
 
 from .test_nginx import nginx_binary, process_group
 
+pytestmark = pytest.mark.hostile_input
+
 PREFIX = "/d2atom"
 # A line as the atom writes it begins with its date; a forged one would too.
 FORGED = "2026-01-01 00:00:00.000 ERROR 1 [forged] my_atom.api.base: admin logged in"

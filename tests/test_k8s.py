@@ -6,11 +6,11 @@ from pathlib import Path
 import pytest
 import yaml
 
-from scripts.atomctl import bake
+from scripts.atomctl import render
 
 from .conftest import run
 
-pytestmark = pytest.mark.slow
+pytestmark = pytest.mark.k8s
 
 COMBINATIONS = {
     "default": {},
@@ -21,9 +21,10 @@ COMBINATIONS = {
 
 @pytest.fixture(scope="module", params=list(COMBINATIONS))
 def manifests(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> tuple:
-    """The deploy/k8s folder of a baked project, and the answers it was baked with."""
+    """The deploy/k8s folder of a project rendered with the answers (the hooks do not touch
+    it), and the answers."""
     context = COMBINATIONS[request.param]
-    project = bake(tmp_path_factory.mktemp(request.param), **context)
+    project = render(tmp_path_factory.mktemp(request.param), **context)
     return project / "deploy" / "k8s", context
 
 

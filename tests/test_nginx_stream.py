@@ -21,6 +21,8 @@ from prometheus_client.parser import text_string_to_metric_families
 from scripts.atomctl import AtomLauncher
 from tests.test_nginx import nginx_binary
 
+pytestmark = pytest.mark.stream
+
 PATTERN = "F-F-F-"  # six frames: the photograph (one face), then a blank one, three times
 GATED_SERVER = '''"""server.py whose face model waits for a gate file after its first frame."""
 

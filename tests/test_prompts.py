@@ -216,12 +216,15 @@ def generate(person: Person, folder: Path) -> str:
 
 
 def about(package: Path) -> dict[str, object]:
-    """The answers the atom's about.py holds (its constants)."""
+    """The answers the atom's about.py holds (its constants; names computed from others,
+    such as TEMPLATE_VERSION, left out)."""
     tree = ast.parse((package / "about.py").read_text(encoding="utf-8"))
     return {
         node.targets[0].id: ast.literal_eval(node.value)
         for node in tree.body
-        if isinstance(node, ast.Assign) and isinstance(node.targets[0], ast.Name)
+        if isinstance(node, ast.Assign)
+        and isinstance(node.targets[0], ast.Name)
+        and isinstance(node.value, ast.Constant)
     }
 
 

@@ -19,7 +19,7 @@ import pytest
 from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 
-from scripts.atomctl import TEMPLATE, bake
+from scripts.atomctl import TEMPLATE, cached_bake
 
 from .conftest import run
 
@@ -85,7 +85,7 @@ def pin_of(requirements: str, name: str) -> str:
 @pytest.fixture(scope="module")
 def upstream_atom(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, str]]:
     """A default atom, and the lane's environment with the six upgraded (their versions)."""
-    project = bake(tmp_path_factory.mktemp("upstream"))
+    project = cached_bake(tmp_path_factory.mktemp("upstream"))
     FOLDER.mkdir(parents=True, exist_ok=True)
     if not PYTHON.exists():
         created = run([sys.executable, "-m", "venv", str(VENV)], TEMPLATE, 300)

@@ -22,7 +22,11 @@ class Recorder(ThreadingHTTPServer):
         super().__init__(("127.0.0.1", port), handler)
         self.calls: list[tuple[float, str, str, Any]] = []
         self.lock = threading.Lock()
-        self.thread = threading.Thread(target=self.serve_forever, daemon=True)
+        # serve_forever looks for shutdown() every poll_interval (0.5 s by default): each
+        # test's stop would wait that long.
+        self.thread = threading.Thread(
+            target=self.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
+        )
 
     @property
     def url(self) -> str:
