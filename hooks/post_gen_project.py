@@ -386,7 +386,7 @@ def left_to_make(project: Path, package: str) -> list[str]:
     """What the atom's setup (`make run`, `make test`) still has to make in the project."""
     suffix = sysconfig.get_config_var("EXT_SUFFIX") or ".so"
     made = {
-        "the protector": project / package / "dependency" / f"model_protector{suffix}",
+        "the protector": project / package / "protection" / f"model_protector{suffix}",
         "the key": project / KEY_FILE,
         str(MODEL_FILE): project / MODEL_FILE,
     }

@@ -261,7 +261,7 @@ def fake_run_python(hook: ModuleType, failure: str | None) -> Callable[..., str 
             return failure
         suffix = sysconfig.get_config_var("EXT_SUFFIX")
         made = {
-            hook.BUILD_COMMAND: project / "my_atom" / "dependency" / f"model_protector{suffix}"
+            hook.BUILD_COMMAND: project / "my_atom" / "protection" / f"model_protector{suffix}"
         }.get(args, project / hook.MODEL_FILE)
         made.parent.mkdir(parents=True, exist_ok=True)
         made.write_bytes(b"made")

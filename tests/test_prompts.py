@@ -263,3 +263,5 @@ def test_a_person_answers_the_prompts_in_a_terminal(person: Person, tmp_path: Pa
     built = "CC" not in person.env
     assert ("post-gen: protector compiled, models/face.enc encrypted" in lines) == built, after
     assert (project / "models" / "face.enc").is_file() == built
+    # The next step names only what is still to make: nothing of the hook's when it built.
+    assert ("the protector" in lines[-1]) != built, lines[-1]
