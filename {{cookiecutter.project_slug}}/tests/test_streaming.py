@@ -11,6 +11,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import pytest
+from fastapi.sse import ServerSentEvent
 from fastapi.testclient import TestClient
 from pydantic import BaseModel
 
@@ -79,6 +80,12 @@ def add_finite_streams(router: Router) -> None:
         if kind == "vql":
             raise VqlError(511, "the model gave up", data={"frame": 1})
         raise RuntimeError("secret detail of a bug")
+
+    @router.stream("/fastapi-events")
+    def fastapi_events() -> Iterator[Any]:
+        yield ServerSentEvent(data={"n": 0}, event="number", id="0", retry=500)
+        yield ServerSentEvent(comment="a comment")
+        yield ServerSentEvent(raw_data="plain text", event="note")
 
     @router.stream("/slow")
     def slow(pause: float = 0.3) -> Iterator[Any]:
@@ -169,6 +176,27 @@ def test_ndjson_when_accept_asks(make_streams: Callable[..., Any]) -> None:
     ]
 
 
+def test_fastapi_server_sent_events_may_be_yielded(make_streams: Callable[..., Any]) -> None:
+    """FastAPI's ``ServerSentEvent`` (retry, comment, raw data) goes out as FastAPI writes
+    it in SSE; in NDJSON its comment is a blank line and its raw data a string."""
+    with TestClient(make_streams()) as client:
+        sse = client.post(f"{PREFIX}/fastapi-events").text
+        ndjson = client.post(
+            f"{PREFIX}/fastapi-events", headers={"accept": "application/x-ndjson"}
+        ).text
+    assert sse_events(sse) == [
+        {"event": "number", "data": '{"n":0}', "id": "0", "retry": "500"},
+        {"": "a comment"},
+        {"event": "note", "data": "plain text"},
+    ]
+    assert ndjson.split("\n") == [
+        '{"event":"number","data":{"n":0},"id":"0"}',
+        "",
+        '{"event":"note","data":"plain text"}',
+        "",
+    ]
+
+
 def test_async_generators_stream_too(make_streams: Callable[..., Any]) -> None:
     """An ``async def`` generator streams the same way; plain values are "message" events."""
     with TestClient(make_streams()) as client:
@@ -208,13 +236,13 @@ def test_error_in_the_middle_ends_with_an_error_event(
 
 
 def test_idle_streams_get_keepalive_comments(make_streams: Callable[..., Any]) -> None:
-    """Without an event for ATOM_STREAM_KEEPALIVE seconds, a comment (SSE) or a blank line
-    (NDJSON) goes out; the events around it are intact."""
+    """Without an event for ATOM_STREAM_KEEPALIVE seconds, a comment (SSE: FastAPI's
+    ``: ping``) or a blank line (NDJSON) goes out; the events around it are intact."""
     with TestClient(make_streams(atom_stream_keepalive=0.05)) as client:
         sse = client.post(f"{PREFIX}/slow").text
         ndjson = client.post(f"{PREFIX}/slow", headers={"accept": "application/x-ndjson"}).text
     comments = [event for event in sse_events(sse) if set(event) == {""}]
-    assert comments and all(event == {"": "keep-alive"} for event in comments)
+    assert comments and all(event == {"": "ping"} for event in comments)
     assert [event for event in sse_events(sse) if "data" in event] == [
         {"data": '{"n":0}'},
         {"data": '{"n":1}'},
@@ -276,3 +304,55 @@ def test_disconnect_closes_the_generator_within_100_ms(
         steps = recorder.steps
         time.sleep(10 * STEP)
         assert recorder.steps == steps
+
+
+async def hang_up_while_writing(app: Any, path: str) -> list[bytes]:
+    """Call a stream as an ASGI 2.4 server would, whose ``send`` raises OSError once the
+    caller is gone (here: at the body message after the first event); return the bodies
+    sent before that."""
+    sent: list[bytes] = []
+    requests = [{"type": "http.request", "body": b"", "more_body": False}]
+
+    async def receive() -> dict[str, Any]:
+        if requests:
+            return requests.pop()
+        await asyncio.Event().wait()  # the server has not seen the caller leave
+        raise AssertionError("unreachable")
+
+    async def send(message: dict[str, Any]) -> None:
+        if message["type"] == "http.response.body":
+            if sent:
+                raise OSError("the caller went away")
+            sent.append(message["body"])
+
+    scope = {
+        "type": "http",
+        "asgi": {"version": "3.0", "spec_version": "2.4"},
+        "http_version": "1.1",
+        "method": "POST",
+        "scheme": "http",
+        "path": path,
+        "raw_path": path.encode(),
+        "query_string": b"",
+        "root_path": "",
+        "headers": [(b"host", b"x"), (b"content-length", b"0")],
+        "client": ("127.0.0.1", 1),
+        "server": ("127.0.0.1", 80),
+    }
+    await app(scope, receive, send)
+    return sent
+
+
+@pytest.mark.parametrize("path", [f"{PREFIX}/endless", f"{PREFIX}/aendless"])
+def test_a_failed_write_closes_the_generator(
+    make_streams: Callable[..., Any], recorder: Recorder, path: str
+) -> None:
+    """Under ASGI 2.4 a write to a caller who left raises OSError: the reply ends quietly
+    (no error escapes to the server), the generator is closed, no stream stays open."""
+    app = make_streams()
+    with TestClient(app) as client:
+        sent = client.portal.call(hang_up_while_writing, app, path)
+        assert recorder.closed.wait(5), "the generator was never closed"
+    assert sent == [b'data: {"n":1}\n\n']
+    labels = {"route": path}
+    assert app.state.metrics.registry.get_sample_value("atom_streams_open", labels) == 0

@@ -10,10 +10,11 @@ it with ``router.stream`` instead of ``router.post``::
 
 The runtime does the rest:
 
-- **format**: SSE (``text/event-stream``) by default; NDJSON (``application/x-ndjson``,
-  one ``{"event": name, "data": ...}`` per line) when the caller's Accept header asks for
-  ``application/x-ndjson`` or ``application/jsonl``. Each item is one event: an
-  ``Event`` or any JSON value (a dict, a Pydantic model, a list...), named "message".
+- **format**: SSE (``text/event-stream``, FastAPI's ``EventSourceResponse`` and wire
+  format) by default; NDJSON (``application/x-ndjson``, one ``{"event": name, "data":
+  ...}`` per line) when the caller's Accept header asks for ``application/x-ndjson`` or
+  ``application/jsonl``. Each item is one event: an ``Event`` (FastAPI's
+  ``ServerSentEvent``, which may be yielded too) or any JSON value, named "message".
 - **errors**: what the generator raises before its first event is an ordinary error reply
   (the envelope with its HTTP status: a bad input is still a 4xx); once the stream has
   started, an error ends it with an ``error`` event carrying the envelope
@@ -23,30 +24,39 @@ The runtime does the rest:
   each event on at once; a keep-alive (an SSE comment, an empty NDJSON line) is sent
   after ATOM_STREAM_KEEPALIVE seconds without an event, so an idle stream never meets
   nginx's read timeout.
-- **disconnects**: when the caller goes away the generator is closed (``GeneratorExit``
-  at its ``yield``, its ``finally`` runs): a ``def`` generator after the step it is in,
-  an ``async def`` one at once (``CancelledError`` at its ``await``). Keep each step
-  short and the work stops within one step.
+- **disconnects**: when the caller goes away (Starlette's ``StreamingResponse`` notices)
+  the generator is closed (``GeneratorExit`` at its ``yield``, its ``finally`` runs): a
+  ``def`` generator after the step it is in, an ``async def`` one at once
+  (``CancelledError`` at its ``await``). Keep each step short and the work stops within
+  one step.
 - **metrics**: ``atom_streams_open`` and ``atom_stream_first_event_seconds`` by route.
 
 A ``def`` generator runs each step in the thread pool, like a ``def`` route; an ``async
 def`` one runs in the event loop and must not block.
+
+Why not FastAPI's own generator routes (``response_class=EventSourceResponse`` on a
+generator): FastAPI 0.165 sends 200 before the first step (a refused input becomes an
+empty 200 stream), ends a failing stream without a word, picks SSE or JSONL per route (not
+by Accept), has a fixed, private keep-alive interval, and leaves a ``def`` generator
+unclosed after a disconnect until the garbage collector finds it. The endpoint here is a
+plain ``async def`` that takes the first step, then returns the response.
 """
 
 import inspect
 import logging
 import time
 from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
-from dataclasses import dataclass
 from http import HTTPStatus
 from typing import Any, cast
 
 import anyio
 import orjson
 from fastapi import APIRouter, Request
+from fastapi.sse import KEEPALIVE_COMMENT, EventSourceResponse, ServerSentEvent, format_sse_event
 from pydantic import BaseModel
 from starlette.exceptions import HTTPException
-from starlette.responses import Response
+from starlette.requests import ClientDisconnect
+from starlette.responses import StreamingResponse
 from starlette.types import Receive, Scope, Send
 
 from ..control.log_safety import summarize
@@ -56,27 +66,28 @@ from .schema.response import ORJSON_OPTIONS
 
 logger = logging.getLogger(__name__)
 
-SSE = "text/event-stream"
+SSE = EventSourceResponse.media_type
 NDJSON = "application/x-ndjson"
 NDJSON_ACCEPT = (b"application/x-ndjson", b"application/jsonl", b"application/json-lines")
 DEFAULT_KEEPALIVE = 15.0
-KEEPALIVE = {SSE: b": keep-alive\n\n", NDJSON: b"\n"}
 INTERNAL_MSG = "Internal Server Error"
 _END = object()  # the generator is exhausted
 
 
-@dataclass(frozen=True, slots=True)
-class Event:
-    """One event of a stream: its data (any JSON value or Pydantic model) and its name."""
+class Event(ServerSentEvent):
+    """One event of a stream: FastAPI's ``ServerSentEvent``, written ``Event(data,
+    name=..., id=...)``; its data is any JSON value or Pydantic model."""
 
-    data: Any
-    name: str = "message"
-    id: str | None = None
+    def __init__(
+        self, data: Any = None, name: str = "message", id: str | None = None, **fields: Any
+    ) -> None:
+        event = None if name == "message" else name
+        super().__init__(data=data, event=event, id=id, **fields)
 
-    def __post_init__(self) -> None:
-        for value in (self.name, self.id or ""):
-            if "\n" in value or "\r" in value:
-                raise ValueError("an event's name and id must be one line each")
+    @property
+    def name(self) -> str:
+        """The event's name ("message" unless named)."""
+        return self.event or "message"
 
 
 def _default(value: Any) -> Any:
@@ -90,17 +101,25 @@ def _json(value: Any) -> bytes:
     return orjson.dumps(value, default=_default, option=ORJSON_OPTIONS)
 
 
-def encode(event: Event, media_type: str) -> bytes:
-    """The bytes of one event on the wire, in SSE or NDJSON."""
-    if media_type == NDJSON:
-        line: dict[str, Any] = {"event": event.name, "data": event.data}
-        if event.id is not None:
-            line["id"] = event.id
-        return _json(line) + b"\n"
-    head = b"" if event.name == "message" else b"event: " + event.name.encode() + b"\n"
+def encode_sse(event: ServerSentEvent) -> bytes:
+    """One event in SSE's wire format (FastAPI's), its data as JSON unless ``raw_data``."""
+    data = event.raw_data
+    if data is None and (event.data is not None or event.comment is None):
+        data = _json(event.data).decode()
+    return format_sse_event(
+        data_str=data, event=event.event, id=event.id, retry=event.retry, comment=event.comment
+    )
+
+
+def encode_ndjson(event: ServerSentEvent) -> bytes:
+    """One event as an NDJSON line: ``{"event", "data"}`` and ``id`` when it has one."""
+    if event.data is None and event.raw_data is None and event.comment is not None:
+        return b"\n"  # a comment: a blank line, like a keep-alive
+    data = event.data if event.raw_data is None else event.raw_data
+    line: dict[str, Any] = {"event": event.event or "message", "data": data}
     if event.id is not None:
-        head += b"id: " + event.id.encode() + b"\n"
-    return head + b"data: " + _json(event.data) + b"\n\n"  # orjson writes one line
+        line["id"] = event.id
+    return _json(line) + b"\n"
 
 
 def error_event(exc: BaseException) -> Event:
@@ -115,9 +134,9 @@ def error_event(exc: BaseException) -> Event:
     return Event(envelope, name="error")
 
 
-def as_event(item: Any) -> Event:
+def as_event(item: Any) -> ServerSentEvent:
     """An item the generator yielded, as an event."""
-    return item if isinstance(item, Event) else Event(item)
+    return item if isinstance(item, ServerSentEvent) else Event(item)
 
 
 def negotiate(scope: Scope) -> str:
@@ -134,15 +153,20 @@ def _next_or_end(iterator: Iterator[Any]) -> Any:
 
 
 class EventSource:
-    """A generator, sync or async, stepped from the event loop and closed exactly once."""
+    """A generator, sync or async, stepped from the event loop and closed exactly once.
+
+    A ``def`` generator steps in the thread pool and a step is never abandoned (anyio's
+    ``run_sync`` without ``abandon_on_cancel``): closing it while a thread runs its
+    ``next()`` would raise "generator already executing".
+    """
 
     def __init__(self, generator: Iterator[Any] | AsyncIterator[Any]) -> None:
         self.generator = generator
         self.is_async = inspect.isasyncgen(generator)
-        self.closed_at: float | None = None
+        self.closed = False
 
     async def next(self) -> Any:
-        """The next item, or ``_END``; a ``def`` generator steps in the thread pool."""
+        """The next item, or ``_END``."""
         if self.is_async:
             try:
                 return await self.generator.__anext__()  # type: ignore[union-attr]
@@ -152,8 +176,9 @@ class EventSource:
 
     async def close(self) -> None:
         """Close the generator (its ``finally`` runs); shielded from cancellation."""
-        if self.closed_at is not None:
+        if self.closed:
             return
+        self.closed = True
         with anyio.CancelScope(shield=True):
             try:
                 if self.is_async:
@@ -162,88 +187,99 @@ class EventSource:
                     await anyio.to_thread.run_sync(self.generator.close)  # type: ignore[union-attr]
             except Exception:
                 logger.exception("closing a stream's generator failed")
-        self.closed_at = time.perf_counter()
 
 
-class EventStreamResponse(Response):
-    """The reply of a stream route: its first event already made, the rest as they come."""
+class EventStream(StreamingResponse):
+    """A stream route's reply: its first event already made, the rest as the generator
+    makes them, a keep-alive when none comes in time.
 
-    media_type = SSE
+    Starlette's ``StreamingResponse`` sends the body and stops when the caller goes away;
+    a producer task steps the generator beside it, so that waiting for a slow step never
+    holds back a keep-alive, and the generator is closed once the producer has stopped.
+    """
 
-    def __init__(
-        self, source: EventSource, first: Any, media_type: str, started: float, keepalive: float
-    ) -> None:
-        # No body and so no Content-Length (what Response.__init__ would set): chunked.
-        self.status_code = 200
-        self.media_type = media_type
-        self.background = None
-        self.init_headers({"cache-control": "no-cache", "x-accel-buffering": "no"})
-        self.source = source
-        self.first = first
-        self.started = started
-        self.keepalive = keepalive
+    media_type = SSE  # what the route's OpenAPI entry says first
+    keepalive_bytes = b"\n"
+
+    def __init__(self, source: EventSource, first: Any, started: float, keepalive: float) -> None:
+        self.source, self.started, self.keepalive = source, started, keepalive
+        self.sender, self.receiver = anyio.create_memory_object_stream[Any](0)
+        self.first_event_seconds: Any = None  # the metric, per route, when metrics are on
+        super().__init__(self._body(first), headers={"cache-control": "no-cache"})
+        self.headers["x-accel-buffering"] = "no"
+
+    @staticmethod
+    def encode(event: ServerSentEvent) -> bytes:
+        return encode_ndjson(event)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         metrics = getattr(scope["app"].state, "metrics", None)
         route = route_template(scope)
         if metrics is not None:
             metrics.streams_open.labels(route).inc()
+            self.first_event_seconds = metrics.stream_first_event_seconds.labels(route)
         try:
-            await send({"type": "http.response.start", "status": 200, "headers": self.raw_headers})
-            if self.first is not _END:
-                await self._send(send, as_event(self.first))
-                if metrics is not None:
-                    seconds = time.perf_counter() - self.started
-                    metrics.stream_first_event_seconds.labels(route).observe(seconds)
-                async with anyio.create_task_group() as group:
-                    group.start_soon(_cancel_on_disconnect, receive, group.cancel_scope)
-                    await self._pump(send)
-                    group.cancel_scope.cancel()
-            await send({"type": "http.response.body", "body": b"", "more_body": False})
-        except* OSError:  # the caller went away while we wrote (ASGI spec 2.4 servers)
+            async with anyio.create_task_group() as group:
+                group.start_soon(self._produce)
+                await super().__call__(scope, receive, send)
+                group.cancel_scope.cancel()  # the caller went away before the last event
+        except* ClientDisconnect:  # the caller went away while we wrote (ASGI spec 2.4)
             logger.info("%s: the caller went away", route)
         finally:
+            self.receiver.close()
             await self.source.close()
             if metrics is not None:
                 metrics.streams_open.labels(route).dec()
 
-    async def _send(self, send: Send, event: Event) -> None:
-        body = encode(event, self.media_type or SSE)
-        await send({"type": "http.response.body", "body": body, "more_body": True})
-
-    async def _pump(self, send: Send) -> None:
-        """Send the events as the producer makes them, a keep-alive when none comes in time."""
-        sender, receiver = anyio.create_memory_object_stream[Any](0)
-        keepalive = KEEPALIVE[self.media_type or SSE]
-        async with anyio.create_task_group() as group, receiver:
-            group.start_soon(self._produce, sender)
-            while True:
-                with anyio.move_on_after(self.keepalive) as waited:
-                    try:
-                        item = await receiver.receive()
-                    except anyio.EndOfStream:
-                        return
-                if waited.cancelled_caught:
-                    await send({"type": "http.response.body", "body": keepalive, "more_body": True})
-                    continue
-                event, last = item
-                await self._send(send, event)
-                if last:
+    async def _body(self, first: Any) -> AsyncIterator[bytes]:
+        """The encoded events, the first one first, a keep-alive when none comes in time."""
+        if first is _END:
+            return
+        yield self.encode(as_event(first))
+        if self.first_event_seconds is not None:
+            self.first_event_seconds.observe(time.perf_counter() - self.started)
+        while True:
+            with anyio.move_on_after(self.keepalive) as waited:
+                try:
+                    event, last = await self.receiver.receive()
+                except anyio.EndOfStream:
                     return
+            if waited.cancelled_caught:
+                yield self.keepalive_bytes
+                continue
+            yield self.encode(event)
+            if last:
+                return
 
-    async def _produce(self, sender: Any) -> None:
+    async def _produce(self) -> None:
         """Step the generator: (event, is_last) pairs; an error becomes the last event."""
-        async with sender:
+        async with self.sender:
             while True:
                 try:
                     item = await self.source.next()
                 except Exception as exc:  # noqa: BLE001 - sent to the caller as the error event
                     _log_error(exc)
-                    await sender.send((error_event(exc), True))
+                    await self.sender.send((error_event(exc), True))
                     return
                 if item is _END:
                     return
-                await sender.send((as_event(item), False))
+                await self.sender.send((as_event(item), False))
+
+
+class NdjsonStream(EventStream):
+    """A stream in NDJSON: one JSON object per line, a blank line to keep alive."""
+
+    media_type = NDJSON
+
+
+class SseStream(EventStream, EventSourceResponse):
+    """A stream in Server-Sent Events: FastAPI's response class, wire format and ping."""
+
+    keepalive_bytes = KEEPALIVE_COMMENT
+
+    @staticmethod
+    def encode(event: ServerSentEvent) -> bytes:
+        return encode_sse(event)
 
 
 def _log_error(exc: Exception) -> None:
@@ -251,13 +287,6 @@ def _log_error(exc: Exception) -> None:
         logger.info("stream ended by %r", exc)
     else:
         logger.error("stream ended by an error", exc_info=exc)
-
-
-async def _cancel_on_disconnect(receive: Receive, scope: anyio.CancelScope) -> None:
-    """Cancel ``scope`` when the caller disconnects."""
-    while (await receive())["type"] != "http.disconnect":
-        pass
-    scope.cancel()
 
 
 def _stream_settings(request: Request) -> float:
@@ -306,7 +335,8 @@ def stream_route(
             endpoint,
             methods=list(methods),
             status_code=200,
-            response_class=EventStreamResponse,
+            # Not EventSourceResponse: FastAPI would take the endpoint for a generator.
+            response_class=EventStream,
             responses=responses,
             **kwargs,
         )
@@ -330,13 +360,14 @@ def _json_errors(responses: Mapping[int | str, dict[str, Any]]) -> dict[int | st
 
 
 def _endpoint(func: Callable[..., Any]) -> Callable[..., Any]:
-    """The route's endpoint: FastAPI sees ``func``'s parameters (plus the request)."""
+    """The route's endpoint: FastAPI sees ``func``'s parameters (plus the request). A plain
+    ``async def`` (no ``__wrapped__``): FastAPI would stream a generator function itself."""
     signature = inspect.signature(func, eval_str=True)
     request_param = inspect.Parameter(
         "stream_request__", inspect.Parameter.KEYWORD_ONLY, annotation=Request
     )
 
-    async def endpoint(stream_request__: Request, **values: Any) -> EventStreamResponse:
+    async def endpoint(stream_request__: Request, **values: Any) -> EventStream:
         started = time.perf_counter()
         source = EventSource(func(**values))
         try:
@@ -344,13 +375,12 @@ def _endpoint(func: Callable[..., Any]) -> Callable[..., Any]:
         except BaseException:
             await source.close()
             raise
-        media_type = negotiate(stream_request__.scope)
-        keepalive = _stream_settings(stream_request__)
-        return EventStreamResponse(source, first, media_type, started, keepalive)
+        stream = NdjsonStream if negotiate(stream_request__.scope) == NDJSON else SseStream
+        return stream(source, first, started, _stream_settings(stream_request__))
 
     endpoint.__signature__ = signature.replace(  # type: ignore[attr-defined]
         parameters=[*signature.parameters.values(), request_param],
-        return_annotation=EventStreamResponse,
+        return_annotation=EventStream,
     )
     endpoint.__name__ = func.__name__
     endpoint.__qualname__ = func.__qualname__
