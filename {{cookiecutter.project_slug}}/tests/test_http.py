@@ -5,10 +5,12 @@ import re
 from collections.abc import Callable, Iterator
 
 import pytest
-from fastapi import FastAPI
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse
 from fastapi.testclient import TestClient
 from pydantic import BaseModel, field_validator
 from starlette.concurrency import run_in_threadpool
+from starlette.exceptions import HTTPException
 
 from {{ cookiecutter.package_name }}.api import Router
 from {{ cookiecutter.package_name }}.config import Settings
@@ -169,6 +171,28 @@ def test_413_with_chunked_body(client: TestClient) -> None:
     assert response.status_code == 413
     assert response.json()["code"] == 413
     assert client.post("/t/echo", json={"a": 1}).json() == {"keys": ["a"]}
+
+
+def test_fastapi_body_limit_still_answers_plain_text() -> None:
+    """Why the atom keeps its own body limit: FastAPI's ``max_body_size`` (0.165, Starlette
+    1.10) answers a body declared above it with ``text/plain`` "Content Too Large",
+    replacing the app's own 413 (the envelope, or v2's ``{"error"}``). When this fails, a
+    newer FastAPI keeps the app's reply: move the limit to ``FastAPI(max_body_size=...)``."""
+    bare = FastAPI(max_body_size=10)
+
+    @bare.exception_handler(HTTPException)
+    async def envelope(request: Request, exc: HTTPException) -> JSONResponse:
+        return JSONResponse({"code": exc.status_code}, status_code=exc.status_code)
+
+    @bare.post("/echo")
+    async def echo(body: dict) -> dict:
+        return body
+
+    with TestClient(bare) as client:
+        declared = client.post("/echo", json={"a": "x" * 20})
+    assert declared.status_code == 413
+    assert declared.headers["content-type"].startswith("text/plain")
+    assert declared.text == "Content Too Large"
 
 
 def test_500_is_generic_and_the_traceback_goes_to_the_log(

@@ -181,7 +181,12 @@ class RequestContextMiddleware:
                 recorder.finished(route_template(scope), scope["method"], status, seconds)
 
     def _refusal(self, scope: Scope, length: int | None) -> ORJSONResponse | None:
-        """The reply to a request refused before the app sees it, or None."""
+        """The reply to a request refused before the app sees it, or None.
+
+        The body limit is the atom's, not ``FastAPI(max_body_size=...)``: FastAPI 0.165
+        answers a body declared above its limit with a plain-text 413 in place of whatever
+        the app replies, the envelope included (tests/test_http.py checks it still does).
+        """
         if not check_path(scope):
             logger.info("%s %s: control character in the path", *_call(scope))
             return error_reply(scope, 404, "Not Found")
