@@ -47,13 +47,14 @@ import logging
 import time
 from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
 from http import HTTPStatus
-from typing import Any, cast
+from typing import Any
 
 import anyio
 import orjson
 from fastapi import APIRouter, Request
 from fastapi.sse import KEEPALIVE_COMMENT, EventSourceResponse, ServerSentEvent, format_sse_event
 from pydantic import BaseModel
+from starlette.concurrency import iterate_in_threadpool
 from starlette.exceptions import HTTPException
 from starlette.requests import ClientDisconnect
 from starlette.responses import StreamingResponse
@@ -147,32 +148,26 @@ def negotiate(scope: Scope) -> str:
     return SSE
 
 
-def _next_or_end(iterator: Iterator[Any]) -> Any:
-    """``next(iterator)``, or ``_END`` (StopIteration cannot cross a thread's future)."""
-    return next(iterator, _END)
-
-
 class EventSource:
     """A generator, sync or async, stepped from the event loop and closed exactly once.
 
-    A ``def`` generator steps in the thread pool and a step is never abandoned (anyio's
-    ``run_sync`` without ``abandon_on_cancel``): closing it while a thread runs its
-    ``next()`` would raise "generator already executing".
+    A ``def`` generator steps in the thread pool (Starlette's ``iterate_in_threadpool``)
+    and a step is never abandoned (anyio's ``run_sync`` without ``abandon_on_cancel``):
+    closing it while a thread runs its ``next()`` would raise "generator already
+    executing". The disconnect tests of tests/test_streaming.py see it if that changes.
     """
 
     def __init__(self, generator: Iterator[Any] | AsyncIterator[Any]) -> None:
         self.generator = generator
-        self.is_async = inspect.isasyncgen(generator)
+        self.items: AsyncIterator[Any] = (
+            generator if isinstance(generator, AsyncIterator) else iterate_in_threadpool(generator)
+        )
+        self.is_async = self.items is generator
         self.closed = False
 
     async def next(self) -> Any:
         """The next item, or ``_END``."""
-        if self.is_async:
-            try:
-                return await self.generator.__anext__()  # type: ignore[union-attr]
-            except StopAsyncIteration:
-                return _END
-        return await anyio.to_thread.run_sync(_next_or_end, cast(Iterator[Any], self.generator))
+        return await anext(self.items, _END)
 
     async def close(self) -> None:
         """Close the generator (its ``finally`` runs); shielded from cancellation."""
@@ -198,8 +193,8 @@ class EventStream(StreamingResponse):
     holds back a keep-alive, and the generator is closed once the producer has stopped.
     """
 
-    media_type = SSE  # what the route's OpenAPI entry says first
-    keepalive_bytes = b"\n"
+    media_type = SSE  # the route's response class: what its OpenAPI entry says first
+    keepalive_bytes: bytes  # and ``encode``: NdjsonStream's and SseStream's
 
     def __init__(self, source: EventSource, first: Any, started: float, keepalive: float) -> None:
         self.source, self.started, self.keepalive = source, started, keepalive
@@ -210,7 +205,7 @@ class EventStream(StreamingResponse):
 
     @staticmethod
     def encode(event: ServerSentEvent) -> bytes:
-        return encode_ndjson(event)
+        raise NotImplementedError
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         metrics = getattr(scope["app"].state, "metrics", None)
@@ -222,7 +217,7 @@ class EventStream(StreamingResponse):
             async with anyio.create_task_group() as group:
                 group.start_soon(self._produce)
                 await super().__call__(scope, receive, send)
-                group.cancel_scope.cancel()  # the caller went away before the last event
+                group.cancel_scope.cancel()  # the reply ended before the producer
         except* ClientDisconnect:  # the caller went away while we wrote (ASGI spec 2.4)
             logger.info("%s: the caller went away", route)
         finally:
@@ -270,6 +265,11 @@ class NdjsonStream(EventStream):
     """A stream in NDJSON: one JSON object per line, a blank line to keep alive."""
 
     media_type = NDJSON
+    keepalive_bytes = b"\n"
+
+    @staticmethod
+    def encode(event: ServerSentEvent) -> bytes:
+        return encode_ndjson(event)
 
 
 class SseStream(EventStream, EventSourceResponse):
