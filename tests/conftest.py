@@ -96,6 +96,10 @@ LEFTOVER_RE = re.compile(r"\{\{\s*cookiecutter|\{%|\{#|cookiecutter\.(?!json\b)\
 TEXT_SUFFIXES = {".py", ".md", ".toml", ".txt", ".cfg", ".ini", ".yml", ".yaml", ".example", ""}
 
 
+# The variables by which `make test` (the make running pytest) reaches every make below it.
+OUTER_MAKE = ("MAKEFLAGS", "MAKELEVEL", "MFLAGS", "MAKEOVERRIDES")
+
+
 def run(
     args: list[str], cwd: Path, timeout: float = 600, env: dict[str, str] | None = None
 ) -> subprocess.CompletedProcess[str]:
@@ -105,6 +109,8 @@ def run(
     scripts there: see hook_scripts_in_pytest_tmp).
     """
     env = {**(os.environ if env is None else env), "TMPDIR": tempfile.gettempdir()}
+    for name in OUTER_MAKE:  # a make the test runs is not a sub-make of `make test`
+        env.pop(name, None)
     return subprocess.run(
         args, cwd=cwd, capture_output=True, text=True, timeout=timeout, env=env, check=False
     )
