@@ -94,6 +94,8 @@ DEFAULT_LANE = "template"
 # template's cookiecutter.json).
 LEFTOVER_RE = re.compile(r"\{\{\s*cookiecutter|\{%|\{#|cookiecutter\.(?!json\b)\w")
 TEXT_SUFFIXES = {".py", ".md", ".toml", ".txt", ".cfg", ".ini", ".yml", ".yaml", ".example", ""}
+# Folders the atom's tools make in a baked atom once its suite or linters have run.
+MADE_LATER = {".venv", ".ruff_cache", ".mypy_cache", ".pytest_cache", "__pycache__", "build"}
 
 
 # The variables by which `make test` (the make running pytest) reaches every make below it.
@@ -132,6 +134,8 @@ def leftovers(project: Path) -> list[str]:
     for path in sorted(project.rglob("*")):
         if not path.is_file() or path.suffix not in TEXT_SUFFIXES:
             continue
+        if MADE_LATER & set(path.relative_to(project).parts):
+            continue  # written by the atom's own tools after the bake (ruff's cache is binary)
         for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
             if LEFTOVER_RE.search(line):
                 found.append(f"{path.relative_to(project)}:{number}: {line.strip()}")
