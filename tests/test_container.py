@@ -148,9 +148,9 @@ def image(
 
 
 def readme_docker_run(project: Path) -> list[str]:
-    """The `docker run` line of the generated README's "Build the image" section, split."""
-    readme = (project / "README.md").read_text(encoding="utf-8")
-    section = readme.split("## Build the image", 1)[1]
+    """The `docker run` line of the atom's docs/deployment.md, "Build the image", split."""
+    page = (project / "docs" / "deployment.md").read_text(encoding="utf-8")
+    section = page.split("## Build the image", 1)[1]
     (line,) = re.findall(r"^docker run .*$", section, re.M)
     return shlex.split(line)
 

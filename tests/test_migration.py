@@ -1,7 +1,7 @@
 """The migration lane: linker_atom services moved into a baked atom with their imports renamed.
 
 Two services are written as linker_atom 0.0.43's users wrote them, into a copy of the
-default atom, with nothing changed but what MIGRATION.md says (``linker_atom.`` becomes
+default atom, with nothing changed but what docs/migration.md says (``linker_atom.`` becomes
 the package name; the two ``auto_loop_setup`` lines the pinned uvicorn no longer has go):
 
 - the seed README's ``server.py`` (environment set before the imports, ``get_app()``, a
@@ -242,7 +242,7 @@ async def batch_infer(body: BatchInferBody, request: Request):
 
 
 def migrate(source: str, package: str = PACKAGE) -> str:
-    """MIGRATION.md's edits: the package name for linker_atom, the auto_loop_setup lines out."""
+    """The edits of docs/migration.md: the package for linker_atom, no auto_loop_setup lines."""
     kept = [line for line in source.splitlines(keepends=True) if line.strip() not in UVICORN_LINES]
     return "".join(kept).replace("linker_atom.", f"{package}.")
 
@@ -354,7 +354,7 @@ def test_only_the_documented_lines_change() -> None:
 
 
 def test_the_pinned_uvicorn_has_no_auto_loop_setup(default_atom: Path) -> None:
-    """The seed's uvicorn import fails with the atom's uvicorn: MIGRATION.md says so, in both."""
+    """The seed's uvicorn import fails with the atom's uvicorn: the migration pages say so."""
     result = subprocess.run(
         [sys.executable, "-c", UVICORN_LINES[0]],
         cwd=default_atom,
@@ -364,22 +364,23 @@ def test_the_pinned_uvicorn_has_no_auto_loop_setup(default_atom: Path) -> None:
         check=False,
     )
     assert result.returncode != 0 and "auto_loop_setup" in result.stderr
-    for name in ("MIGRATION.md", "MIGRATION.zh-CN.md"):
+    for name in ("docs/migration.md", "docs/migration.zh-CN.md"):
         text = (default_atom / name).read_text(encoding="utf-8")
         assert all(line in text for line in UVICORN_LINES), name
 
 
 def model_commands(migration: str) -> list[str]:
-    """The shell lines of MIGRATION.md's block that moves a .linker model (comments cut)."""
+    """The shell lines of docs/migration.md's block that moves a .linker model (comments cut)."""
     block = next(b for b in re.findall(r"```sh\n(.*?)```", migration, re.S) if "--legacy-key" in b)
     lines = block.replace("\\\n", " ").splitlines()
     return [line.split("#", 1)[0].strip() for line in lines if line.split("#", 1)[0].strip()]
 
 
 def test_migration_model_commands_run(seed_atom: Path) -> None:
-    """MIGRATION.md's commands turn a .linker model into models/yolo.enc (both languages)."""
-    english = model_commands((seed_atom / "MIGRATION.md").read_text(encoding="utf-8"))
-    assert english == model_commands((seed_atom / "MIGRATION.zh-CN.md").read_text(encoding="utf-8"))
+    """docs/migration.md's commands turn a .linker model into models/yolo.enc (both languages)."""
+    english = model_commands((seed_atom / "docs/migration.md").read_text(encoding="utf-8"))
+    chinese = (seed_atom / "docs/migration.zh-CN.md").read_text(encoding="utf-8")
+    assert english == model_commands(chinese)
     weights = os.urandom(50_000)
     linker = make_linker({"weights.pt": weights, "labels.txt": b"car"}, "yolo")
     (seed_atom / "models" / "yolo.linker").write_bytes(linker)
@@ -388,6 +389,8 @@ def test_migration_model_commands_run(seed_atom: Path) -> None:
         "PYTHON": sys.executable,  # make: the same packages, set-up is a no-op
     }
     for command in english:
+        # The page says .venv/bin/python: the seed atom's packages are this venv's.
+        command = command.replace(".venv/bin/python", sys.executable)
         result = subprocess.run(
             ["bash", "-c", command],
             cwd=seed_atom,

@@ -197,7 +197,7 @@ def test_model_protector_takes_the_original_calls(tmp_path: Path) -> None:
         ((), {"xor_key": 12, "user_id": "omchat", "model_version": 3}),
     ]
     for args, kwargs in calls:
-        with pytest.warns(DeprecationWarning, match="MIGRATION.md"):
+        with pytest.warns(DeprecationWarning, match="docs/migration.md"):
             protector = module.ModelProtector(*args, **kwargs)
         expected_version = kwargs.get("model_version", args[2] if len(args) > 2 else 0)
         assert (protector.xor_key, protector.user_id) == (12, "omchat")

@@ -290,18 +290,18 @@ def test_shm_client_sends_frames(live_atom: str) -> None:
     assert not any((SHM_DIR / name).exists() for name in seen)  # every block unlinked
 
 
-@pytest.mark.parametrize("readme", ["README.md", "README.zh-CN.md"])
-def test_readme_shm_example_runs(
-    live_atom: str, readme: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
+@pytest.mark.parametrize("page", ["docs/protocols.md", "docs/protocols.zh-CN.md"])
+def test_docs_shm_example_runs(
+    live_atom: str, page: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
 ) -> None:
-    """The ShmClient example of the READMEs, pointed at a live atom, prints one face."""
-    text = (ROOT / readme).read_text(encoding="utf-8")
+    """The ShmClient example of the protocol pages, pointed at a live atom, prints one face."""
+    text = (ROOT / page).read_text(encoding="utf-8")
     (code,) = [
         block for block in re.findall(r"```python\n(.*?)```", text, re.S) if "ShmClient(" in block
     ]
     code = re.sub(r"http://127\.0\.0\.1:\d+[^\"]*/detect", live_atom, code)
     monkeypatch.chdir(ROOT)
-    exec(compile(code, readme, "exec"), {})
+    exec(compile(code, page, "exec"), {})
     status, objects = capsys.readouterr().out.split(" ", 1)
     assert status == "200"
     assert objects.startswith("[[{") and objects.count("'label': 'face'") == 1

@@ -6,5 +6,5 @@ By ``linker_atom``'s module: ``common``, ``exception``, ``load_image``, ``log``,
 and ``schema`` (names of its ``api`` package). The atom's own code never imports this
 package (``tests/test_structure.py`` checks it); the old import paths outside it
 (``config.settings``, ``api.base.UdfAPIRoute``...) forward their names here on first use.
-``MIGRATION.md`` lists each name with the atom's own way.
+``docs/migration.md`` lists each name with the atom's own way.
 """

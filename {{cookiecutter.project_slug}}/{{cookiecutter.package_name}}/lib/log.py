@@ -4,7 +4,7 @@ Logging is set up once at start (``config.logger.configure_logging``, from
 ``control/logs.py``); ``flush_all()`` writes the lines still waiting in the batched
 handlers (tests call it before reading a log file). ``truncate_msg`` and
 ``build_current_date_str`` are ``linker_atom``'s helpers; its writer, handler, filter and
-logger classes are not kept (MIGRATION.md): the atom's handlers rotate one shared file.
+logger classes are not kept (docs/migration.md): the atom's handlers rotate one shared file.
 """
 
 import logging

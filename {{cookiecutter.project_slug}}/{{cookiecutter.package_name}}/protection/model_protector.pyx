@@ -237,7 +237,7 @@ cdef class ModelProtector:
         self._legacy = LinkerModels(xor_key, user_id, model_version)  # checks them
         warnings.warn(
             "ModelProtector(xor_key, user_id) reads and writes linker_atom's .linker files, "
-            "a one-byte mask: move the model to the encrypted format (MIGRATION.md)",
+            "a one-byte mask: move the model to the encrypted format (docs/migration.md)",
             DeprecationWarning,
             stacklevel=1,  # Cython functions push no frame: 1 is the caller's line
         )
