@@ -85,8 +85,8 @@ RENAMED_IN = (  # the template's files that name the dependency
     "scaffold/route_module.py.tmpl",  # what make route writes
     "tests/data/detect_before_router.py",
     "{{cookiecutter.package_name}}/lib/load_image.py",
-    "README.md",
-    "README.zh-CN.md",
+    "docs/models.md",
+    "docs/models.zh-CN.md",
 )
 ADDED = f"{PACKAGE}/lib/clock.py"
 REMOVED = "deploy/k8s/hpa.yaml"
