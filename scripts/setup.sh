@@ -14,6 +14,8 @@ APT_PACKAGES=(chromium)      # headless browser: /docs and /redoc render offline
 APT_PACKAGES+=(gcc python3-dev)  # the post-gen hook compiles the atom's protector (Cython)
 APT_PACKAGES+=(nginx wrk)        # the nginx lane and the worker benchmark
 APT_PACKAGES+=(podman buildah runc debootstrap)  # the container lane builds the Dockerfile
+# The readme_blocks lane runs the READMEs' commands as written: their install line names these.
+APT_PACKAGES+=(sudo pipx python3-venv make git curl)
 PYTHON=${PYTHON:-python3}
 
 log() { printf '[setup] %s\n' "$*"; }
