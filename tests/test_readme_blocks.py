@@ -162,7 +162,9 @@ def stop(process: subprocess.Popen) -> None:
 def report(readme: str, first: str, how: str, status: int, output: str) -> None:
     """Print one block's run (shown with -s, and in the gate's log on failure)."""
     lines = output.strip().splitlines()
-    shown = "\n".join(f"    {line[:200]}" for line in lines[-12:])
+    if len(lines) > 24:
+        lines = [*lines[:12], f"... ({len(lines) - 24} lines)", *lines[-12:]]
+    shown = "\n".join(f"    {line[:200]}" for line in lines)
     print(f"\n[{readme}] {first!r} ({how}) -> exit {status}\n{shown}")  # noqa: T201
 
 
