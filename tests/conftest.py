@@ -86,7 +86,7 @@ LANES = {
     "stream": Lane("detect/stream through nginx_run and 2 workers", 20),
     "docs_render": Lane("/docs and /redoc in headless Chromium: every route, one called", 15),
     "boot": Lane("python server.py in the default atom: health, detect, errors, logs", 15),
-    "readme_blocks": Lane("every README command block, as a plain user in a login shell", 150),
+    "readme_blocks": Lane("every README command block, as a plain user in a login shell", 165),
     "k8s": Lane("the Kubernetes manifests of several combinations validate offline", 10),
 }
 DEFAULT_LANE = "template"
