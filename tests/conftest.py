@@ -72,7 +72,6 @@ LANES = {
     "python312": Lane("the atom baked for Python 3.12: its checks and unit tests, on 3.12", 180),
     "container": Lane("the container lane: podman builds and runs the image", 180),
     "upgrade": Lane("atoms over their lifetime: a throw-away template repository, cruft", 290),
-    "fresh_machine": Lane("make test, make run in an atom baked by a cookiecutter-only venv", 205),
     "answers": Lane("hostile answers (quotes, backslashes, newlines, Chinese) bake clean", 135),
     "fuzz": Lane("the fuzz lane: schemathesis against a real server", 135),
     "add_model": Lane("a second route module with its own model, the README's way", 65),
@@ -86,7 +85,9 @@ LANES = {
     "stream": Lane("detect/stream through nginx_run and 2 workers", 20),
     "docs_render": Lane("/docs and /redoc in headless Chromium: every route, one called", 15),
     "boot": Lane("python server.py in the default atom: health, detect, errors, logs", 15),
-    "readme_blocks": Lane("every README command block, as a plain user in a login shell", 165),
+    "readme_blocks": Lane(
+        "a fresh machine: every README command block, as a plain user in a login shell", 200
+    ),
     "k8s": Lane("the Kubernetes manifests of several combinations validate offline", 10),
 }
 DEFAULT_LANE = "template"

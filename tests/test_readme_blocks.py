@@ -14,9 +14,16 @@ same blocks. Where a run differs from a person's, the table says so:
   the port, which gets a free port of this machine (the lane shares the machine with other
   lanes; the generated README's commands then hold that port as written);
 - the template README's `curl` names port 8000, the default: it is sent to that free port;
-- `make test` in the atom runs with PYTEST_ADDOPTS naming the route contract test (the
-  atom_suite lane runs the whole suite on the same pins; this lane checks that the command
-  works for a plain user, on the route `make route` just added).
+- `make test` in the atom runs with PYTEST_ADDOPTS naming the atom's tests of what the
+  set-up made and the route contract test (the atom_suite lane runs the whole suite on the
+  same pins; this lane checks that the command works for a plain user, on what `make run`
+  set up from nothing and on the route `make route` just added).
+
+This is also the fresh machine's lane: cookiecutter comes alone from pipx (no Cython, no
+OpenCV: the hook compiles nothing and says so), so `make run` sets up everything itself
+(.venv with every pinned package, the protector, the key, the demo model); every test
+module of the atom then imports in that .venv, and SIGTERM to `make run`'s process group
+(a terminal's Ctrl-C) stops the server cleanly.
 
 The user (USER) is this lane's own: made with useradd when missing, its atom, template copy
 and pipx environments removed before each run (its pip cache kept). Every process is
@@ -72,14 +79,17 @@ BLOCKS = {
             "root", answers="Y\n"
         ),
         "pipx install cookiecutter": How("user", shows="cookiecutter"),
-        f"cookiecutter {TEMPLATE_URL}": How("user", server=True),
+        # The hook of a cookiecutter without Cython compiles nothing and says who will.
+        f"cookiecutter {TEMPLATE_URL}": How(
+            "user", server=True, shows="then `make run` or `make test` set up the rest"
+        ),
         "curl -s -w '\\n' http://127.0.0.1:8000/d2atom/v1/health/ready": How(
             "user", shows='"is_ready":true'
         ),
     },
     "my-atom/README.md": {
         "make run": How("user", "~/my-atom", server=True),
-        "make test": How("user", "~/my-atom", shows="passed"),
+        "make test": How("user", "~/my-atom", shows=" passed in "),
         "curl -s -w '\\n' http://127.0.0.1:{port}/d2atom/v1/health/ready": How(
             "user", "~/my-atom", shows='"label":"face"'
         ),
@@ -93,6 +103,15 @@ ORDER = [
     ("README.md", [0, 1, (2, [3])]),
     ("my-atom/README.md", [(0, [2]), 3, 1, 4]),
 ]
+
+
+# What `make test` runs here: the atom's tests of what the set-up made from nothing (the
+# compiled protector and its command line, apache-skywalking built from its source, every
+# module importable, the real demo model behind detect), and the route contract test.
+MAKE_TEST = (
+    "-q tests/test_model_protector.py tests/test_protect_cli.py tests/test_skywalking.py"
+    " tests/test_structure.py tests/test_detect.py tests/test_route_contract.py"
+)
 
 
 def blocks(text: str) -> list[str]:
@@ -147,16 +166,30 @@ def finish(process: subprocess.Popen, timeout: float, answers: str = "") -> tupl
     return status, output
 
 
-def stop(process: subprocess.Popen) -> None:
-    """SIGTERM to the block's process group (Ctrl-C's reach), SIGKILL after 20 s."""
+def stop(process: subprocess.Popen) -> bool:
+    """SIGTERM to the block's process group (Ctrl-C's reach), SIGKILL after 20 s; whether
+    the whole group ended on SIGTERM."""
     if process.poll() is not None:
-        return
+        return True
     os.killpg(process.pid, signal.SIGTERM)
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        process.poll()  # reaps the shell once it ends; its children go to init
+        if not group_alive(process.pid):
+            return True
+        time.sleep(0.2)
+    os.killpg(process.pid, signal.SIGKILL)
+    process.wait(timeout=10)
+    return False
+
+
+def group_alive(pgid: int) -> bool:
+    """True while a process of the group still runs."""
     try:
-        process.wait(timeout=20)
-    except subprocess.TimeoutExpired:
-        os.killpg(process.pid, signal.SIGKILL)
-        process.wait(timeout=10)
+        os.killpg(pgid, 0)
+    except ProcessLookupError:
+        return False
+    return True
 
 
 def report(readme: str, first: str, how: str, status: int, output: str) -> None:
@@ -275,8 +308,8 @@ def run_one(readme: str, script: str, first: str, how: How, port: int) -> None:
     script, notes = prepared(script, port)
     env = {}
     if first == "make test":
-        env = {"PYTEST_ADDOPTS": "-q tests/test_route_contract.py"}
-        notes = "PYTEST_ADDOPTS=-q tests/test_route_contract.py"
+        env = {"PYTEST_ADDOPTS": MAKE_TEST}
+        notes = f"PYTEST_ADDOPTS={MAKE_TEST}"
     popen = pipes(subprocess.PIPE if how.answers else subprocess.DEVNULL)
     if env:
         script = "".join(f"export {k}={shquote(v)}\n" for k, v in env.items()) + script
@@ -317,13 +350,16 @@ def serve(
                     head = other.splitlines()[0].split("#")[0].strip()
                     run_one(readme, other, head, table[head.replace(f":{port}/", ":{port}/")], port)
         finally:
-            stop(process)
+            stopped = stop(process)
         log.seek(0)
         output = log.read()
     shown = f"as {how.who} in {how.where}, until ready, then SIGTERM to its group"
     shown += f"; {notes}" if notes else ""
     report(readme, first, shown, process.returncode, output)
     assert up, f"{readme}: {first!r} never became ready on {port}:\n{output[-4000:]}"
+    assert how.shows in output, f"{readme}: {first!r} did not show {how.shows!r}:\n{output[-3000:]}"
+    assert stopped, f"{readme}: {first!r} still ran 20 s after SIGTERM:\n{output[-3000:]}"
+    assert "Application shutdown complete" in output, f"{first!r}: no clean stop:\n{output[-3000:]}"
 
 
 def test_the_chinese_readmes_hold_the_same_blocks(home: Path) -> None:
@@ -348,3 +384,8 @@ def test_every_readme_block_runs_as_written(home: Path) -> None:
     expected = [first.replace("{port}", str(port)) for first in BLOCKS["my-atom/README.md"]]
     assert firsts == expected, "a block of the generated README.md is not in BLOCKS"
     run_blocks("my-atom/README.md", atom, port, ORDER[1][1])
+    # The .venv that make run set up from nothing holds what every test module imports.
+    collect = ".venv/bin/python -m pytest --collect-only -q"
+    status, output = finish(run_as("user", collect, "~/my-atom", **pipes()), 300)
+    assert status == 0, output[-4000:]
+    assert re.search(r"^\d+ tests collected", output.strip().splitlines()[-1]), output[-2000:]
