@@ -17,7 +17,11 @@ from {{ cookiecutter.package_name }}.control.runtime_dir import RuntimeDir
 from {{ cookiecutter.package_name }}.deploy import launcher
 from {{ cookiecutter.package_name }}.deploy.nginx import (
     NGINX_ERRORS,
+    SMALL_BODY_BYTES,
+    V2_ROOT,
+    BodyDiskError,
     WorkerUser,
+    body_limits,
     nginx_config,
     render,
     unreachable_folder,
@@ -34,6 +38,7 @@ def config(tmp_path: Path) -> str:
         worker_ports=[9100, 9101],
         max_body_bytes=5_000_000,
         read_timeout=300,
+        v2_root="/p" + V2_ROOT,
     )
 
 
@@ -52,16 +57,20 @@ def test_config_values(tmp_path: Path) -> None:
     assert "client_header_timeout 10s;" in text
     assert "client_body_timeout 30s;" in text
     assert "limit_conn atom_per_client 64;" in text
+    assert "proxy_max_temp_file_size 0;" in text  # replies never go to disk
     assert "@" not in text
 
 
-def envelopes(text: str) -> dict[int, tuple[int, dict]]:
-    """nginx's own errors in a config: caught status -> (status sent, JSON body)."""
+def envelopes(text: str, v2: bool = False) -> dict[int, tuple[int, dict]]:
+    """nginx's own errors in a config: caught status -> (status sent, JSON body); with
+    ``v2``, the body sent under the v2 routes."""
     pages = re.findall(r"error_page (\d+) =(\d+) (/__atom/error/\d+);", text)
     found = {}
     for caught, sent, path in pages:
-        block = re.search("location = " + path + r" \{\n(.*?)\n        \}", text, re.S)[1]
-        status, body = re.search(r"return (\d+) '(.*)';", block).groups()
+        block = re.search("location = " + path + r" \{\n(.*?)\n        \}\n", text, re.S)[1]
+        v2_reply, reply = re.findall(r"return (\d+) '(.*)';", block)
+        assert "if ($atom_v2) {" in block
+        status, body = v2_reply if v2 else reply
         assert status == sent
         assert "internal;" in block
         assert "add_header X-Request-ID $atom_request_id always;" in block
@@ -71,17 +80,63 @@ def envelopes(text: str) -> dict[int, tuple[int, dict]]:
 
 
 def test_every_error_nginx_makes_is_the_envelope(tmp_path: Path) -> None:
-    """400, 404, 408, 413, 414, 429, 431, 500, 502 and 504 from nginx are the envelope."""
-    found = envelopes(config(tmp_path))
+    """Every status nginx itself answers (400 to 505, 405 for TRACE, 501 for an unknown
+    Transfer-Encoding, 505 for HTTP/2.0 in a request line) is the envelope, v2's error
+    body under the v2 routes."""
+    text = config(tmp_path)
+    found = envelopes(text)
     sent = {caught: status for caught, (status, _) in found.items()}
+    same = (400, 403, 404, 405, 408, 411, 413, 414, 429, 500, 501, 502, 504, 505)
     assert sent == {
-        **{status: status for status in (400, 404, 408, 413, 414, 429, 500, 502, 504)},
+        **{status: status for status in same},
         494: 431,  # nginx's "request header too large"
         503: 502,  # no worker to connect to
     }
     for status, body in found.values():
         assert body["code"] == status and body["data"] is None and body["msg"]
     assert len(NGINX_ERRORS) == len(found)
+    for caught, (status, body) in envelopes(text, v2=True).items():
+        assert body == {"error": found[caught][1]["msg"]}
+    block = text.split("map $request_uri $atom_v2 {", 1)[1].split("\n    }", 1)[0]
+    assert '"~^/p/v2(/|[?]|$)" 1;' in block
+    assert "add_header Retry-After 1 always;" in text.split("/__atom/error/429 {", 1)[1]
+
+
+def test_v2_root_matches_the_routes() -> None:
+    """The root nginx recognises is the v2 routes' own."""
+    from {{ cookiecutter.package_name }}.api.v2.routes import ROOT  # noqa: PLC0415
+
+    assert V2_ROOT == ROOT
+
+
+def test_bodies_on_disk_stay_within_the_budget(tmp_path: Path) -> None:
+    """Every class full at its largest size fits ATOM_BODY_DISK_BYTES, a client gets half,
+    and a budget without room for one body of the largest size is refused."""
+    mib = 1 << 20
+    limits = body_limits(64 * mib, 1024 * mib)
+    assert limits == (268, 134, 12, 6)
+    assert limits.worst_bytes(64 * mib) <= 1024 * mib
+    assert 268 * SMALL_BODY_BYTES + 12 * 64 * mib == limits.worst_bytes(64 * mib)
+    assert body_limits(64 * mib, 1024 * mib, 64 * mib) == (268, 16, 12, 1)
+    assert body_limits(4096, 64 * mib).worst_bytes(4096) <= 64 * mib
+    with pytest.raises(BodyDiskError, match="ATOM_BODY_DISK_BYTES=.*at least 89478486"):
+        body_limits(64 * mib, 80 * mib)
+    text = nginx_config(
+        runtime=RuntimeDir(tmp_path),
+        listen_port=1,
+        worker_ports=[2],
+        max_body_bytes=64 * mib,
+        read_timeout=1,
+        bodies=limits,
+    )
+    for zone, count in (
+        ("atom_small_bodies", 268),
+        ("atom_small_bodies_per_client", 134),
+        ("atom_large_bodies", 12),
+        ("atom_large_bodies_per_client", 6),
+    ):
+        assert f"        limit_conn {zone} {count};\n" in text
+        assert f"zone={zone}:" in text
 
 
 def test_only_plain_request_ids_are_echoed(tmp_path: Path) -> None:

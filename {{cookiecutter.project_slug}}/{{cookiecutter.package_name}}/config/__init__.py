@@ -196,6 +196,10 @@ class Settings(BaseSettings):
     atom_proxy_read_timeout: float = Field(300.0, ge=1, le=86400)
     atom_client_timeout: float = Field(30.0, ge=1, le=3600)
     atom_connections_per_client: int = Field(64, ge=0)
+    # Request bodies nginx holds on disk at once, overall and per client address (0: half);
+    # the default fits the Kubernetes emptyDir of /tmp (2 GiB) with room to spare.
+    atom_body_disk_bytes: int = Field(1 << 30, ge=1 << 20)
+    atom_body_disk_client_bytes: int = Field(0, ge=0)
     atom_metrics_port: int = Field(0, ge=0, le=65535)
     atom_worker_start_timeout: float = Field(120.0, ge=1, le=3600)
     nginx_bin: str = ""

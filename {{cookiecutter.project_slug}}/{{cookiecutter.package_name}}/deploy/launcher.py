@@ -47,7 +47,16 @@ from ..control.backoff import delay
 from ..control.health import METRICS_PATH, PING_PATH, answers_ok
 from ..control.runtime_dir import METRICS_DIR_ENV, RUNTIME_DIR_ENV, RuntimeDir
 from ..control.threads import library_env
-from .nginx import RuntimeDirError, WorkerUser, nginx_config, worker_user, write_config
+from .nginx import (
+    V2_ROOT,
+    BodyDiskError,
+    RuntimeDirError,
+    WorkerUser,
+    body_limits,
+    nginx_config,
+    worker_user,
+    write_config,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -241,6 +250,21 @@ class Launcher:
     def _config(self, user: WorkerUser | None) -> str:
         settings = self.settings
         metrics = settings.atom_api_prefix + METRICS_PATH if settings.metrics_switch else None
+        bodies = body_limits(
+            settings.atom_max_body_bytes,
+            settings.atom_body_disk_bytes,
+            settings.atom_body_disk_client_bytes,
+        )
+        self._check_disk(bodies.worst_bytes(settings.atom_max_body_bytes))
+        logger.info(
+            "request bodies on disk: at most %d above 1 MB and %d below at once (%d and %d "
+            "per client address), %d bytes in all (ATOM_BODY_DISK_BYTES)",
+            bodies.large,
+            bodies.small,
+            bodies.large_per_client,
+            bodies.small_per_client,
+            bodies.worst_bytes(settings.atom_max_body_bytes),
+        )
         return nginx_config(
             runtime=self.layout,
             listen_port=settings.atom_port,
@@ -252,7 +276,23 @@ class Launcher:
             metrics_path=metrics,
             metrics_port=settings.atom_metrics_port,
             user=user,
+            bodies=bodies,
+            v2_root=settings.atom_api_prefix + V2_ROOT if settings.v2_switch else "",
         )
+
+    def _check_disk(self, worst: int) -> None:
+        """A warning when the runtime directory's file system has less room than the
+        bodies may take (an emptyDir's sizeLimit is not visible here: keep them agreeing)."""
+        info = os.statvfs(self.runtime)
+        free = info.f_bavail * info.f_frsize
+        if free < worst:
+            logger.warning(
+                "request bodies may take %d bytes on disk but %s has %d free: lower "
+                "ATOM_BODY_DISK_BYTES or give the runtime directory more room",
+                worst,
+                self.runtime,
+                free,
+            )
 
     def _prepare_metrics(self) -> None:
         """An empty multiprocess metrics directory, shared with the workers."""
@@ -435,6 +475,6 @@ def nginx_run(
         return EXIT_BAD_SETTINGS
     try:
         return Launcher(settings, script).run(nginx_bin)
-    except RuntimeDirError as exc:
+    except (RuntimeDirError, BodyDiskError) as exc:
         sys.stderr.write(f"error: {exc}\n")
         return EXIT_BAD_SETTINGS
