@@ -200,6 +200,8 @@ class Settings(BaseSettings):
     # the default fits the Kubernetes emptyDir of /tmp (2 GiB) with room to spare.
     atom_body_disk_bytes: int = Field(1 << 30, ge=1 << 20)
     atom_body_disk_client_bytes: int = Field(0, ge=0)
+    # The servers' user when nginx_run starts as root (a name or uid[:gid]; root keeps root).
+    atom_worker_user: str = "nobody"
     atom_metrics_port: int = Field(0, ge=0, le=65535)
     atom_worker_start_timeout: float = Field(120.0, ge=1, le=3600)
     nginx_bin: str = ""

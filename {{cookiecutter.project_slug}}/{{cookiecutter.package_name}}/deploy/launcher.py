@@ -7,7 +7,8 @@ restarts the ones that died or stopped answering. It:
 1. renders the nginx config into a runtime directory (ATOM_RUNTIME_DIR, or a new
    temporary one): pid file, temp paths and logs included, nothing under /etc; started
    as root, nginx's workers run as ``nobody``, who gets its temporary folders there;
-2. starts ATOM_WORKERS servers (``python server.py --port P``, P from
+2. started as root, checks that ATOM_WORKER_USER can run the servers (``privileges.py``);
+   starts ATOM_WORKERS servers, as that user when root, (``python server.py --port P``, P from
    ATOM_INNER_START_PORT, and ATOM_HOST=127.0.0.1 in their environment: a ``server.py``
    written for ``linker_atom`` knows ``--port`` only) with the current interpreter, any
    count, each in its own session so a terminal's Ctrl-C reaches only the launcher; their
@@ -47,12 +48,14 @@ from ..control.backoff import delay
 from ..control.health import METRICS_PATH, PING_PATH, answers_ok
 from ..control.runtime_dir import METRICS_DIR_ENV, RUNTIME_DIR_ENV, RuntimeDir
 from ..control.threads import library_env
+from . import privileges
 from .nginx import (
     V2_ROOT,
     BodyDiskError,
     RuntimeDirError,
     WorkerUser,
     body_limits,
+    disk_room_warning,
     nginx_config,
     worker_user,
     write_config,
@@ -115,11 +118,19 @@ class PrefixedOutput:
 class Worker:
     """One ``server.py`` process on one inner port, and its restart history."""
 
-    def __init__(self, port: int, command: list[str], env: dict[str, str], health_url: str):
+    def __init__(
+        self,
+        port: int,
+        command: list[str],
+        env: dict[str, str],
+        health_url: str,
+        user: WorkerUser | None = None,
+    ) -> None:
         self.port = port
         self.command = command
         self.env = env
         self.health_url = health_url
+        self.user = user  # the process's user when the launcher is root
         self.process: subprocess.Popen[bytes] | None = None
         self.started_at = 0.0
         self.failures = 0  # consecutive crashes, for the backoff
@@ -130,12 +141,16 @@ class Worker:
 
     def start(self, output: BinaryIO) -> None:
         """Start the server process."""
+        user = self.user
         self.process = subprocess.Popen(
             [*self.command, "--port", str(self.port)],
             env={**self.env, "ATOM_HOST": "127.0.0.1"},  # linker_atom's server.py: --port only
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
             start_new_session=True,
+            user=user.uid if user else None,
+            group=user.gid if user else None,
+            extra_groups=[] if user else None,  # none of root's groups
         )
         assert self.process.stdout is not None
         PrefixedOutput(f"[{self.port}] ", output).follow(self.process.stdout)
@@ -180,9 +195,15 @@ class Launcher:
     """nginx plus the workers, supervised until a stop signal (see the module docstring)."""
 
     def __init__(
-        self, settings: Settings, server_script: Path, output: BinaryIO | None = None
+        self,
+        settings: Settings,
+        server_script: Path,
+        output: BinaryIO | None = None,
+        user: WorkerUser | None = None,
     ) -> None:
         self.settings = settings
+        self.server_script = server_script
+        self.user = user  # the servers' user (ATOM_WORKER_USER) when the launcher is root
         self.output = output or sys.stdout.buffer
         self.signals: queue.SimpleQueue[int] = queue.SimpleQueue()
         self.owns_runtime = not settings.atom_runtime_dir
@@ -196,10 +217,13 @@ class Launcher:
         env.update(library_env(settings.thread_budget), ATOM_THREADS=str(settings.thread_budget))
         if settings.metrics_switch:
             env[METRICS_DIR_ENV] = str(self.layout.metrics)
+        home = privileges.home_of(user) if user else None
+        if home:
+            env["HOME"] = home
         command = [sys.executable, str(server_script)]
         ping_path = settings.atom_api_prefix + PING_PATH
         self.workers = [
-            Worker(port, command, env, f"http://127.0.0.1:{port}{ping_path}")
+            Worker(port, command, env, f"http://127.0.0.1:{port}{ping_path}", user)
             for port in range(
                 settings.atom_inner_start_port,
                 settings.atom_inner_start_port + settings.atom_workers,
@@ -233,8 +257,17 @@ class Launcher:
         """Start everything, supervise until a stop signal, stop everything; the exit status."""
         self.install_signal_handlers()
         user = worker_user()
-        config = write_config(self.layout, self._config(user), user)
-        self._prepare_metrics()
+        try:
+            config = write_config(self.layout, self._config(user), user)
+            self._prepare_metrics()
+            if self.user is not None:
+                privileges.prepare(self.layout, self.settings, self.server_script, self.user)
+            elif os.geteuid() == 0:
+                logger.warning("the workers run as root (ATOM_WORKER_USER=root)")
+        except (RuntimeDirError, BodyDiskError, privileges.WorkerUserError):
+            if self.owns_runtime:
+                shutil.rmtree(self.runtime, ignore_errors=True)
+            raise
         try:
             for worker in self.workers:
                 worker.start(self.output)
@@ -255,7 +288,9 @@ class Launcher:
             settings.atom_body_disk_bytes,
             settings.atom_body_disk_client_bytes,
         )
-        self._check_disk(bodies.worst_bytes(settings.atom_max_body_bytes))
+        room = disk_room_warning(self.runtime, bodies.worst_bytes(settings.atom_max_body_bytes))
+        if room:
+            logger.warning("%s", room)
         logger.info(
             "request bodies on disk: at most %d above 1 MB and %d below at once (%d and %d "
             "per client address), %d bytes in all (ATOM_BODY_DISK_BYTES)",
@@ -279,20 +314,6 @@ class Launcher:
             bodies=bodies,
             v2_root=settings.atom_api_prefix + V2_ROOT if settings.v2_switch else "",
         )
-
-    def _check_disk(self, worst: int) -> None:
-        """A warning when the runtime directory's file system has less room than the
-        bodies may take (an emptyDir's sizeLimit is not visible here: keep them agreeing)."""
-        info = os.statvfs(self.runtime)
-        free = info.f_bavail * info.f_frsize
-        if free < worst:
-            logger.warning(
-                "request bodies may take %d bytes on disk but %s has %d free: lower "
-                "ATOM_BODY_DISK_BYTES or give the runtime directory more room",
-                worst,
-                self.runtime,
-                free,
-            )
 
     def _prepare_metrics(self) -> None:
         """An empty multiprocess metrics directory, shared with the workers."""
@@ -463,7 +484,14 @@ def nginx_run(
     except SettingsError as exc:
         sys.stderr.write(f"error: {exc}\n")
         return EXIT_BAD_SETTINGS
-    configure_logging(settings)
+    try:
+        user = privileges.resolve(settings.atom_worker_user)
+        if user is not None and settings.log_file is not None:
+            privileges.make_folders(settings.log_file.parent, user)
+    except (privileges.WorkerUserError, OSError) as exc:
+        sys.stderr.write(f"error: {exc}\n")
+        return EXIT_BAD_SETTINGS
+    configure_logging(settings, (user.uid, user.gid) if user else None)
     try:
         nginx_bin = find_nginx(settings.nginx_bin)
     except FileNotFoundError as exc:
@@ -474,7 +502,7 @@ def nginx_run(
         sys.stderr.write(f"error: server script {script} not found\n")
         return EXIT_BAD_SETTINGS
     try:
-        return Launcher(settings, script).run(nginx_bin)
-    except (RuntimeDirError, BodyDiskError) as exc:
+        return Launcher(settings, script, user=user).run(nginx_bin)
+    except (RuntimeDirError, BodyDiskError, privileges.WorkerUserError) as exc:
         sys.stderr.write(f"error: {exc}\n")
         return EXIT_BAD_SETTINGS

@@ -105,6 +105,19 @@ def body_limits(max_body_bytes: int, disk_bytes: int, per_client_bytes: int = 0)
     )
 
 
+def disk_room_warning(folder: Path, worst: int) -> str | None:
+    """A warning when ``folder``'s file system has less room than the bodies may take (an
+    emptyDir's sizeLimit is not visible here: keep it and ATOM_BODY_DISK_BYTES agreeing)."""
+    info = os.statvfs(folder)
+    free = info.f_bavail * info.f_frsize
+    if free >= worst:
+        return None
+    return (
+        f"request bodies may take {worst} bytes on disk but {folder} has {free} free: "
+        "lower ATOM_BODY_DISK_BYTES or give the runtime directory more room"
+    )
+
+
 def body_limit_directives(limits: BodyLimits) -> str:
     """The limit_conn lines of the server: each class overall and per client address."""
     return "".join(
