@@ -6,15 +6,17 @@ The launcher itself runs with real nginx in the template's nginx lane.
 import io
 import json
 import os
+import pwd
 import re
 import shutil
+import sys
 import tempfile
 from pathlib import Path
 
 import pytest
 
 from {{ cookiecutter.package_name }}.control.runtime_dir import RuntimeDir
-from {{ cookiecutter.package_name }}.deploy import launcher
+from {{ cookiecutter.package_name }}.deploy import launcher, privileges
 from {{ cookiecutter.package_name }}.deploy.nginx import (
     NGINX_ERRORS,
     SMALL_BODY_BYTES,
@@ -261,3 +263,45 @@ def test_prefixed_output() -> None:
     target = io.BytesIO()
     launcher.PrefixedOutput("[9100] ", target).follow(io.BytesIO(b"one\ntwo\n")).join(5)
     assert target.getvalue() == b"[9100] one\n[9100] two\n"
+
+
+def test_the_workers_user_is_resolved_only_as_root() -> None:
+    """ATOM_WORKER_USER: a name or uid[:gid] when the launcher is root, root keeps root,
+    an unknown name is an error; not root, the user does not change."""
+    if os.geteuid() != 0:
+        assert privileges.resolve("nobody") is None
+        return
+    nobody = pwd.getpwnam("nobody")
+    assert privileges.resolve("nobody") == WorkerUser(
+        "nobody", str(nobody.pw_gid), nobody.pw_uid, nobody.pw_gid
+    )
+    assert privileges.resolve(" 45001 ") == WorkerUser("45001", "45001", 45001, 45001)
+    assert privileges.resolve("45001:7") == WorkerUser("45001", "7", 45001, 7)
+    assert privileges.resolve("root") is None and privileges.resolve("0") is None
+    with pytest.raises(privileges.WorkerUserError, match="no such user"):
+        privileges.resolve("no-such-user-here")
+
+
+def test_the_check_names_what_the_workers_user_cannot_use(tmp_path: Path) -> None:
+    """The access check runs as the workers' user and names the first path out of its
+    reach (or the interpreter, when that user cannot run it)."""
+    folder = Path(tempfile.mkdtemp(dir="/tmp"))
+    try:
+        folder.chmod(0o755)
+        private, public = folder / "private.key", folder / "public.txt"
+        private.write_text("k")
+        public.write_text("p")
+        private.chmod(0)
+        public.chmod(0o644)
+        if os.geteuid() == 0:
+            entry = pwd.getpwnam("nobody")
+            user = WorkerUser("nobody", "nogroup", entry.pw_uid, entry.pw_gid)
+        else:
+            user = WorkerUser("me", "mine", os.getuid(), os.getgid())
+        with pytest.raises(privileges.WorkerUserError) as refused:
+            privileges.check(user, [(public, os.R_OK), (private, os.R_OK)])
+        message = str(refused.value)
+        assert f"cannot use {private}:" in message or f"cannot run {sys.executable}" in message
+        assert "ATOM_WORKER_USER" in message
+    finally:
+        shutil.rmtree(folder)

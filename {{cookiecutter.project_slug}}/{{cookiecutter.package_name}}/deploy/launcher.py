@@ -262,6 +262,7 @@ class Launcher:
             self._prepare_metrics()
             if self.user is not None:
                 privileges.prepare(self.layout, self.settings, self.server_script, self.user)
+                logger.info("the workers run as %s (ATOM_WORKER_USER)", self.user.name)
             elif os.geteuid() == 0:
                 logger.warning("the workers run as root (ATOM_WORKER_USER=root)")
         except (RuntimeDirError, BodyDiskError, privileges.WorkerUserError):
