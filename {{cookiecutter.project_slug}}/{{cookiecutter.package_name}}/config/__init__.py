@@ -195,6 +195,8 @@ class Settings(BaseSettings):
     atom_grace_period: float = Field(30.0, ge=0, le=3600)
     atom_proxy_read_timeout: float = Field(300.0, ge=1, le=86400)
     atom_client_timeout: float = Field(30.0, ge=1, le=3600)
+    # The most a client may take to send a request's headers (server.py and nginx).
+    atom_header_timeout: float = Field(10.0, ge=1, le=3600)
     atom_connections_per_client: int = Field(64, ge=0)
     # Request bodies nginx holds on disk at once, overall and per client address (0: half);
     # the default fits the Kubernetes emptyDir of /tmp (2 GiB) with room to spare.

@@ -308,6 +308,7 @@ class Launcher:
             max_body_bytes=settings.atom_max_body_bytes,
             read_timeout=settings.atom_proxy_read_timeout,
             client_timeout=settings.atom_client_timeout,
+            header_timeout=settings.atom_header_timeout,
             connections_per_client=settings.atom_connections_per_client,
             metrics_path=metrics,
             metrics_port=settings.atom_metrics_port,

@@ -237,6 +237,7 @@ def nginx_config(
     listen_host: str = "0.0.0.0",
     nginx_workers: int | str = "auto",
     client_timeout: float = 30,
+    header_timeout: float = 10,
     connections_per_client: int = 64,
     metrics_path: str | None = None,
     metrics_port: int = 0,
@@ -269,6 +270,7 @@ def nginx_config(
             "max_body_bytes": max_body_bytes,
             "read_timeout": int(read_timeout),
             "client_timeout": max(1, int(client_timeout)),
+            "header_timeout": max(1, int(header_timeout)),
             "nginx_workers": nginx_workers,
             "limit_conn": (
                 f"        limit_conn atom_per_client {connections_per_client};\n"
