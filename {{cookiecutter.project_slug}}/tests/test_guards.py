@@ -170,7 +170,10 @@ def test_without_uvicorns_callbacks_headers_have_no_time_limit(
     gets uvicorn's own protocol, and one WARNING line says headers have no time limit."""
     from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
-    from {{ cookiecutter.package_name }}.deploy.header_timeout import HeaderTimeout, http_protocol
+    from {{ cookiecutter.package_name }}.deploy.header_timeout import (
+        HeaderTimeout,
+        http_protocol,
+    )
 
     protocol = http_protocol(3)
     assert isinstance(protocol, type) and issubclass(protocol, HeaderTimeout)
