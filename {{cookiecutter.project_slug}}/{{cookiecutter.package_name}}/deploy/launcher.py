@@ -7,12 +7,12 @@ restarts the ones that died or stopped answering. It:
 1. renders the nginx config into a runtime directory (ATOM_RUNTIME_DIR, or a new
    temporary one): pid file, temp paths and logs included, nothing under /etc; started
    as root, nginx's workers run as ``nobody``, who gets its temporary folders there;
-2. started as root, checks that ATOM_WORKER_USER can run the servers (``privileges.py``);
-   starts ATOM_WORKERS servers, as that user when root, (``python server.py --port P``, P from
+2. starts ATOM_WORKERS servers (``python server.py --port P``, P from
    ATOM_INNER_START_PORT, and ATOM_HOST=127.0.0.1 in their environment: a ``server.py``
    written for ``linker_atom`` knows ``--port`` only) with the current interpreter, any
    count, each in its own session so a terminal's Ctrl-C reaches only the launcher; their
-   output is prefixed with their port;
+   output is prefixed with their port; started as root, they run as ATOM_WORKER_USER,
+   checked first (``privileges.py``);
 3. starts nginx on ATOM_PORT once the workers answer their health route;
 4. registers the atom with Serving (META), once for the whole container, when the
    public ready route answers, and keeps the heartbeats going (``control/serving.py``);
