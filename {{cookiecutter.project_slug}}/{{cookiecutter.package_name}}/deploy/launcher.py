@@ -195,15 +195,12 @@ class Launcher:
     """nginx plus the workers, supervised until a stop signal (see the module docstring)."""
 
     def __init__(
-        self,
-        settings: Settings,
-        server_script: Path,
-        output: BinaryIO | None = None,
-        user: WorkerUser | None = None,
+        self, settings: Settings, server_script: Path, output: BinaryIO | None = None
     ) -> None:
         self.settings = settings
         self.server_script = server_script
-        self.user = user  # the servers' user (ATOM_WORKER_USER) when the launcher is root
+        # The servers' user (ATOM_WORKER_USER) when the launcher is root, else None.
+        self.user = user = privileges.resolve(settings.atom_worker_user)
         self.output = output or sys.stdout.buffer
         self.signals: queue.SimpleQueue[int] = queue.SimpleQueue()
         self.owns_runtime = not settings.atom_runtime_dir
@@ -504,7 +501,7 @@ def nginx_run(
         sys.stderr.write(f"error: server script {script} not found\n")
         return EXIT_BAD_SETTINGS
     try:
-        return Launcher(settings, script, user=user).run(nginx_bin)
+        return Launcher(settings, script).run(nginx_bin)
     except (RuntimeDirError, BodyDiskError, privileges.WorkerUserError) as exc:
         sys.stderr.write(f"error: {exc}\n")
         return EXIT_BAD_SETTINGS

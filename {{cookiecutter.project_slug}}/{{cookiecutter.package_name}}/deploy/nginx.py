@@ -33,8 +33,8 @@ NGINX_USER = "nobody"  # the workers' user when the launcher runs as root
 ERROR_PATH = "/__atom/error/"
 NGINX_ERRORS = (
     (400, 400, "Bad Request"),
-    (404, 404, "Not Found"),
     (403, 403, "Forbidden"),
+    (404, 404, "Not Found"),
     (405, 405, "Method Not Allowed"),
     (408, 408, "Request Timeout"),
     (411, 411, "Length Required"),
