@@ -210,13 +210,14 @@ def temp_bytes(started: Started) -> int:
 def test_stalled_uploads_cannot_fill_the_disk(started: Started) -> None:
     """34 uploads of 62 MiB from 4 addresses, each stalled before its last byte: nginx takes
     3 (ATOM_BODY_DISK_BYTES of 256 MiB, 1 per address), refuses the 31 others at once with a
-    429 envelope and Retry-After, its files stay within the budget, ping answers."""
+    429 envelope and Retry-After, its files stay within the budget, ping answers; nginx's
+    lines about them hide the token in their URL."""
     sockets = []
     for n in range(UPLOADS):
         sock = socket.create_connection(("127.0.0.1", started.port), 10, (ADDRESSES[n % 4], 0))
         sock.sendall(
-            f"POST {PREFIX}/detect HTTP/1.1\r\nHost: a\r\nContent-Type: application/json\r\n"
-            f"Content-Length: {UPLOAD_BYTES}\r\n\r\n".encode()
+            f"POST {PREFIX}/detect?jwt=nsecret7 HTTP/1.1\r\nHost: a\r\n"
+            f"Content-Type: application/json\r\nContent-Length: {UPLOAD_BYTES}\r\n\r\n".encode()
         )
         sockets.append(sock)
     try:
@@ -246,6 +247,9 @@ def test_stalled_uploads_cannot_fill_the_disk(started: Started) -> None:
     finally:
         for sock in sockets:
             sock.close()
+    output = started.launcher.output.read_text()
+    assert 'limiting connections by zone "atom_large_bodies' in output
+    assert "/detect?jwt=*** HTTP/1.1" in output and "nsecret7" not in output
 
 
 def test_credentials_in_urls_are_never_logged(started: Started) -> None:

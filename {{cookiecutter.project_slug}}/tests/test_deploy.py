@@ -265,6 +265,16 @@ def test_prefixed_output() -> None:
     assert target.getvalue() == b"[9100] one\n[9100] two\n"
 
 
+def test_nginx_lines_hide_url_credentials() -> None:
+    """nginx's lines quote the request line: its credentials are hidden before it is copied."""
+    target = io.BytesIO()
+    line = b'limiting connections, request: "POST /p/detect?jwt=s1&w=2&pass=a"b HTTP/1.1"\n'
+    launcher.PrefixedOutput("[nginx] ", target, redact=True).follow(io.BytesIO(line)).join(5)
+    assert target.getvalue() == (
+        b'[nginx] limiting connections, request: "POST /p/detect?jwt=***&w=2&pass=*** HTTP/1.1"\n'
+    )
+
+
 def test_the_workers_user_is_resolved_only_as_root() -> None:
     """ATOM_WORKER_USER: a name or uid[:gid] when the launcher is root, root keeps root,
     an unknown name is an error; not root, the user does not change."""

@@ -46,6 +46,7 @@ from ..config import Settings, SettingsError, get_settings
 from ..config.logger import configure_logging
 from ..control.backoff import delay
 from ..control.health import METRICS_PATH, PING_PATH, answers_ok
+from ..control.log_safety import redact_url_secrets
 from ..control.runtime_dir import METRICS_DIR_ENV, RUNTIME_DIR_ENV, RuntimeDir
 from ..control.threads import library_env
 from . import privileges
@@ -93,13 +94,15 @@ def find_nginx(configured: str, fallback: str = "/usr/sbin/nginx") -> str:
 
 
 class PrefixedOutput:
-    """Copies a child's output line by line to ours, each line prefixed (one thread per child)."""
+    """Copies a child's output line by line to ours, each line prefixed (one thread per child);
+    with ``redact``, URL credentials hidden (nginx's lines quote the request line)."""
 
     _lock = threading.Lock()
 
-    def __init__(self, prefix: str, target: BinaryIO) -> None:
+    def __init__(self, prefix: str, target: BinaryIO, *, redact: bool = False) -> None:
         self.prefix = prefix.encode()
         self.target = target
+        self.redact = redact
 
     def follow(self, stream: IO[bytes]) -> threading.Thread:
         """Start copying ``stream`` until it closes."""
@@ -109,10 +112,16 @@ class PrefixedOutput:
 
     def _copy(self, stream: IO[bytes]) -> None:
         for line in iter(stream.readline, b""):
+            shown = self._redacted(line) if self.redact else line
             with self._lock:
-                self.target.write(self.prefix + line)
+                self.target.write(self.prefix + shown)
                 self.target.flush()
         stream.close()
+
+    @staticmethod
+    def _redacted(line: bytes) -> bytes:
+        text = redact_url_secrets(line.decode("utf-8", "backslashreplace"))
+        return text.encode("utf-8", "backslashreplace")
 
 
 class Worker:
@@ -363,7 +372,7 @@ class Launcher:
             start_new_session=True,
         )
         assert self.nginx.stdout is not None
-        PrefixedOutput("[nginx] ", self.output).follow(self.nginx.stdout)
+        PrefixedOutput("[nginx] ", self.output, redact=True).follow(self.nginx.stdout)
         logger.info(
             "nginx (pid %d) on port %d in front of %d worker(s); runtime %s",
             self.nginx.pid,
