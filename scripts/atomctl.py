@@ -356,6 +356,10 @@ class AtomLauncher(AtomServer):
             ATOM_INNER_START_PORT=str(self.inner_start),
             ATOM_WORKERS=str(workers),
         )
+        if os.geteuid() == 0 and self.python == sys.executable:
+            # This venv's Python is under /root, out of an unprivileged user's reach: the
+            # workers stay root unless the caller names a user (the hostile-input lane does).
+            self.env.setdefault("ATOM_WORKER_USER", "root")
 
     def command(self) -> list[str]:
         return [self.python, "nginx_run.py", "--server", self.server]

@@ -77,7 +77,9 @@ LANES = {
     "add_model": Lane("a second route module with its own model, the README's way", 65),
     "nginx": Lane("the nginx lane: nginx_run.py with real nginx and workers", 75),
     "migration": Lane("linker_atom services moved into a baked atom, run for real", 40),
-    "hostile_input": Lane("the attacks of issue 12 against nginx_run.py and 2 workers", 45),
+    "hostile_input": Lane(
+        "the attacks of issues 12 and 22 against nginx_run.py and 2 workers, root or not", 45
+    ),
     "prompts": Lane("a person answers the real cookiecutter prompts in a pseudo-terminal", 30),
     "upstream": Lane("the default atom's suite and mypy on the newest FastAPI and co.", 300),
     "soak": Lane("the soak lane: thousands of detect calls through nginx", 35),

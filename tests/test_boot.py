@@ -1,10 +1,13 @@
 """The baked default atom as a real server: health, detect on a photograph, error bodies, logs."""
 
 import base64
+import contextlib
 import json
 import re
+import socket
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -19,7 +22,8 @@ pytestmark = pytest.mark.boot
 def server(default_atom: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[AtomServer]:
     """``python server.py --port <free port>`` in the baked atom, stopped by pid afterwards."""
     logs = tmp_path_factory.mktemp("logs")
-    atom = AtomServer(default_atom, env={"LOG_ROOT": str(logs), "ATOM_MAX_BODY_BYTES": "200000"})
+    env = {"LOG_ROOT": str(logs), "ATOM_MAX_BODY_BYTES": "200000", "ATOM_HEADER_TIMEOUT": "2"}
+    atom = AtomServer(default_atom, env=env)
     with atom:
         yield atom
 
@@ -96,6 +100,31 @@ def test_log_lines_carry_the_request_id(server: AtomServer) -> None:
     assert len(lines) == 1  # one line per call at INFO
     assert "POST /d2atom/detect client=127.0.0.1:" in lines[0]
     assert " -> 200 in " in lines[0]
+
+
+def cut_after(sock: socket.socket, trickle: bytes) -> float:
+    """Send ``trickle`` a byte every 0.25 s until the server closes; the seconds it took."""
+    started = time.monotonic()
+    sock.settimeout(0.25)
+    for byte in trickle:
+        with contextlib.suppress(TimeoutError):
+            if sock.recv(4096) == b"":
+                return time.monotonic() - started
+        with contextlib.suppress(BrokenPipeError, ConnectionResetError):
+            sock.send(bytes([byte]))
+    raise AssertionError(f"still open after {time.monotonic() - started:.1f} s")
+
+
+def test_slow_headers_are_cut(server: AtomServer) -> None:
+    """A client trickling a request's headers (slowloris) is cut after ATOM_HEADER_TIMEOUT
+    (2 s here), on a new connection and on a kept-alive one after a reply."""
+    trickle = b"GET /d2atom/v1/health/ping HTTP/1.1\r\nX-Slow: " + b"a" * 100
+    with socket.create_connection(("127.0.0.1", server.port), 5) as sock:
+        assert 1.5 < cut_after(sock, trickle) < 4.5
+    with socket.create_connection(("127.0.0.1", server.port), 5) as sock:
+        sock.sendall(b"GET /d2atom/v1/health/ping HTTP/1.1\r\nHost: a\r\n\r\n")
+        assert sock.recv(4096).startswith(b"HTTP/1.1 200 ")
+        assert 1.5 < cut_after(sock, trickle) < 4.5  # before uvicorn's 5 s keep-alive
 
 
 def test_footprint(server: AtomServer) -> None:

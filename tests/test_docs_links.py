@@ -16,11 +16,6 @@ from scripts.atomctl import TEMPLATE, hook_scripts_contained
 SLUG = "{{cookiecutter.project_slug}}"
 # Folders of the template's checkout that are not the template's pages.
 NOT_PAGES = {".git", ".venv", ".venv-py312", "build", "node_modules", ".pytest_cache"}
-# Pages linked before they exist, each with the reason. An entry is allowed only while its
-# page is missing: once the page is in the tree, its links and anchors are checked as usual.
-PENDING = {
-    f"{SLUG}/docs/security.md": "the atom's security page, written on another branch",
-}
 FENCE_RE = re.compile(r"^(```|~~~).*?^\1[^\n]*$", re.M | re.S)
 LINK_RE = re.compile(r"!?\[(?:[^\[\]`]|`[^`]*`)*\]\(\s*<?([^)\s>]+)>?(?:\s+\"[^\"]*\")?\s*\)")
 HEADING_RE = re.compile(r"^#{1,6}\s+(.+?)\s*#*\s*$", re.M)
@@ -67,8 +62,7 @@ def broken(page: Path, root: Path) -> list[str]:
             wrong.append(f"{page.relative_to(root)}: {target} leaves the tree")
             continue
         if not where.exists():
-            if shown not in PENDING and f"{SLUG}/{shown}" not in PENDING:
-                wrong.append(f"{page.relative_to(root)}: {target}: no {shown}")
+            wrong.append(f"{page.relative_to(root)}: {target}: no {shown}")
             continue
         if fragment and where.suffix == ".md" and fragment not in anchors(where):
             wrong.append(f"{page.relative_to(root)}: {target}: no heading #{fragment}")

@@ -97,6 +97,12 @@ def test_security_review_defaults(manifests: tuple) -> None:
     logs = next(v for v in pod["volumes"] if v["name"] == "logs")["emptyDir"]["sizeLimit"]
     assert logs == "1Gi"  # above LOG_FILE_MAX_BYTES x (LOG_BACKUP_COUNT + 1) = 500 MiB
     assert int(env["LOG_BACKUP_COUNT"]) == 4
+    # nginx's request bodies (in the runtime folder, under /tmp) take half the tmp volume.
+    tmp = next(v for v in pod["volumes"] if v["name"] == "tmp")["emptyDir"]["sizeLimit"]
+    assert tmp == "2Gi"
+    assert int(env["ATOM_BODY_DISK_BYTES"]) * 2 == 2 << 30
+    assert {"name": "tmp", "mountPath": "/tmp"} in container["volumeMounts"]
+    assert "ATOM_RUNTIME_DIR" not in env and "TMPDIR" not in env
 
 
 def test_network_policy(manifests: tuple) -> None:

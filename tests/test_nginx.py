@@ -261,7 +261,7 @@ def test_one_scrape_sums_the_workers(atom: AtomLauncher) -> None:
         assert http("POST", atom.url("/detect"), body, headers)[0] == 200
     assert len(log_pids(atom, {f"k-{n}" for n in range(k)})) == 2
     status, _, text = http("GET", atom.url("/metrics"))
-    assert status == 200
+    assert status == 200, text
     counts = {
         (sample.labels["route"], sample.labels["status"]): sample.value
         for family in text_string_to_metric_families(text)

@@ -16,6 +16,7 @@ from fastapi import FastAPI
 
 from {{ cookiecutter.package_name }}.api.app import get_app
 from {{ cookiecutter.package_name }}.config import Settings, SettingsError, get_settings
+from {{ cookiecutter.package_name }}.deploy.header_timeout import http_protocol
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -73,6 +74,8 @@ def main(
         log_config=None,  # the atom's logging is already configured by get_app
         access_log=False,  # routes log their calls, with the request id
         server_header=False,
+        # A client gets ATOM_HEADER_TIMEOUT to send a request's headers (slowloris).
+        http=http_protocol(settings.atom_header_timeout),
         # Requests still running this long after SIGTERM are cancelled.
         timeout_graceful_shutdown=max(1, int(settings.atom_grace_period)),
     )

@@ -4,6 +4,7 @@ import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import Any
 
 import uvicorn
 from fastapi import FastAPI
@@ -12,10 +13,13 @@ from .conftest import free_port
 
 
 @contextmanager
-def serve_in_thread(app: FastAPI, *, timeout: float = 10) -> Iterator[str]:
-    """Serve ``app`` on a free port of 127.0.0.1 (lifespan included); yield its base URL."""
+def serve_in_thread(app: FastAPI, *, timeout: float = 10, **options: Any) -> Iterator[str]:
+    """Serve ``app`` on a free port of 127.0.0.1 (lifespan included; ``options`` for
+    uvicorn.Config); yield its base URL."""
     port = free_port()
-    config = uvicorn.Config(app, host="127.0.0.1", port=port, log_config=None, access_log=False)
+    config = uvicorn.Config(
+        app, host="127.0.0.1", port=port, log_config=None, access_log=False, **options
+    )
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, name="live-server", daemon=True)
     thread.start()

@@ -6,18 +6,24 @@ The launcher itself runs with real nginx in the template's nginx lane.
 import io
 import json
 import os
+import pwd
 import re
 import shutil
+import sys
 import tempfile
 from pathlib import Path
 
 import pytest
 
 from {{ cookiecutter.package_name }}.control.runtime_dir import RuntimeDir
-from {{ cookiecutter.package_name }}.deploy import launcher
+from {{ cookiecutter.package_name }}.deploy import launcher, privileges
 from {{ cookiecutter.package_name }}.deploy.nginx import (
     NGINX_ERRORS,
+    SMALL_BODY_BYTES,
+    V2_ROOT,
+    BodyDiskError,
     WorkerUser,
+    body_limits,
     nginx_config,
     render,
     unreachable_folder,
@@ -34,6 +40,7 @@ def config(tmp_path: Path) -> str:
         worker_ports=[9100, 9101],
         max_body_bytes=5_000_000,
         read_timeout=300,
+        v2_root="/p" + V2_ROOT,
     )
 
 
@@ -52,16 +59,20 @@ def test_config_values(tmp_path: Path) -> None:
     assert "client_header_timeout 10s;" in text
     assert "client_body_timeout 30s;" in text
     assert "limit_conn atom_per_client 64;" in text
+    assert "proxy_max_temp_file_size 0;" in text  # replies never go to disk
     assert "@" not in text
 
 
-def envelopes(text: str) -> dict[int, tuple[int, dict]]:
-    """nginx's own errors in a config: caught status -> (status sent, JSON body)."""
+def envelopes(text: str, v2: bool = False) -> dict[int, tuple[int, dict]]:
+    """nginx's own errors in a config: caught status -> (status sent, JSON body); with
+    ``v2``, the body sent under the v2 routes."""
     pages = re.findall(r"error_page (\d+) =(\d+) (/__atom/error/\d+);", text)
     found = {}
     for caught, sent, path in pages:
-        block = re.search("location = " + path + r" \{\n(.*?)\n        \}", text, re.S)[1]
-        status, body = re.search(r"return (\d+) '(.*)';", block).groups()
+        block = re.search("location = " + path + r" \{\n(.*?)\n        \}\n", text, re.S)[1]
+        v2_reply, reply = re.findall(r"return (\d+) '(.*)';", block)
+        assert "if ($atom_v2) {" in block
+        status, body = v2_reply if v2 else reply
         assert status == sent
         assert "internal;" in block
         assert "add_header X-Request-ID $atom_request_id always;" in block
@@ -71,17 +82,63 @@ def envelopes(text: str) -> dict[int, tuple[int, dict]]:
 
 
 def test_every_error_nginx_makes_is_the_envelope(tmp_path: Path) -> None:
-    """400, 404, 408, 413, 414, 429, 431, 500, 502 and 504 from nginx are the envelope."""
-    found = envelopes(config(tmp_path))
+    """Every status nginx itself answers (400 to 505, 405 for TRACE, 501 for an unknown
+    Transfer-Encoding, 505 for HTTP/2.0 in a request line) is the envelope, v2's error
+    body under the v2 routes."""
+    text = config(tmp_path)
+    found = envelopes(text)
     sent = {caught: status for caught, (status, _) in found.items()}
+    same = (400, 403, 404, 405, 408, 411, 413, 414, 429, 500, 501, 502, 504, 505)
     assert sent == {
-        **{status: status for status in (400, 404, 408, 413, 414, 429, 500, 502, 504)},
+        **{status: status for status in same},
         494: 431,  # nginx's "request header too large"
         503: 502,  # no worker to connect to
     }
     for status, body in found.values():
         assert body["code"] == status and body["data"] is None and body["msg"]
     assert len(NGINX_ERRORS) == len(found)
+    for caught, (status, body) in envelopes(text, v2=True).items():
+        assert (status, body) == (found[caught][0], {"error": found[caught][1]["msg"]})
+    block = text.split("map $request_uri $atom_v2 {", 1)[1].split("\n    }", 1)[0]
+    assert '"~^/p/v2(/|[?]|$)" 1;' in block
+    assert "add_header Retry-After 1 always;" in text.split("/__atom/error/429 {", 1)[1]
+
+
+def test_v2_root_matches_the_routes() -> None:
+    """The root nginx recognises is the v2 routes' own."""
+    from {{ cookiecutter.package_name }}.api.v2.routes import ROOT
+
+    assert V2_ROOT == ROOT
+
+
+def test_bodies_on_disk_stay_within_the_budget(tmp_path: Path) -> None:
+    """Every class full at its largest size fits ATOM_BODY_DISK_BYTES, a client gets half,
+    and a budget without room for one body of the largest size is refused."""
+    mib = 1 << 20
+    limits = body_limits(64 * mib, 1024 * mib)
+    assert limits == (268, 134, 12, 6)
+    assert limits.worst_bytes(64 * mib) <= 1024 * mib
+    assert 268 * SMALL_BODY_BYTES + 12 * 64 * mib == limits.worst_bytes(64 * mib)
+    assert body_limits(64 * mib, 1024 * mib, 64 * mib) == (268, 16, 12, 1)
+    assert body_limits(4096, 64 * mib).worst_bytes(4096) <= 64 * mib
+    with pytest.raises(BodyDiskError, match=r"ATOM_BODY_DISK_BYTES=.* at least 89478486"):
+        body_limits(64 * mib, 80 * mib)
+    text = nginx_config(
+        runtime=RuntimeDir(tmp_path),
+        listen_port=1,
+        worker_ports=[2],
+        max_body_bytes=64 * mib,
+        read_timeout=1,
+        bodies=limits,
+    )
+    for zone, count in (
+        ("atom_small_bodies", 268),
+        ("atom_small_bodies_per_client", 134),
+        ("atom_large_bodies", 12),
+        ("atom_large_bodies_per_client", 6),
+    ):
+        assert f"        limit_conn {zone} {count};\n" in text
+        assert f"zone={zone}:" in text
 
 
 def test_only_plain_request_ids_are_echoed(tmp_path: Path) -> None:
@@ -206,3 +263,55 @@ def test_prefixed_output() -> None:
     target = io.BytesIO()
     launcher.PrefixedOutput("[9100] ", target).follow(io.BytesIO(b"one\ntwo\n")).join(5)
     assert target.getvalue() == b"[9100] one\n[9100] two\n"
+
+
+def test_nginx_lines_hide_url_credentials() -> None:
+    """nginx's lines quote the request line: its credentials are hidden before it is copied."""
+    target = io.BytesIO()
+    line = b'limiting connections, request: "POST /p/detect?jwt=s1&w=2&pass=a"b HTTP/1.1"\n'
+    launcher.PrefixedOutput("[nginx] ", target, redact=True).follow(io.BytesIO(line)).join(5)
+    assert target.getvalue() == (
+        b'[nginx] limiting connections, request: "POST /p/detect?jwt=***&w=2&pass=*** HTTP/1.1"\n'
+    )
+
+
+def test_the_workers_user_is_resolved_only_as_root() -> None:
+    """ATOM_WORKER_USER: a name or uid[:gid] when the launcher is root, root keeps root,
+    an unknown name is an error; not root, the user does not change."""
+    if os.geteuid() != 0:
+        assert privileges.resolve("nobody") is None
+        return
+    nobody = pwd.getpwnam("nobody")
+    assert privileges.resolve("nobody") == WorkerUser(
+        "nobody", str(nobody.pw_gid), nobody.pw_uid, nobody.pw_gid
+    )
+    assert privileges.resolve(" 45001 ") == WorkerUser("45001", "45001", 45001, 45001)
+    assert privileges.resolve("45001:7") == WorkerUser("45001", "7", 45001, 7)
+    assert privileges.resolve("root") is None and privileges.resolve("0") is None
+    with pytest.raises(privileges.WorkerUserError, match="no such user"):
+        privileges.resolve("no-such-user-here")
+
+
+def test_the_check_names_what_the_workers_user_cannot_use(tmp_path: Path) -> None:
+    """The access check runs as the workers' user and names the first path out of its
+    reach (or the interpreter, when that user cannot run it)."""
+    folder = Path(tempfile.mkdtemp(dir="/tmp"))
+    try:
+        folder.chmod(0o755)
+        private, public = folder / "private.key", folder / "public.txt"
+        private.write_text("k")
+        public.write_text("p")
+        private.chmod(0)
+        public.chmod(0o644)
+        if os.geteuid() == 0:
+            entry = pwd.getpwnam("nobody")
+            user = WorkerUser("nobody", "nogroup", entry.pw_uid, entry.pw_gid)
+        else:
+            user = WorkerUser("me", "mine", os.getuid(), os.getgid())
+        with pytest.raises(privileges.WorkerUserError) as refused:
+            privileges.check(user, [(public, os.R_OK), (private, os.R_OK)])
+        message = str(refused.value)
+        assert f"cannot use {private}:" in message or f"cannot run {sys.executable}" in message
+        assert "ATOM_WORKER_USER" in message
+    finally:
+        shutil.rmtree(folder)

@@ -79,8 +79,8 @@ def serve(settings: Settings) -> list[Any]:
 def test_every_guard_passes_on_the_pinned_versions(
     fresh_guards: None, settings: Settings, caplog: pytest.LogCaptureFixture
 ) -> None:
-    """Both names exist and behave as the code expects: no warning, the direct path."""
-    assert [guard.ok for guard in guards.GUARDS] == [True, True]
+    """Every name exists and behaves as the code expects: no warning, the direct path."""
+    assert [guard.ok for guard in guards.GUARDS] == [True] * len(guards.GUARDS)
     with caplog.at_level(logging.WARNING):
         get_app(settings, model_loaders={})
     assert warnings_of(caplog) == []
@@ -161,3 +161,27 @@ def test_without_the_parsed_json_the_body_is_parsed_again(
     (warning,) = warnings_of(caplog)
     assert warning.startswith("starlette.requests.Request._json does not behave")
     assert "parsed twice" in warning
+
+
+def test_without_uvicorns_callbacks_headers_have_no_time_limit(
+    fresh_guards: None, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """uvicorn's HttpToolsProtocol without a callback the header timeout extends: server.py
+    gets uvicorn's own protocol, and one WARNING line says headers have no time limit."""
+    from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+
+    from {{ cookiecutter.package_name }}.deploy.header_timeout import (
+        HeaderTimeout,
+        http_protocol,
+    )
+
+    protocol = http_protocol(3)
+    assert isinstance(protocol, type) and issubclass(protocol, HeaderTimeout)
+    assert issubclass(protocol, HttpToolsProtocol) and protocol.header_timeout == 3
+    guards.HEADER_TIMEOUT.reset()
+    monkeypatch.delattr(HttpToolsProtocol, "on_message_begin")
+    with caplog.at_level(logging.WARNING):
+        assert http_protocol(3) == "auto"
+    (warning,) = warnings_of(caplog)
+    assert warning.startswith("uvicorn.protocols.http.httptools_impl.HttpToolsProtocol does not")
+    assert "ATOM_HEADER_TIMEOUT" in warning

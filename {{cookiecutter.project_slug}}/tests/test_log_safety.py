@@ -97,6 +97,21 @@ def test_url_secrets_never_reach_the_log(
     assert '"page":"2"' in line
 
 
+def test_credential_query_names_never_reach_the_log(
+    atom: TestClient, settings: Settings, prefix: str
+) -> None:
+    """jwt, code and pass in the query, values holding quotes and brackets, are hidden."""
+    query = "?jwt=jsecret1&code=csecret2&pass=p%22secret3%27%3C&page=2"
+    body = {"data": ["https://h/cb#access_token=fsecret4"], "src_type": "stream"}
+    reply = atom.post(f"{prefix}/detect{query}", json=body, headers={"X-Request-ID": "creds"})
+    assert reply.status_code == 200
+    text = read_log(settings)
+    for secret in ("jsecret1", "csecret2", "secret3", "fsecret4"):
+        assert secret not in text, secret
+    line = next(line for line in text.splitlines() if "[creds]" in line)
+    assert '"page":"2"' in line
+
+
 def test_formatter_keeps_every_record_on_lines_of_its_own() -> None:
     """Control characters are escaped and continuation lines indented, tracebacks included."""
     formatter = make_formatter()
@@ -132,6 +147,15 @@ def test_escape_for_log() -> None:
         ("no url here, key=value and a@b.c", "no url here, key=*** and a@b.c"),
         ("/9j/4AAQSkZJRgABAQ==", "/9j/4AAQSkZJRgABAQ=="),
         ("https://h/x?keyframe=3&monkey=4", "https://h/x?keyframe=3&monkey=4"),
+        ("https://cb.example/#access_token=k1&token_type=bearer", "https://cb.example/#***"),
+        ("/detect?w=1#access_token=k1", "/detect?w=1#access_token=***"),
+        ("https://h/page#section-2", "https://h/page#***"),
+        ("https://h/a?jwt=k1&code=k2&pass=k1&w=1", "https://h/a?jwt=***&code=***&pass=***&w=1"),
+        ("https://h/a?password=k1\"'<k2>&w=1", "https://h/a?password=***&w=1"),
+        ("https://u:k1\"'<@k2@host/x?q=1", "https://***@host/x?q=1"),
+        ("https://h/?accessKey=k1&authCode=k2&PHPSESSID=k1", None),
+        ("failed: 'https://h/x?token=k1' (timeout)", "failed: 'https://h/x?token=*** (timeout)"),
+        ("data:image/png;base64,iVBORw0KGgo=", "data:image/png;base64,iVBORw0KGgo="),
     ],
 )
 def test_redact_url_secrets(text: str, shown: str | None) -> None:
@@ -139,9 +163,20 @@ def test_redact_url_secrets(text: str, shown: str | None) -> None:
     redacted = redact_url_secrets(text)
     if shown is not None:
         assert redacted == shown
-    for value in ("k1", "k2", "a%2Fb", "=t"):
+    for value in ("k1", "k2", "a%2Fb", "=t", "<"):
         if value in text:
             assert value not in redacted
+
+
+def test_credential_names_hide_any_value() -> None:
+    """Every credential-like parameter name hides a value holding any printable character,
+    while the envelope's ``code`` key in a body stays visible."""
+    names = ("jwt", "code", "pass", "password", "token", "secret", "key", "sig", "auth")
+    for name in names:
+        for value in ('s"1', "s'2", "s<3>", "s;4", "s(5)", "s%226"):
+            text = f"GET /x?w=1&{name}={value}&v=2 and https://h/?{name}={value}"
+            assert value not in redact_url_secrets(text), (name, value)
+    assert summarize({"code": 200, "jwt": "x"}) == {"code": 200, "jwt": "***"}
 
 
 def test_summaries_and_client_logs_hide_url_secrets() -> None:

@@ -16,6 +16,9 @@ suite on the newest releases: the day a release breaks a guard, a test says so.
 - ``PARSED_JSON``: Starlette's ``Request.json()`` returns ``request._json`` once set. The
   call log (``api/json_reuse.py``) sets it to the body it parsed for the log line, so that
   the body is parsed once; without it, FastAPI parses the body again.
+- ``HEADER_TIMEOUT``: uvicorn's ``HttpToolsProtocol`` (``uvicorn.protocols.http``, not a
+  documented API) has the callbacks ``deploy/header_timeout.py`` extends, and httptools
+  calls them; without them, ``server.py`` gives requests' headers no time limit.
 """
 
 import logging
@@ -152,7 +155,45 @@ PARSED_JSON = Guard(
     check_parsed_json,
 )
 
-GUARDS = (ROUTE_CONTEXT, PARSED_JSON)
+# uvicorn: a time limit on a request's headers ---------------------------------------
+
+
+def check_header_timeout() -> None:
+    """HttpToolsProtocol has the methods the header timeout extends and uses, and httptools
+    calls ``on_message_begin`` then ``on_headers_complete`` as a request's head comes in."""
+    import httptools  # noqa: PLC0415 - only when server.py asks
+    from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol  # noqa: PLC0415
+
+    names = ("connection_made", "connection_lost", "on_message_begin", "on_headers_complete")
+    for name in names:
+        if not callable(getattr(HttpToolsProtocol, name, None)):
+            raise AttributeError(f"HttpToolsProtocol.{name} is gone")
+    calls: list[str] = []
+
+    class Probe:
+        def on_message_begin(self) -> None:
+            calls.append("begin")
+
+        def on_headers_complete(self) -> None:
+            calls.append("headers")
+
+    parser = httptools.HttpRequestParser(Probe())
+    parser.feed_data(b"GET / HTTP/1.1\r\nHost: a\r\n")
+    if calls != ["begin"]:
+        raise ValueError(f"callbacks {calls} before the end of the head")
+    parser.feed_data(b"\r\n")
+    if calls != ["begin", "headers"]:
+        raise ValueError(f"callbacks {calls} after the head")
+
+
+HEADER_TIMEOUT = Guard(
+    "uvicorn.protocols.http.httptools_impl.HttpToolsProtocol",
+    "server.py runs uvicorn's own protocol: no time limit on a request's headers "
+    "(ATOM_HEADER_TIMEOUT); put nginx_run in front of untrusted clients",
+    check_header_timeout,
+)
+
+GUARDS = (ROUTE_CONTEXT, PARSED_JSON, HEADER_TIMEOUT)
 
 
 def report() -> None:

@@ -195,7 +195,15 @@ class Settings(BaseSettings):
     atom_grace_period: float = Field(30.0, ge=0, le=3600)
     atom_proxy_read_timeout: float = Field(300.0, ge=1, le=86400)
     atom_client_timeout: float = Field(30.0, ge=1, le=3600)
+    # The most a client may take to send a request's headers (server.py and nginx).
+    atom_header_timeout: float = Field(10.0, ge=1, le=3600)
     atom_connections_per_client: int = Field(64, ge=0)
+    # Request bodies nginx holds on disk at once, overall and per client address (0: half);
+    # the default fits the Kubernetes emptyDir of /tmp (2 GiB) with room to spare.
+    atom_body_disk_bytes: int = Field(1 << 30, ge=1 << 20)
+    atom_body_disk_client_bytes: int = Field(0, ge=0)
+    # The servers' user when nginx_run starts as root (a name or uid[:gid]; root keeps root).
+    atom_worker_user: str = "nobody"
     atom_metrics_port: int = Field(0, ge=0, le=65535)
     atom_worker_start_timeout: float = Field(120.0, ge=1, le=3600)
     nginx_bin: str = ""

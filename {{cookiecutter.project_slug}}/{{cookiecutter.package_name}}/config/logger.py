@@ -11,8 +11,11 @@ from . import Settings
 __all__ = ["configure_logging"]
 
 
-def configure_logging(settings: Settings) -> None:
-    """Install the atom's log handlers as the settings say; calling it again replaces them."""
+def configure_logging(settings: Settings, file_owner: tuple[int, int] | None = None) -> None:
+    """Install the atom's log handlers as the settings say; calling it again replaces them.
+
+    ``file_owner`` (uid, gid) gets the log files this process creates (nginx_run as root).
+    """
     trace_id: Callable[[], str] | None = None
     if settings.sw_switch:
         from .skywalking import trace_id  # noqa: PLC0415 - only with SW_SWITCH on
@@ -22,6 +25,7 @@ def configure_logging(settings: Settings) -> None:
         max_bytes=settings.log_file_max_bytes,
         backup_count=settings.log_backup_count,
         trace_id=trace_id,
+        file_owner=file_owner,
     )
 
 

@@ -210,14 +210,22 @@ class SharedRotatingFileHandler(BatchedHandler):
     points to a new inode), and rotates itself before a line would push the file past
     ``max_bytes``. A line longer than ``max_bytes`` is cut so no file exceeds it.
     ``backup_count`` old files are kept (``atom.log.1`` is the newest); with 0, the
-    file is emptied instead.
+    file is emptied instead. With an ``owner`` (uid, gid), the files it creates are given to
+    that user: nginx_run started as root shares the file with workers that are not.
     """
 
-    def __init__(self, filename: str | os.PathLike, max_bytes: int, backup_count: int) -> None:
+    def __init__(
+        self,
+        filename: str | os.PathLike,
+        max_bytes: int,
+        backup_count: int,
+        owner: tuple[int, int] | None = None,
+    ) -> None:
         super().__init__()
         self.path = Path(filename)
         self.max_bytes = max_bytes
         self.backup_count = backup_count
+        self.owner = owner
         self._fd: int | None = None
         self._lock_fd: int | None = None
         self._pid = -1
@@ -270,7 +278,13 @@ class SharedRotatingFileHandler(BatchedHandler):
         self._close_fds()
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._lock_fd = os.open(f"{self.path}.lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+        self._give(self._lock_fd)
         self._pid = os.getpid()
+
+    def _give(self, fd: int) -> None:
+        """The file of ``fd`` to ``owner``, when there is one and it is not already its."""
+        if self.owner is not None and os.fstat(fd).st_uid != self.owner[0]:
+            os.fchown(fd, *self.owner)
 
     def _current_size(self) -> int:
         """Size of the file at ``path``, reopening it if another process rotated it."""
@@ -291,6 +305,7 @@ class SharedRotatingFileHandler(BatchedHandler):
             os.close(self._fd)
         flags = os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC
         self._fd = os.open(self.path, flags, 0o644)
+        self._give(self._fd)
 
     def _rotate(self) -> None:
         """atom.log -> atom.log.1 -> ... -> atom.log.N; the oldest is dropped."""

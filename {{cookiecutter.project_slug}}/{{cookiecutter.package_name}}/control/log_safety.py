@@ -14,30 +14,54 @@ from typing import Any
 import orjson
 
 # Keys whose values are secrets: headers, JSON fields, query parameters (S3 and GCS
-# signatures and credentials, Azure's sig, API keys, OAuth tokens...).
+# signatures and credentials, Azure's sig, API keys, OAuth tokens, JWTs...). A name is
+# matched after its camelCase humps are split (``accessKey`` is ``access_Key``).
 SECRET_KEY_RE = re.compile(
     r"authorization|cookie|token|secret|passw(or)?d|pwd|api[-_]?key|credential|session"
-    r"|signature|(^|[-_.])(key|sig|auth)($|[-_.])",
+    r"|signature|jwt|(^|[-_.])(key|sig|auth|pass|otp)($|[-_.])",
     re.I,
 )
+# Names of URL parameters (query and fragment) that hide their value besides those: OAuth's
+# authorization code, SAML assertions, tickets, session ids. Not for JSON keys: the
+# envelope's own ``code`` is no secret.
+SECRET_PARAM_RE = re.compile(
+    SECRET_KEY_RE.pattern + r"|ticket|assertion|saml|bearer|sessid|(^|[-_.])(code|sid)($|[-_.])",
+    re.I,
+)
+CAMEL_HUMP_RE = re.compile(r"(?<=[a-z0-9])(?=[A-Z])")
 REDACTED = "***"
-# Lower-case substrings that every match of SECRET_KEY_RE contains: a fast first test.
+# Lower-case substrings of every text that redaction changes (each name either regex
+# matches holds one; a URL's userinfo holds "@", its fragment "#"): a fast first test.
 SECRET_WORDS = (
     b"authorization",
     b"cookie",
     b"token",
     b"secret",
-    b"passw",
+    b"pass",
     b"pwd",
     b"key",
     b"credential",
     b"session",
     b"sig",
     b"auth",
+    b"jwt",
+    b"otp",
+    b"ticket",
+    b"assertion",
+    b"saml",
+    b"bearer",
+    b"code",
+    b"sid",
+    b"@",
+    b"#",
 )
-# In any text: the userinfo of a URL (user:password@) and name=value pairs of a query.
-URL_USERINFO_RE = re.compile(r"(?i)\b([a-z][a-z0-9+.-]{0,15}://)[^/?#\s@\"'<>]*@")
-PARAM_RE = re.compile(r"(^|[?&;\s])([^=&#?/:;\s\"'<>]{1,64})=([^&#\s\"'<>]*)")
+# In any text: the userinfo of a URL (``user:password@``, up to the last "@" before the
+# host: a password may hold any character, quotes and "@" included), its fragment (never
+# sent to a server: ``#access_token=`` and the like), and name=value pairs of a query or
+# fragment, the value running to the next "&", "#" or blank whatever it holds.
+URL_USERINFO_RE = re.compile(r"(?i)\b([a-z][a-z0-9+.-]{0,15}://)[^/?#\s]*@")
+URL_FRAGMENT_RE = re.compile(r"(?i)(\b[a-z][a-z0-9+.-]{0,15}://[^#\s]*)#[^\s]+")
+PARAM_RE = re.compile(r"(^|[?&;#\s\"'<>(\[{,])([^=&#?/:;\s\"'<>]{1,64})=([^&#\s]*)")
 # What could end a log line, fake another or drive a terminal: C0 and C1 controls, DEL,
 # the Unicode line and paragraph separators.
 LOG_UNSAFE_RE = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029]")
@@ -58,22 +82,26 @@ def _escape_char(match: re.Match[str]) -> str:
 
 
 def redact_url_secrets(text: str) -> str:
-    """``text`` with URL credentials (``user:pass@``) and secret-looking parameters hidden.
+    """``text`` with URL credentials (``user:pass@``), fragments and secret-looking
+    parameters hidden.
 
-    Parameters are hidden by name (``SECRET_KEY_RE``: ``sig``, ``key``, ``access_token``,
-    ``X-Amz-Signature``...), wherever they are in the text; the rest is kept.
+    Parameters are hidden by name (``SECRET_PARAM_RE``: ``sig``, ``key``, ``access_token``,
+    ``X-Amz-Signature``, ``jwt``, ``code``...), wherever they are in the text, whatever
+    their value holds; the rest is kept.
     """
-    if "@" not in text and "=" not in text:
+    if "@" not in text and "=" not in text and "#" not in text:
         return text
     if "@" in text:
         text = URL_USERINFO_RE.sub(rf"\1{REDACTED}@", text)
     if "=" in text:
         text = PARAM_RE.sub(_hide_param, text)
+    if "#" in text:
+        text = URL_FRAGMENT_RE.sub(rf"\1#{REDACTED}", text)
     return text
 
 
 def _hide_param(match: re.Match[str]) -> str:
-    return f"{match[1]}{match[2]}={REDACTED}" if _is_secret(match[2]) else match[0]
+    return f"{match[1]}{match[2]}={REDACTED}" if _is_secret_param(match[2]) else match[0]
 
 
 def summarize(value: Any, *, max_chars: int = 200, max_items: int = 20, depth: int = 4) -> Any:
@@ -146,7 +174,7 @@ def _summarize_mapping(value: Mapping, max_chars: int, max_items: int, depth: in
             out["..."] = f"({len(value)} keys)"
             break
         name = key if type(key) is str else str(key)
-        if _is_secret(name) if len(name) <= 64 else SECRET_KEY_RE.search(name):
+        if secret_name(name):
             out[name] = REDACTED
         elif type(item) in _SCALARS:
             out[name] = item
@@ -155,10 +183,23 @@ def _summarize_mapping(value: Mapping, max_chars: int, max_items: int, depth: in
     return out
 
 
+def secret_name(name: str) -> bool:
+    """Whether a key (header, JSON field) names a secret."""
+    if len(name) <= 64:
+        return _is_secret(name)
+    return SECRET_KEY_RE.search(CAMEL_HUMP_RE.sub("_", name)) is not None
+
+
 @functools.lru_cache(maxsize=4096)
 def _is_secret(name: str) -> bool:
     """Whether a key names a secret (cached: bodies repeat the same few keys)."""
-    return SECRET_KEY_RE.search(name) is not None
+    return SECRET_KEY_RE.search(CAMEL_HUMP_RE.sub("_", name)) is not None
+
+
+@functools.lru_cache(maxsize=4096)
+def _is_secret_param(name: str) -> bool:
+    """Whether a URL parameter names a secret (cached: logs repeat the same few names)."""
+    return SECRET_PARAM_RE.search(CAMEL_HUMP_RE.sub("_", name)) is not None
 
 
 def format_long(value: Any, *, max_chars: int = 200, max_items: int = 20) -> str:
@@ -168,8 +209,15 @@ def format_long(value: Any, *, max_chars: int = 200, max_items: int = 20) -> str
 
 
 def redact_headers(headers: Mapping[str, str] | Any) -> dict[str, str]:
-    """Headers as a dict, with Authorization, Cookie and token-like values hidden."""
+    """Headers or query parameters as a dict, the values of credential-like names hidden
+    (Authorization, Cookie, tokens, keys, ``jwt``, ``code``...: ``SECRET_PARAM_RE``)."""
     return {
-        str(key): REDACTED if SECRET_KEY_RE.search(str(key)) else str(val)
+        str(key): REDACTED if _secret_param_name(str(key)) else str(val)
         for key, val in dict(headers).items()
     }
+
+
+def _secret_param_name(name: str) -> bool:
+    if len(name) <= 64:
+        return _is_secret_param(name)
+    return SECRET_PARAM_RE.search(CAMEL_HUMP_RE.sub("_", name)) is not None

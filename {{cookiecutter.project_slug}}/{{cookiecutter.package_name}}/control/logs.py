@@ -174,11 +174,12 @@ def configure_logging(
     max_bytes: int = 100 << 20,
     backup_count: int = 30,
     trace_id: Callable[[], str] | None = None,
+    file_owner: tuple[int, int] | None = None,
 ) -> None:
     """Install the atom's handlers on the root logger; calling it again replaces them.
 
-    ``file`` adds the shared rotating file; ``trace_id`` (SkyWalking's) puts the trace id
-    into every line.
+    ``file`` adds the shared rotating file (the files it creates given to ``file_owner``);
+    ``trace_id`` (SkyWalking's) puts the trace id into every line.
     """
     root = logging.getLogger()
     for handler in [h for h in root.handlers if getattr(h, _OWNED, False)]:
@@ -186,7 +187,7 @@ def configure_logging(
         handler.close()
     outputs: list[BatchedHandler] = [ConsoleHandler(sys.stderr)]
     if file is not None:
-        outputs.append(SharedRotatingFileHandler(file, max_bytes, backup_count))
+        outputs.append(SharedRotatingFileHandler(file, max_bytes, backup_count, file_owner))
     global _direct  # noqa: PLW0603 - logging's configuration is process-wide
     handler = TeeHandler(outputs)  # console and file: each record handled once
     formatter = make_formatter(traced=trace_id is not None)

@@ -11,7 +11,8 @@ restarts the ones that died or stopped answering. It:
    ATOM_INNER_START_PORT, and ATOM_HOST=127.0.0.1 in their environment: a ``server.py``
    written for ``linker_atom`` knows ``--port`` only) with the current interpreter, any
    count, each in its own session so a terminal's Ctrl-C reaches only the launcher; their
-   output is prefixed with their port;
+   output is prefixed with their port; started as root, they run as ATOM_WORKER_USER,
+   checked first (``privileges.py``);
 3. starts nginx on ATOM_PORT once the workers answer their health route;
 4. registers the atom with Serving (META), once for the whole container, when the
    public ready route answers, and keeps the heartbeats going (``control/serving.py``);
@@ -45,9 +46,21 @@ from ..config import Settings, SettingsError, get_settings
 from ..config.logger import configure_logging
 from ..control.backoff import delay
 from ..control.health import METRICS_PATH, PING_PATH, answers_ok
+from ..control.log_safety import redact_url_secrets
 from ..control.runtime_dir import METRICS_DIR_ENV, RUNTIME_DIR_ENV, RuntimeDir
 from ..control.threads import library_env
-from .nginx import RuntimeDirError, WorkerUser, nginx_config, worker_user, write_config
+from . import privileges
+from .nginx import (
+    V2_ROOT,
+    BodyDiskError,
+    RuntimeDirError,
+    WorkerUser,
+    body_limits,
+    disk_room_warning,
+    nginx_config,
+    worker_user,
+    write_config,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -81,13 +94,15 @@ def find_nginx(configured: str, fallback: str = "/usr/sbin/nginx") -> str:
 
 
 class PrefixedOutput:
-    """Copies a child's output line by line to ours, each line prefixed (one thread per child)."""
+    """Copies a child's output line by line to ours, each line prefixed (one thread per child);
+    with ``redact``, URL credentials hidden (nginx's lines quote the request line)."""
 
     _lock = threading.Lock()
 
-    def __init__(self, prefix: str, target: BinaryIO) -> None:
+    def __init__(self, prefix: str, target: BinaryIO, *, redact: bool = False) -> None:
         self.prefix = prefix.encode()
         self.target = target
+        self.redact = redact
 
     def follow(self, stream: IO[bytes]) -> threading.Thread:
         """Start copying ``stream`` until it closes."""
@@ -97,20 +112,34 @@ class PrefixedOutput:
 
     def _copy(self, stream: IO[bytes]) -> None:
         for line in iter(stream.readline, b""):
+            shown = self._redacted(line) if self.redact else line
             with self._lock:
-                self.target.write(self.prefix + line)
+                self.target.write(self.prefix + shown)
                 self.target.flush()
         stream.close()
+
+    @staticmethod
+    def _redacted(line: bytes) -> bytes:
+        text = redact_url_secrets(line.decode("utf-8", "backslashreplace"))
+        return text.encode("utf-8", "backslashreplace")
 
 
 class Worker:
     """One ``server.py`` process on one inner port, and its restart history."""
 
-    def __init__(self, port: int, command: list[str], env: dict[str, str], health_url: str):
+    def __init__(
+        self,
+        port: int,
+        command: list[str],
+        env: dict[str, str],
+        health_url: str,
+        user: WorkerUser | None = None,
+    ) -> None:
         self.port = port
         self.command = command
         self.env = env
         self.health_url = health_url
+        self.user = user  # the process's user when the launcher is root
         self.process: subprocess.Popen[bytes] | None = None
         self.started_at = 0.0
         self.failures = 0  # consecutive crashes, for the backoff
@@ -121,12 +150,16 @@ class Worker:
 
     def start(self, output: BinaryIO) -> None:
         """Start the server process."""
+        user = self.user
         self.process = subprocess.Popen(
             [*self.command, "--port", str(self.port)],
             env={**self.env, "ATOM_HOST": "127.0.0.1"},  # linker_atom's server.py: --port only
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
             start_new_session=True,
+            user=user.uid if user else None,
+            group=user.gid if user else None,
+            extra_groups=[] if user else None,  # none of root's groups
         )
         assert self.process.stdout is not None
         PrefixedOutput(f"[{self.port}] ", output).follow(self.process.stdout)
@@ -174,6 +207,9 @@ class Launcher:
         self, settings: Settings, server_script: Path, output: BinaryIO | None = None
     ) -> None:
         self.settings = settings
+        self.server_script = server_script
+        # The servers' user (ATOM_WORKER_USER) when the launcher is root, else None.
+        self.user = user = privileges.resolve(settings.atom_worker_user)
         self.output = output or sys.stdout.buffer
         self.signals: queue.SimpleQueue[int] = queue.SimpleQueue()
         self.owns_runtime = not settings.atom_runtime_dir
@@ -187,10 +223,13 @@ class Launcher:
         env.update(library_env(settings.thread_budget), ATOM_THREADS=str(settings.thread_budget))
         if settings.metrics_switch:
             env[METRICS_DIR_ENV] = str(self.layout.metrics)
+        home = privileges.home_of(user) if user else None
+        if home:
+            env["HOME"] = home
         command = [sys.executable, str(server_script)]
         ping_path = settings.atom_api_prefix + PING_PATH
         self.workers = [
-            Worker(port, command, env, f"http://127.0.0.1:{port}{ping_path}")
+            Worker(port, command, env, f"http://127.0.0.1:{port}{ping_path}", user)
             for port in range(
                 settings.atom_inner_start_port,
                 settings.atom_inner_start_port + settings.atom_workers,
@@ -224,8 +263,18 @@ class Launcher:
         """Start everything, supervise until a stop signal, stop everything; the exit status."""
         self.install_signal_handlers()
         user = worker_user()
-        config = write_config(self.layout, self._config(user), user)
-        self._prepare_metrics()
+        try:
+            config = write_config(self.layout, self._config(user), user)
+            self._prepare_metrics()
+            if self.user is not None:
+                privileges.prepare(self.layout, self.settings, self.server_script, self.user)
+                logger.info("the workers run as %s (ATOM_WORKER_USER)", self.user.name)
+            elif os.geteuid() == 0:
+                logger.warning("the workers run as root (ATOM_WORKER_USER=root)")
+        except (RuntimeDirError, BodyDiskError, privileges.WorkerUserError):
+            if self.owns_runtime:
+                shutil.rmtree(self.runtime, ignore_errors=True)
+            raise
         try:
             for worker in self.workers:
                 worker.start(self.output)
@@ -241,6 +290,23 @@ class Launcher:
     def _config(self, user: WorkerUser | None) -> str:
         settings = self.settings
         metrics = settings.atom_api_prefix + METRICS_PATH if settings.metrics_switch else None
+        bodies = body_limits(
+            settings.atom_max_body_bytes,
+            settings.atom_body_disk_bytes,
+            settings.atom_body_disk_client_bytes,
+        )
+        room = disk_room_warning(self.runtime, bodies.worst_bytes(settings.atom_max_body_bytes))
+        if room:
+            logger.warning("%s", room)
+        logger.info(
+            "request bodies on disk: at most %d above 1 MB and %d below at once (%d and %d "
+            "per client address), %d bytes in all (ATOM_BODY_DISK_BYTES)",
+            bodies.large,
+            bodies.small,
+            bodies.large_per_client,
+            bodies.small_per_client,
+            bodies.worst_bytes(settings.atom_max_body_bytes),
+        )
         return nginx_config(
             runtime=self.layout,
             listen_port=settings.atom_port,
@@ -248,10 +314,13 @@ class Launcher:
             max_body_bytes=settings.atom_max_body_bytes,
             read_timeout=settings.atom_proxy_read_timeout,
             client_timeout=settings.atom_client_timeout,
+            header_timeout=settings.atom_header_timeout,
             connections_per_client=settings.atom_connections_per_client,
             metrics_path=metrics,
             metrics_port=settings.atom_metrics_port,
             user=user,
+            bodies=bodies,
+            v2_root=settings.atom_api_prefix + V2_ROOT if settings.v2_switch else "",
         )
 
     def _prepare_metrics(self) -> None:
@@ -303,7 +372,7 @@ class Launcher:
             start_new_session=True,
         )
         assert self.nginx.stdout is not None
-        PrefixedOutput("[nginx] ", self.output).follow(self.nginx.stdout)
+        PrefixedOutput("[nginx] ", self.output, redact=True).follow(self.nginx.stdout)
         logger.info(
             "nginx (pid %d) on port %d in front of %d worker(s); runtime %s",
             self.nginx.pid,
@@ -423,7 +492,14 @@ def nginx_run(
     except SettingsError as exc:
         sys.stderr.write(f"error: {exc}\n")
         return EXIT_BAD_SETTINGS
-    configure_logging(settings)
+    try:
+        user = privileges.resolve(settings.atom_worker_user)
+        if user is not None and settings.log_file is not None:
+            privileges.make_folders(settings.log_file.parent, user)
+    except (privileges.WorkerUserError, OSError) as exc:
+        sys.stderr.write(f"error: {exc}\n")
+        return EXIT_BAD_SETTINGS
+    configure_logging(settings, (user.uid, user.gid) if user else None)
     try:
         nginx_bin = find_nginx(settings.nginx_bin)
     except FileNotFoundError as exc:
@@ -435,6 +511,6 @@ def nginx_run(
         return EXIT_BAD_SETTINGS
     try:
         return Launcher(settings, script).run(nginx_bin)
-    except RuntimeDirError as exc:
+    except (RuntimeDirError, BodyDiskError, privileges.WorkerUserError) as exc:
         sys.stderr.write(f"error: {exc}\n")
         return EXIT_BAD_SETTINGS

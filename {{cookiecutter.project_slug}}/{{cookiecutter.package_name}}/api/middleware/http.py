@@ -25,7 +25,7 @@ from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from ...control.log_safety import LOG_UNSAFE_RE, escape_for_log, summarize
+from ...control.log_safety import LOG_UNSAFE_RE, escape_for_log, redact_url_secrets, summarize
 from ...control.logs import request_id_ctx
 from ...control.metrics import RequestRecorder, route_template
 from ...errors import VqlError
@@ -81,10 +81,11 @@ def check_path(scope: Scope) -> bool:
 
 
 def path_for_log(scope: Scope) -> str:
-    """The path as the client sent it (percent-encoded), escaped for a log line."""
+    """The path as the client sent it (percent-encoded), escaped for a log line, with any
+    credential it carries hidden (a fragment's ``#access_token=``)."""
     raw = scope.get("raw_path")
     path = raw.decode("latin-1") if raw else scope["path"]
-    return escape_for_log(path)
+    return escape_for_log(redact_url_secrets(path))
 
 
 class _NewIds:
