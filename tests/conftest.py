@@ -71,7 +71,7 @@ LANES = {
     "bake": Lane("each combination of answers baked, linted, type-checked, booted", 230, False),
     "python312": Lane("the atom baked for Python 3.12: its checks and unit tests, on 3.12", 180),
     "container": Lane("the container lane: podman builds and runs the image", 180),
-    "upgrade": Lane("atoms over their lifetime: a throw-away template repository, cruft", 290),
+    "upgrade": Lane("atoms over their lifetime: a throw-away template repository, cruft", 150),
     "answers": Lane("hostile answers (quotes, backslashes, newlines, Chinese) bake clean", 135),
     "fuzz": Lane("the fuzz lane: schemathesis against a real server", 135),
     "add_model": Lane("a second route module with its own model, the README's way", 65),
