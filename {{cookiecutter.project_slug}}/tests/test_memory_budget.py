@@ -1,4 +1,5 @@
-"""The memory budget of the images: per request and per worker, checked before decoding."""
+"""The worker's memory account (memory.py): images per request, every door per worker,
+checked before allocating."""
 
 import base64
 import gc
@@ -17,6 +18,7 @@ from {{ cookiecutter.package_name }}.errors import VqlError
 from {{ cookiecutter.package_name }}.images import loader as loader_module
 from {{ cookiecutter.package_name }}.images.limits import ImageLimits
 from {{ cookiecutter.package_name }}.images.loader import ImageLoader
+from {{ cookiecutter.package_name }}.memory import MemoryAccount
 
 from .conftest import make_app, wait_ready
 
@@ -90,8 +92,7 @@ def test_the_sum_counts_every_source(make_settings: Callable[..., Settings], tmp
 
 def test_a_full_worker_waits_then_answers_503() -> None:
     """Images held by one request leave no room: the next waits, then gets 503 (code 511)."""
-    limits = ImageLimits(max_decoded_bytes=MIB, worker_decoded_bytes=MIB, budget_wait=0.3)
-    loader = ImageLoader(limits)
+    loader = ImageLoader(ImageLimits(max_decoded_bytes=MIB), MemoryAccount(MIB, wait=0.3))
     item = png(500, 500)  # 750,000 bytes decoded
     (held,) = loader.load("base64", [item])
     # The wait ends with one gc.collect(), whose cost grows with every object of this test
@@ -107,16 +108,16 @@ def test_a_full_worker_waits_then_answers_503() -> None:
         gc.unfreeze()
     assert 0.3 <= took < 3.0  # the wait, then one gc.collect()
     assert (error.value.code, error.value.status) == (511, 503)
-    assert "IMAGE_WORKER_DECODED_BYTES" in error.value.msg
+    assert error.value.headers == {"Retry-After": "1"}
+    assert "ATOM_MEMORY_BYTES" in error.value.msg
     del held  # its share goes back when the array is freed
-    assert loader.budget.in_use == 0
+    assert loader.account.in_use == 0
     assert loader.load("base64", [item])[0].shape == (500, 500, 3)
 
 
 def test_a_waiting_request_goes_on_when_room_is_made() -> None:
     """A request waiting for room is served as soon as another request's images are freed."""
-    limits = ImageLimits(max_decoded_bytes=MIB, worker_decoded_bytes=MIB, budget_wait=5)
-    loader = ImageLoader(limits)
+    loader = ImageLoader(ImageLimits(max_decoded_bytes=MIB), MemoryAccount(MIB, wait=5))
     item = png(500, 500)
     held = loader.load("base64", [item])
     threading.Timer(0.2, held.clear).start()
@@ -131,7 +132,7 @@ def test_a_failed_request_gives_its_share_back() -> None:
     corrupt = base64.b64encode(base64.b64decode(png(300, 300))[:-40]).decode()
     with pytest.raises(VqlError, match=r"^image 1: corrupt or truncated PNG"):
         loader.load("base64", [png(300, 300), corrupt, png(300, 300)])
-    assert loader.budget.in_use == 0
+    assert loader.account.in_use == 0
 
 
 def test_decodes_at_once_are_bounded(decodes: list[int]) -> None:
