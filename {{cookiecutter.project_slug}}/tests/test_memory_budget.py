@@ -8,19 +8,23 @@ import time
 import tracemalloc
 from collections.abc import Callable, Iterator
 
+import anyio
 import cv2
 import numpy as np
 import pytest
 from fastapi.testclient import TestClient
 
+from {{ cookiecutter.package_name }}.api.calls import predict
 from {{ cookiecutter.package_name }}.config import Settings
 from {{ cookiecutter.package_name }}.errors import VqlError
 from {{ cookiecutter.package_name }}.images import loader as loader_module
 from {{ cookiecutter.package_name }}.images.limits import ImageLimits
 from {{ cookiecutter.package_name }}.images.loader import ImageLoader
+from {{ cookiecutter.package_name }}.images.video import FRAMES_HELD, open_video
 from {{ cookiecutter.package_name }}.memory import MemoryAccount
 
 from .conftest import make_app, wait_ready
+from .videos import shaded_frames, write_video
 
 MIB = 1 << 20
 
@@ -157,3 +161,99 @@ def test_detect_answers_413_and_keeps_serving(settings: Settings) -> None:
         assert (reply.status_code, reply.json()["code"]) == (413, 501)
         small = {"data": [png(64, 48)], "src_type": "base64"}
         assert client.post(f"{prefix}/detect", json=small).json()["objects"] == [[]]
+
+
+def test_a_body_above_the_account_is_413_and_a_busy_worker_503(
+    make_settings: Callable[..., Settings],
+) -> None:
+    """A body is held from the account (twice its size) before it is read: above the whole
+    account 413, above what is free now 503 with Retry-After; nothing stays held after."""
+    settings = make_settings(atom_memory_bytes=16 * MIB)
+    prefix = settings.atom_api_prefix
+    with TestClient(make_app(settings)) as client:
+        wait_ready(client, prefix)
+        account = client.app.state.memory
+        body = {"data": [png(64, 48)], "src_type": "base64", "pad": "x" * (9 * MIB)}
+        reply = client.post(f"{prefix}/detect", json=body)
+        assert (reply.status_code, reply.json()["code"]) == (413, 501)
+        assert "ATOM_MEMORY_BYTES" in reply.json()["msg"]
+        with account.take(12 * MIB, "another request"):
+            body["pad"] = "x" * (3 * MIB)
+            reply = client.post(f"{prefix}/detect", json=body)
+            assert (reply.status_code, reply.json()["code"]) == (503, 511)
+            assert reply.headers["retry-after"] == "1"
+        del body["pad"]
+        assert client.post(f"{prefix}/detect", json=body).json()["objects"] == [[]]
+        assert account.in_use == 0
+
+
+def test_v2_bytes_images_draw_from_the_account(make_settings: Callable[..., Settings]) -> None:
+    """v2 BYTES images are decoded by the loader, within the account: 44 PNGs of 16
+    megapixels in one request are refused before any is decoded, with v2's error body."""
+    settings = make_settings(atom_memory_bytes=64 * MIB)
+    with TestClient(make_app(settings)) as client:
+        wait_ready(client, settings.atom_api_prefix)
+        tensor = {
+            "name": "image",
+            "datatype": "BYTES",
+            "shape": [44],
+            "data": [png(4096, 4096)] * 44,
+        }
+        reply = client.post("/v2/models/face/infer", json={"inputs": [tensor]})
+        assert reply.status_code == 413
+        assert set(reply.json()) == {"error"}
+        assert "IMAGE_MAX_DECODED_BYTES" in reply.json()["error"]
+        tensor.update(shape=[3], data=[png(1600, 1600)] * 3)  # 22 MiB: within the images' limit
+        reply = client.post("/v2/models/face/infer", json={"inputs": [tensor]})
+        assert reply.status_code == 413
+        assert "ATOM_MEMORY_BYTES" in reply.json()["error"]
+        tensor.update(shape=[1], data=[png(64, 48)])
+        assert client.post("/v2/models/face/infer", json={"inputs": [tensor]}).status_code == 200
+        assert client.app.state.memory.in_use == 0
+
+
+def test_the_model_working_set_is_held_while_it_runs() -> None:
+    """``predict`` holds the model's declared working set from the request's account, and
+    refuses a call that would not fit (413) without calling the model."""
+
+    class Model:
+        calls = 0
+
+        def predict_batch(self, items: list, factor: int) -> list:
+            Model.calls += 1
+            held.append(account.in_use)
+            return [item * factor for item in items]
+
+        def memory_estimate(self, items: list) -> int:
+            return len(items) * MIB
+
+    held: list[int] = []
+    account = MemoryAccount(4 * MIB)
+
+    async def call(count: int) -> list:
+        with account.request():
+            return await predict(Model(), list(range(count)), 2)
+
+    assert anyio.run(call, 3) == [0, 2, 4]
+    assert held == [3 * MIB]
+    with pytest.raises(VqlError) as error:
+        anyio.run(call, 5)
+    assert error.value.status == 413
+    assert "the model's working set" in error.value.msg
+    assert (Model.calls, account.in_use) == (1, 0)
+
+
+def test_a_video_holds_its_frames_until_closed(tmp_path) -> None:
+    """An opened video holds FRAMES_HELD decoded frames from the account until it is closed;
+    one that would not fit is refused before a frame is decoded."""
+    path = write_video(tmp_path / "clip.avi", shaded_frames([0, 0], size=(480, 640)))
+    frames = FRAMES_HELD * 480 * 640 * 3
+    loader = ImageLoader(ImageLimits(local_roots=(str(tmp_path),)), MemoryAccount(16 * MIB))
+    with open_video(loader, "local", str(path)) as video:
+        assert loader.account.in_use == frames
+        assert len(list(video.frames())) == 2
+    assert loader.account.in_use == 0
+    small = ImageLoader(ImageLimits(local_roots=(str(tmp_path),)), MemoryAccount(frames - 1))
+    with pytest.raises(VqlError, match=r"^video: the video's frames would take") as error:
+        open_video(small, "local", str(path))
+    assert error.value.status == 413
