@@ -9,7 +9,7 @@ Prints two tables.
    number of requests. Target: the atom grows by less than 5%.
 2. Every door that takes input (detect base64, url, local, mmap; the video stream; v2
    JSON, binary UINT8 and binary BYTES; batched detect), each sent the worst request the
-   default limits allow (the demo model, ATOM_MEMORY_BYTES 640 MiB), alone and 8 at once,
+   default limits allow (the demo model, ATOM_MEMORY_BYTES 512 MiB), alone and 8 at once,
    each on a fresh ``python server.py``: the replies, its peak RSS (VmHWM) and the
    slowest ping answered meanwhile. Target: under 1 GiB, no server killed, every ping
    within 100 ms.
@@ -53,7 +53,7 @@ MIB = 1 << 20
 TARGET_PEAK_MIB = 1024  # per worker, whatever it is sent (the container allows 2 GiB)
 CONCURRENT = 8
 DOOR_SIDE = 2048  # the demo model holds 60 bytes per pixel: 240 MiB for one such photo
-DOOR_IMAGES = 8  # 96 MiB decoded, the model's 240 MiB and the body within the 640 MiB
+DOOR_IMAGES = 8  # 96 MiB decoded, the model's 240 MiB and the body within the 512 MiB
 
 
 def load(url: str, body: bytes, count: int) -> tuple[int, int]:
@@ -301,6 +301,7 @@ def doors_table(project: Path, workdir: Path) -> list[str]:
             "IMAGE_URL_ALLOWED_NETWORKS": "127.0.0.1/32",
         }
         for door, (what, request) in door_requests(project, files, base, folder).items():
+            print(f"{door}...", file=sys.stderr, flush=True)
             alone = run_door(project, env, request, 1)
             many = run_door(project, env, request, CONCURRENT)
             peak = max(alone["peak"], many["peak"])

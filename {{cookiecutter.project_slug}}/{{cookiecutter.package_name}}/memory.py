@@ -7,8 +7,8 @@ memory is taken, by whatever takes it:
   the bytes and what parsing them makes;
 - encoded images: base64-decoded bytes, files read, URL downloads chunk by chunk
   (``images/``), a downloaded video's memory file (``images/video.py``);
-- decoded images (width x height x 3, from the header) and mmap or shm frames, and one
-  frame of a video;
+- decoded images (width x height x 3, from the header), mmap or shm frames, and the
+  decoded frames of an open video;
 - v2 tensors: the parse of the JSON part, decompressed bodies, ``BYTES`` elements and the
   images they hold (``api/v2/``);
 - the model's working set for a call (``model_memory``): what the model's
@@ -24,7 +24,6 @@ it. Outside a request (``lib.load_image``, jobs) each hold stands alone.
 """
 
 import contextvars
-import gc
 import threading
 import time
 import weakref
@@ -35,7 +34,7 @@ from typing import Any
 from .errors import VqlError
 
 MIB = 1 << 20
-DEFAULT_BYTES = 640 * MIB  # ATOM_MEMORY_BYTES: one worker in a 2 GiB container, with room
+DEFAULT_BYTES = 512 * MIB  # ATOM_MEMORY_BYTES: a worker peaks under 1 GiB (BENCHMARKS.md)
 DEFAULT_MODEL_FACTOR = 2  # a model's working set, in bytes of its items, when not declared
 BUSY_CODE = 511  # "processing failed", sent with 503: the caller may retry
 TOO_LARGE_CODE = 501
@@ -131,9 +130,7 @@ class MemoryAccount:
                 f" above the worker's memory of {mib(self.total)} (ATOM_MEMORY_BYTES)",
                 status=413,
             )
-        if not self._acquire(nbytes, self.wait if wait else 0.0) and not (
-            wait and self._acquire_after_collect(nbytes)
-        ):
+        if not self._acquire(nbytes, self.wait if wait else 0.0):
             raise VqlError(
                 BUSY_CODE,
                 f"the worker's memory (ATOM_MEMORY_BYTES, {mib(self.total)}) is taken by other"
@@ -159,11 +156,6 @@ class MemoryAccount:
             self.in_use += nbytes
             self.peak = max(self.peak, self.in_use)
         return True
-
-    def _acquire_after_collect(self, nbytes: int) -> bool:
-        """Memory held only by reference cycles is freed by a collection: try once more."""
-        gc.collect()
-        return self._acquire(nbytes, 0.05)
 
     def give_back(self, nbytes: int) -> None:
         """Return ``nbytes`` and wake the doors waiting for room."""

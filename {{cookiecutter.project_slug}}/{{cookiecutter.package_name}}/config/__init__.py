@@ -139,7 +139,7 @@ class Settings(BaseSettings):
     atom_max_body_bytes: int = Field(ImageLimits.max_bytes, ge=1024)
     # The memory a worker's requests may hold at once, every door counted (memory.py):
     # bodies, images, downloads, videos, v2 tensors, the model's working set. With N
-    # workers a container needs N x (ATOM_MEMORY_BYTES + 384 MiB) (docs/security.md).
+    # workers a container needs N x (ATOM_MEMORY_BYTES + 512 MiB) (docs/security.md).
     atom_memory_bytes: int = Field(memory.DEFAULT_BYTES, ge=16 * memory.MIB)
     docs_switch: Bool = True
     profiling: Bool = False
