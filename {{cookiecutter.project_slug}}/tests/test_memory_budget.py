@@ -249,3 +249,16 @@ def test_a_video_holds_its_frames_until_closed(tmp_path) -> None:
     with pytest.raises(VqlError, match=r"^video: the video's frames would take") as error:
         open_video(small, "local", str(path))
     assert error.value.status == 413
+
+
+def test_an_image_kept_after_its_request_stays_counted() -> None:
+    """What a request held only for its work goes back when it ends; an image still alive
+    after it (a cycle, a cache) keeps its share until it is freed."""
+    account = MemoryAccount(64 * MIB)
+    loader = ImageLoader(ImageLimits(), account)
+    with account.request():
+        account.take(MIB, "a buffer")
+        (image,) = loader.load("base64", [png(500, 500)])
+    assert account.in_use == 500 * 500 * 3
+    del image
+    assert account.in_use == 0

@@ -17,10 +17,10 @@ memory is taken, by whatever takes it:
 A request whose holds together would pass the whole account is refused at once: 413
 (code 501). One that would fit an empty account but not what the worker's other requests
 hold now gets 503 with ``Retry-After`` (code 511); a door running in a thread first waits
-up to ``wait`` seconds for room. A hold is given back when its memory is freed (an image
-when its array is collected, a buffer when its door is done) and, at the latest, when
-its request ends (``MemoryAccount.request``): nothing a request reserved stays held after
-it. Outside a request (``lib.load_image``, jobs) each hold stands alone.
+up to ``wait`` seconds for room. A hold is given back when its memory is freed: an image
+when its array is collected (``Hold.attach``), anything else when its door is done or, at
+the latest, when its request ends (``MemoryAccount.request``). Outside a request
+(``lib.load_image``, jobs) each hold stands alone.
 """
 
 import contextvars
@@ -65,12 +65,13 @@ class Hold:
     """Bytes taken from the account, given back once (``release``, or when an object
     it is attached to is freed, or when its request ends)."""
 
-    __slots__ = ("__weakref__", "account", "nbytes", "tab")
+    __slots__ = ("__weakref__", "account", "attached", "nbytes", "tab")
 
     def __init__(self, account: "MemoryAccount", nbytes: int, tab: Tab | None) -> None:
         self.account = account
         self.nbytes = nbytes
         self.tab = tab
+        self.attached = False
 
     def release(self) -> None:
         """Give the bytes back (again: nothing)."""
@@ -95,7 +96,10 @@ class Hold:
         return parts
 
     def attach(self, obj: Any) -> Any:
-        """Give the bytes back when ``obj`` is freed (or its request ends); returns it."""
+        """Give the bytes back when ``obj`` is freed, not before (even after its request:
+        an image kept alive, by a reference cycle or a cache, still takes its memory);
+        returns it."""
+        self.attached = True
         weakref.finalize(obj, self.release)
         return obj
 
@@ -173,7 +177,7 @@ class MemoryAccount:
         finally:
             _tab.reset(token)
             with tab.lock:
-                holds = list(tab.holds)
+                holds = [hold for hold in tab.holds if not hold.attached]
             for hold in holds:
                 hold.release()
 

@@ -145,7 +145,22 @@ def run_inference(
     state: V2State, model_name: str, model: Any, *, body: bytes, headers: Any, limit: int
 ) -> Response:
     """Decompress, parse (once), infer and encode, in a worker thread: nothing of it on
-    the event loop."""
+    the event loop. A refusal is answered here: an exception carried back to the event
+    loop keeps the frames of this thread, with their tensors and images, alive until a
+    garbage collection (the memory account saw them as held, rightly)."""
+    try:
+        return _inference(state, model_name, model, body=body, headers=headers, limit=limit)
+    except V2Error as exc:
+        logger.info("v2 infer %s -> %d %s", model_name[:MAX_SHOWN], exc.status, exc.msg)
+        return error(exc.msg, exc.status)
+    except VqlError as exc:
+        logger.info("v2 infer %s -> %d %s", model_name[:MAX_SHOWN], exc.status, exc.msg)
+        return error(exc.msg, exc.status, exc.headers)
+
+
+def _inference(
+    state: V2State, model_name: str, model: Any, *, body: bytes, headers: Any, limit: int
+) -> Response:
     signature = state.signatures[model_name]
     body = decompress(body, headers.get("content-encoding"), limit)
     parsed = parse_infer_request(body, headers.get(HEADER_LENGTH))
