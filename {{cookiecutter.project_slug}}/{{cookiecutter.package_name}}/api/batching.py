@@ -485,10 +485,14 @@ class BatchedModel:
             logger.info("client gone: its items leave the queue of %r", self._batcher.name)
 
     def release(self) -> None:
-        """The route returned: stop watching; withdraw if it never submitted."""
+        """The route returned: stop watching; withdraw if it never submitted. Nothing of
+        the request stays reachable from here (the watcher and this object referred to
+        each other: its items lived until a garbage collection)."""
         self._released = True
+        self._pending = None
         if self._watcher is not None:
             self._watcher.cancel()
+            self._watcher = None
         if not self._submitted:
             self._submitted = True
             self._batcher.withdraw()
