@@ -29,7 +29,7 @@ BENCHMARKS = (
     ("stack", "bench_stack.py", "Stack overhead: the atom against bare FastAPI"),
     ("choices", "bench_choices.py", "Runtime choices against their alternatives"),
     ("boot", "bench_boot.py", "Cold start, import, bake time and footprint"),
-    ("memory", "bench_memory.py", "Memory after 10,000 requests"),
+    ("memory", "bench_memory.py", "Memory"),
     ("batching", "bench_batching.py", "Dynamic batching: a model bound by reading its weights"),
     ("workers", "bench_workers.py", "Workers that scale: a CPU-bound detect on 1..N workers"),
     ("peer", "bench_peer.py", "The peers, side by side: LitServe, BentoML, Ray Serve"),

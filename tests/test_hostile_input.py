@@ -21,7 +21,9 @@ import sys
 import tempfile
 import threading
 import time
+import urllib.error
 import urllib.parse
+import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from multiprocessing import shared_memory
@@ -47,7 +49,9 @@ SIGNED_URL = (
     "&key=ksecret5&access_token=tsecret6"
 )
 CLIENT_TIMEOUT = 2  # ATOM_CLIENT_TIMEOUT of the lane, for the 408
-WORKER_PEAK_MIB = 768  # each worker's peak RSS (VmHWM) through every attack
+MIB = 1 << 20
+ACCOUNT_MIB = 384  # ATOM_MEMORY_BYTES of the lane's workers
+WORKER_PEAK_MIB = ACCOUNT_MIB + 512  # peak RSS (VmHWM): the account plus the worker's own
 NGINX_MIB = 64  # nginx's RSS, all processes, with 100 uploads stalled
 STALLED_UPLOADS = 100
 UPLOAD_BYTES = 7_500_000
@@ -191,6 +195,7 @@ def lane(default_atom: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterat
             "IMAGE_URL_HOSTS": "localhost,allowed.test",
             "IMAGE_URL_ALLOWED_NETWORKS": "127.0.0.1/32,::1/128",
             "IMAGE_URL_TIMEOUT": "1",
+            "ATOM_MEMORY_BYTES": str(ACCOUNT_MIB * MIB),
         },
     )
     try:
@@ -217,6 +222,77 @@ def test_memory_bombs_are_refused_before_decoding(lane: Lane, pids: dict[int, in
     assert (status, reply["code"]) == (413, 501)
     assert "IMAGE_MAX_DECODED_BYTES" in reply["msg"]
     assert time.monotonic() - started < 10
+
+
+def post_at_once(lane: Lane, attack: str, path: str, bodies: list[tuple[bytes, dict]]) -> list:
+    """POST raw bodies at the same time; each (status, reply). A 503 must carry Retry-After
+    (the worker was busy, not broken) and is not recorded; every other status is."""
+    replies: list[tuple[int, object]] = []
+
+    def one(data: bytes, headers: dict) -> None:
+        request = urllib.request.Request(lane.atom.url(path), data, headers, method="POST")
+        try:
+            with urllib.request.urlopen(request, timeout=60) as response:
+                status, raw, retry = response.status, response.read(), None
+        except urllib.error.HTTPError as error:
+            status, raw, retry = error.code, error.read(), error.headers.get("retry-after")
+        if status == 503:
+            assert retry == "1", (attack, raw)
+        else:
+            lane.statuses.append((attack, status))
+        replies.append((status, json.loads(raw)))
+
+    threads = [threading.Thread(target=one, args=body) for body in bodies]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(120)
+    return replies
+
+
+def v2_body(inputs: list[dict], binary: bytes = b"") -> tuple[bytes, dict]:
+    """A v2 infer body and its headers (binary tensors after the JSON part)."""
+    document = json.dumps({"inputs": inputs}).encode()
+    headers = {"Content-Type": "application/json"}
+    if binary:
+        headers["Inference-Header-Content-Length"] = str(len(document))
+    return document + binary, headers
+
+
+V2 = "/v2/models/face/infer"
+
+
+def test_the_new_doors_stay_within_the_account(lane: Lane) -> None:
+    """v2 BYTES images, v2 JSON parses, v2 binary pixels and endless downloads, alone and
+    concurrent, draw from the workers' ATOM_MEMORY_BYTES: 413 or 503 + Retry-After, never a
+    killed worker (test_after_the_attacks checks peaks and pids)."""
+    bomb = {"name": "image", "datatype": "BYTES", "shape": [44], "data": [png_b64(4096, 4096)] * 44}
+    ((status, reply),) = post_at_once(lane, "v2 44 PNGs", V2, [v2_body([bomb])])
+    assert status == 413 and set(reply) == {"error"}, reply
+    five = {**bomb, "shape": [5], "data": bomb["data"][:5]}  # 240 MiB decoded, model 1 GiB
+    for status, reply in post_at_once(lane, "v2 5 PNGs x8", V2, [v2_body([five])] * 8):
+        assert status in (413, 503) and set(reply) == {"error"}, reply
+    empty = b'{"inputs": [{"name": "image", "datatype": "BYTES", "shape": [1], "data": ['
+    empty += b"[]," * (16 * MIB // 3) + b'"x"]}]}'
+    started = time.monotonic()
+    ((status, reply),) = post_at_once(lane, "v2 empty arrays", V2, [(empty, {})])
+    assert status == 413 and "ATOM_MEMORY_BYTES" in reply["error"], reply
+    assert time.monotonic() - started < 10
+    side = 1024
+    pixels = {"name": "image", "datatype": "UINT8", "shape": [2, side, side, 3]}
+    pixels["parameters"] = {"binary_data_size": 2 * side * side * 3}
+    body = v2_body([pixels], bytes(2 * side * side * 3))
+    assert {status for status, _ in post_at_once(lane, "v2 pixels x8", V2, [body] * 8)} <= {
+        200,
+        503,
+    }
+    port = lane.stub.base.rsplit(":", 1)[1]
+    endless = json.dumps({"data": [f"http://localhost:{port}/endless"] * 16, "src_type": "url"})
+    headers = {"Content-Type": "application/json"}
+    for status, reply in post_at_once(
+        lane, "16 endless x4", "/detect", [(endless.encode(), headers)] * 4
+    ):
+        assert status in (400, 413, 503), reply
 
 
 def test_url_tricks_and_slow_servers(lane: Lane) -> None:

@@ -4,6 +4,7 @@ failure, waits past its deadline or stays queued once its client left (api/batch
 import socket
 import threading
 import time
+import weakref
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from typing import Annotated
@@ -26,6 +27,7 @@ from {{ cookiecutter.package_name }}.errors import VqlError
 from .conftest import free_port, wait_ready
 
 POISON = -1
+EXIT = -2
 
 
 class Items(BaseModel):
@@ -59,6 +61,8 @@ class Gated:
         time.sleep(self.delay)
         if POISON in items:
             raise VqlError(511, "poisoned item")
+        if EXIT in items:
+            raise SystemExit(3)  # a BaseException, not an Exception
         return [item * factor for item in items]
 
 
@@ -157,6 +161,50 @@ def test_a_poisoned_item_fails_only_its_request(build, prefix) -> None:
             assert reply.json()["out"] == [body[0] * 10]
     assert len(model.calls[1]) == 8  # the whole batch was tried first, then split
     assert all(POISON not in call for call in model.calls if len(call) == 1)
+
+
+def test_a_base_exception_fails_only_its_request(build, prefix) -> None:
+    """A model raising SystemExit fails its own request (500), not its neighbours, and the
+    batch thread lives on."""
+    client, model = build(Gated(hold=True), Batching(max_size=16, max_wait_ms=0))
+    bodies = [[1], [2, EXIT], [3]]
+    with ThreadPoolExecutor(4) as pool:
+        first = pool.submit(post, client, prefix, [0])
+        assert model.entered.wait(5)
+        futures = [pool.submit(post, client, prefix, body) for body in bodies]
+        wait_until(lambda: batcher_of(client).depth == 4)
+        model.release.set()
+        replies = [future.result(10) for future in futures]
+    assert first.result().status_code == 200
+    assert [reply.status_code for reply in replies] == [200, 500, 200]
+    assert replies[1].json()["msg"] == "Internal Server Error"
+    assert [replies[0].json()["out"], replies[2].json()["out"]] == [[10], [30]]
+    assert post(client, prefix, [4]).json()["out"] == [40]  # the thread is alive
+
+
+class Item:
+    """An item whose life a test can watch (a weak reference)."""
+
+
+def test_the_batch_thread_keeps_nothing_between_batches() -> None:
+    """Once a request has its results, neither its items nor its results stay alive in the
+    idle batch thread."""
+
+    class Model:
+        def predict_batch(self, items: list[Item]) -> list[Item]:
+            return [Item() for _ in items]
+
+    batcher = Batcher("watched", Model(), Batching(max_size=4, max_wait_ms=0), timeout=5)
+    batcher.start()
+    try:
+        items = [Item(), Item()]
+        pending = batcher.submit(items, (), {}, announced=False)
+        results = batcher.wait(pending)
+        watched = [weakref.ref(obj) for obj in (*items, *results)]
+        del items, pending, results
+        assert [ref() for ref in watched] == [None] * 4
+    finally:
+        batcher.stop()
 
 
 def test_requests_with_other_arguments_are_not_mixed(build, prefix) -> None:

@@ -117,6 +117,29 @@ def test_slow_downloads_do_not_hold_up_other_inputs(
     assert elapsed < 2.0  # the downloads hold their threads for 3 s
 
 
+def test_one_request_cannot_take_every_download_thread(
+    make_loader: Callable[..., ImageLoader], stub: Stub
+) -> None:
+    """A request of 16 slow URLs downloads 4 at a time: another request's URL is fetched at
+    once, not after the slow ones."""
+    loader = make_loader(image_url_allowed_networks="127.0.0.1/32", image_url_timeout=3)
+
+    def slow_request() -> None:
+        with pytest.raises(VqlError):
+            loader.load("url", [stub.url("/slow-headers")] * 16)
+
+    slow = threading.Thread(target=slow_request)
+    slow.start()
+    time.sleep(0.3)
+    started = time.monotonic()
+    (image,) = loader.load("url", [stub.url("/blank.png")])
+    elapsed = time.monotonic() - started
+    slow.join(10)
+    assert image.shape == (48, 64, 3)
+    assert elapsed < 2.0  # the slow downloads hold their threads for 3 s
+    assert stub.hits["/slow-headers"] == 4  # the deadline ended the request's first four
+
+
 def test_a_request_downloads_no_more_than_its_body_could_carry(
     make_loader: Callable[..., ImageLoader], stub: Stub
 ) -> None:

@@ -189,6 +189,7 @@ BEYOND = (
     b'{"inputs": [{"name": "image", "datatype": "UINT8", "shape": [1, 1, 3],'
     b' "parameters": {"binary_data_size": 9}}]}'
 )
+LENGTH = "Inference-Header-Content-Length must be a length within the body"
 BAD_REQUESTS = {
     "not JSON": (b"{", {}, 400, "the request's JSON part is not valid JSON"),
     "no inputs": (b'{"inputs": []}', {}, 400, "inputs must be a non-empty list"),
@@ -244,7 +245,46 @@ BAD_REQUESTS = {
         "unknown output 'masks'",
     ),
     "encoding": (b"{}", {"content-encoding": "br"}, 415, "Content-Encoding 'br' is not supported"),
+    "huge shape": (
+        b'{"inputs": [{"name": "image", "datatype": "UINT8", "data": [],'
+        b' "shape": [0, 4611686018427387904, 4611686018427387904]}]}',
+        {},
+        413,
+        "input 'image': shape [0, 4611686018427387904, 4611686018427387904] is too large",
+    ),
+    "100 dimensions": (
+        b'{"inputs": [{"name": "image", "datatype": "UINT8", "data": [1], "shape": ['
+        + b", ".join([b"1"] * 100)
+        + b"]}]}",
+        {},
+        400,
+        "input 'image': 100 dimensions, at most 32",
+    ),
+    "negative dimension": (
+        b'{"inputs": [{"name": "image", "datatype": "UINT8", "shape": [-1, 3], "data": []}]}',
+        {},
+        400,
+        "input 'image': shape must be a list of non-negative integers",
+    ),
+    "non-ASCII length": (
+        b"{}",
+        {"inference-header-content-length": "\u00b2".encode()},
+        400,
+        LENGTH,
+    ),
+    "5000-digit length": (b"{}", {"inference-header-content-length": "9" * 5000}, 400, LENGTH),
+    "negative length": (b"{}", {"inference-header-content-length": "-1"}, 400, LENGTH),
 }
+
+
+@pytest.mark.parametrize("value", ["\u00b2", "\u0661", "9" * 5000, "-1", "+1", " ", "1e3"])
+def test_malformed_header_lengths_are_400(value: str) -> None:
+    """Inference-Header-Content-Length holds ASCII digits only, a length within the body
+    (a superscript two and an Arabic-Indic one are digits to Python; 5000 digits are
+    beyond int())."""
+    with pytest.raises(V2Error) as error:
+        parse_request(b"{}", value)
+    assert (error.value.status, error.value.msg) == (400, LENGTH)
 
 
 @pytest.mark.parametrize("case", sorted(BAD_REQUESTS))

@@ -7,6 +7,7 @@ included, which proxies and clients mishandle). The codes are ``linker_atom``'s;
 Chinese messages and constants are in the compatibility package (``lib/exception.py``).
 """
 
+from collections.abc import Mapping
 from http import HTTPStatus
 from typing import Any, NamedTuple
 
@@ -58,8 +59,9 @@ class VqlError(Exception):
     """An error the caller sees as ``{"code": code, "msg": msg, "data": data}``.
 
     ``msg`` defaults to the code's message; pass one to say more (for example which
-    image failed). ``status`` overrides the HTTP status of the table. ``status_code`` and
-    ``detail`` are ``linker_atom``'s names for ``code`` and ``msg``.
+    image failed). ``status`` overrides the HTTP status of the table; ``headers`` go with
+    the reply (``Retry-After``). ``status_code`` and ``detail`` are ``linker_atom``'s names
+    for ``code`` and ``msg``.
     """
 
     def __init__(
@@ -71,6 +73,7 @@ class VqlError(Exception):
         status: int | None = None,
         status_code: int | None = None,
         detail: str | None = None,
+        headers: Mapping[str, str] | None = None,
     ) -> None:
         code = code if status_code is None else status_code
         msg = msg if detail is None else detail
@@ -79,6 +82,7 @@ class VqlError(Exception):
         self.msg = msg or kind.msg
         self.data = data
         self.status = int(status or kind.status)
+        self.headers = headers
         super().__init__(self.msg)
 
     @property

@@ -11,6 +11,8 @@ needs from here, plus its bodies from ``api.schema``::
   needs (``Annotated[MyModel, Model("name")]``; ``api/dependencies.py``).
 - ``load_images``, ``predict``: the blocking work of an ``async def`` route, off the event
   loop (``api/calls.py``); ``Batching``: how a model takes batches (``api/batching.py``).
+  A model class may say what one call costs, ``memory_estimate(items) -> int`` (bytes):
+  it is held from the worker's ATOM_MEMORY_BYTES while the call runs (``memory.py``).
 - ``Event``: one event of a streamed route (``api/streaming.py``); ``open_video``: the
   frames of a video item (``images/video.py``).
 - ``VqlError``: an error the caller sees, ``{"code", "msg", "data"}`` (``errors.py``).

@@ -12,6 +12,7 @@ from ..config.logger import configure_logging
 from ..control.metrics import Metrics
 from ..control.scheduler import Job
 from ..images.loader import ImageLoader, set_default_loader
+from ..memory import MemoryAccount, set_default_account
 from . import guards, route
 from .batching import Batching
 from .dependencies import AssignedModelIds
@@ -87,11 +88,13 @@ def get_app(
         observer=app.state.metrics.batches if app.state.metrics is not None else None,
     )
     app.state.model_ids = AssignedModelIds(settings.model_id_list)
-    app.state.image_loader = ImageLoader(settings.image_limits())
+    app.state.memory = MemoryAccount(settings.atom_memory_bytes)
+    set_default_account(app.state.memory)  # for code outside a request (lib.load_image)
+    app.state.image_loader = ImageLoader(settings.image_limits(), app.state.memory)
     set_default_loader(app.state.image_loader)  # for code outside a request (lib.load_image)
     app.state.jobs = jobs.JOBS if periodic_jobs is None else periodic_jobs
     recorder = app.state.metrics.recorder if app.state.metrics is not None else None
-    install_error_handling(app, settings.atom_max_body_bytes, recorder)
+    install_error_handling(app, settings.atom_max_body_bytes, recorder, app.state.memory)
     install_routers(app, routers, settings)
     if settings.v2_switch:
         install_v2(app, routers, settings)  # Open Inference Protocol v2, for every model

@@ -43,6 +43,8 @@ from typing import Any, Protocol
 
 from fastapi import HTTPException, Request
 
+from ..memory import Hold, current_account, model_memory
+
 logger = logging.getLogger(__name__)
 
 RETRY_AFTER = "1"  # seconds, in the 503 of a full queue or a missed deadline
@@ -121,6 +123,17 @@ class _Pending:
                 self.future.set_result(result or [])
             else:
                 self.future.set_exception(error)
+
+
+def _plain(exc: BaseException) -> Exception:
+    """What a request gets for an error of its batch: an ``Exception`` as raised; any other
+    ``BaseException`` (``SystemExit``, ``KeyboardInterrupt``...) as a ``RuntimeError``,
+    a failure of that request alone (its route answers the 500 envelope)."""
+    if isinstance(exc, Exception):
+        return exc
+    error = RuntimeError(f"the model raised {type(exc).__name__}")
+    error.__cause__ = exc
+    return error
 
 
 def _call_key(args: tuple, kwargs: dict) -> Hashable:
@@ -247,12 +260,19 @@ class Batcher:
     # The batch thread ------------------------------------------------------------
 
     def _run(self) -> None:
-        while True:
-            batch = self._next_batch()
-            if batch is None:
-                return
-            if batch:
-                self._run_batch(batch)
+        while self._run_next():
+            pass
+
+    def _run_next(self) -> bool:
+        """Wait for the next batch and run it; False once stopped. A call of its own, so
+        that nothing of a batch (its items, its results) stays alive while the thread
+        waits for the next one."""
+        batch = self._next_batch()
+        if batch is None:
+            return False
+        if batch:
+            self._run_batch(batch)
+        return True
 
     def _next_batch(self) -> list[_Pending] | None:
         """Wait for a batch to start (None once stopped); [] when all were dropped."""
@@ -317,7 +337,7 @@ class Batcher:
             self._solve(batch)
         except BaseException as exc:  # noqa: BLE001 - the thread must outlive any error
             for pending in batch:
-                pending.settle(error=exc)
+                pending.settle(error=_plain(exc))
 
     def _solve(self, batch: list[_Pending]) -> None:
         """Run a batch; if it fails, split it until only the failing requests get the error."""
@@ -325,9 +345,10 @@ class Batcher:
         first = batch[0]
         try:
             results = self._call_in_chunks(items, first.args, first.kwargs)
-        except Exception as exc:  # noqa: BLE001 - whatever the model raises goes to its caller
+        except BaseException as exc:  # noqa: BLE001 - whatever the model raises goes to its caller
+            del items  # not kept alive by the halves below
             if len(batch) == 1:
-                first.settle(error=exc)
+                first.settle(error=_plain(exc))
                 return
             logger.info(
                 "a batch of %d requests for %r failed (%s): splitting it",
@@ -402,29 +423,49 @@ class BatchedModel:
 
     def _predict(self, items: Sequence, *args: Any, **kwargs: Any) -> list:
         """The batch method for ``def`` routes: blocks until the request's results are in."""
-        pending = self._submit(items, args, kwargs)
-        return [] if pending is None else self._batcher.wait(pending)
+        pending, hold = self._submit(items, args, kwargs, on_loop=False)
+        with hold:
+            return [] if pending is None else self._batcher.wait(pending)
 
     async def batch(self, items: Sequence, *args: Any, **kwargs: Any) -> list:
         """The batch method for ``async def`` routes: ``await model.batch(frames, ...)``."""
-        pending = self._submit(items, args, kwargs)
-        return [] if pending is None else await self._batcher.wait_async(pending)
+        on_loop = threading.get_ident() == self._thread
+        pending, hold = self._submit(items, args, kwargs, on_loop=on_loop)
+        with hold:
+            return [] if pending is None else await self._batcher.wait_async(pending)
 
-    def _submit(self, items: Sequence, args: tuple, kwargs: dict) -> _Pending | None:
+    def _submit(
+        self, items: Sequence, args: tuple, kwargs: dict, *, on_loop: bool
+    ) -> tuple[_Pending | None, Hold]:
+        """Queue the items, the model's working set for them held from the request's
+        memory (``memory.py``) until their results are in."""
         items = list(items)
         announced = not self._submitted
         self._submitted = True
+        account = current_account()
         if not items:
             if announced:
                 self._batcher.withdraw()
-            return None
-        pending = self._pending = self._batcher.submit(items, args, kwargs, announced=announced)
+            return None, account.take(0, "nothing")
+        try:
+            size = model_memory(self._batcher.model, items)
+            hold = account.take(size, "the model's working set", wait=not on_loop)
+        except BaseException:
+            if announced:
+                self._batcher.withdraw()
+            raise
+        try:
+            pending = self._batcher.submit(items, args, kwargs, announced=announced)
+        except BaseException:
+            hold.release()
+            raise
+        self._pending = pending
         if self._watcher is None:
             if threading.get_ident() == self._thread:
                 self._watch()
             else:
                 self._loop.call_soon_threadsafe(self._watch)
-        return pending
+        return pending, hold
 
     def _watch(self) -> None:
         """Start watching the connection (on the loop), unless the route already returned."""
@@ -444,10 +485,14 @@ class BatchedModel:
             logger.info("client gone: its items leave the queue of %r", self._batcher.name)
 
     def release(self) -> None:
-        """The route returned: stop watching; withdraw if it never submitted."""
+        """The route returned: stop watching; withdraw if it never submitted. Nothing of
+        the request stays reachable from here (the watcher and this object referred to
+        each other: its items lived until a garbage collection)."""
         self._released = True
+        self._pending = None
         if self._watcher is not None:
             self._watcher.cancel()
+            self._watcher = None
         if not self._submitted:
             self._submitted = True
             self._batcher.withdraw()

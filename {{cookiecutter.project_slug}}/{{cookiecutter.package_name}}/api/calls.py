@@ -14,6 +14,7 @@ from typing import Any
 from starlette.concurrency import run_in_threadpool
 
 from ..images.loader import ImageLoader
+from ..memory import current_account, model_memory
 from .batching import BatchedModel
 
 
@@ -30,10 +31,18 @@ async def predict(model: Any, items: Sequence, *args: Any, **kwargs: Any) -> lis
     """The model's ``predict_batch(items, ...)``: one result per item, in order.
 
     A model that batches queues the items with those of other requests (its own thread
-    runs the call); any other model runs in the thread pool. No items, no call.
+    runs the call); any other model runs in the thread pool. Either way the model's
+    working set for the items (``memory.model_memory``) is held from the request's
+    memory while it runs. No items, no call.
     """
     if not items:
         return []
     if isinstance(model, BatchedModel):
         return await model.batch(items, *args, **kwargs)
-    return await run_in_threadpool(model.predict_batch, items, *args, **kwargs)
+    return await run_in_threadpool(_predict_held, model, items, args, kwargs)
+
+
+def _predict_held(model: Any, items: Sequence, args: tuple, kwargs: dict) -> list:
+    """``predict_batch`` with the model's working set held from the request's memory."""
+    with current_account().take(model_memory(model, items), "the model's working set"):
+        return model.predict_batch(items, *args, **kwargs)

@@ -29,7 +29,7 @@ from pydantic import (
 )
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
-from .. import about
+from .. import about, memory
 from ..control import threads
 from ..control.meta import ServingMeta, parse_meta
 from ..images.limits import ImageLimits
@@ -137,6 +137,10 @@ class Settings(BaseSettings):
     atom_title: str = about.PROJECT_NAME
     atom_desc: str = about.PROJECT_DESCRIPTION
     atom_max_body_bytes: int = Field(ImageLimits.max_bytes, ge=1024)
+    # The memory a worker's requests may hold at once, every door counted (memory.py):
+    # bodies, images, downloads, videos, v2 tensors, the model's working set. With N
+    # workers a container needs N x (ATOM_MEMORY_BYTES + 512 MiB) (docs/security.md).
+    atom_memory_bytes: int = Field(memory.DEFAULT_BYTES, ge=16 * memory.MIB)
     docs_switch: Bool = True
     profiling: Bool = False
 
@@ -170,7 +174,6 @@ class Settings(BaseSettings):
     image_max_bytes: int = Field(0, ge=0)  # 0: ATOM_MAX_BODY_BYTES
     image_max_pixels: int = Field(ImageLimits.max_pixels, ge=1)
     image_max_decoded_bytes: int = Field(ImageLimits.max_decoded_bytes, ge=1)
-    image_worker_decoded_bytes: int = Field(ImageLimits.worker_decoded_bytes, ge=1)
     image_max_decodes: int = Field(ImageLimits.max_decodes, ge=1, le=64)
     image_url_timeout: float = Field(ImageLimits.url_timeout, gt=0, le=600)
     image_url_retries: int = Field(ImageLimits.url_retries, ge=0, le=10)
@@ -237,7 +240,6 @@ class Settings(BaseSettings):
             max_request_bytes=self.atom_max_body_bytes,
             max_pixels=self.image_max_pixels,
             max_decoded_bytes=self.image_max_decoded_bytes,
-            worker_decoded_bytes=self.image_worker_decoded_bytes,
             max_decodes=self.image_max_decodes,
             url_timeout=self.image_url_timeout,
             url_retries=self.image_url_retries,

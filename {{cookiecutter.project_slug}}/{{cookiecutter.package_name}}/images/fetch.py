@@ -31,7 +31,7 @@ import re
 import socket
 import threading
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
 from functools import cached_property, lru_cache
@@ -375,25 +375,34 @@ class UrlFetcher:
         url: object,
         deadline: Deadline | None = None,
         allowance: ByteAllowance | None = None,
+        sink: Callable[[bytes], object] | None = None,
     ) -> bytearray:
         """The body of ``url`` (following checked redirects); ``VqlError`` on any failure.
 
         ``deadline`` (IMAGE_URL_TIMEOUT from now by default) bounds the whole download;
-        ``allowance`` counts its bytes with those of the request's other items.
+        ``allowance`` counts and holds its bytes with those of the request's other items,
+        each chunk before it is kept; ``sink``, when given, takes the chunks instead of
+        the returned buffer (which stays empty).
         """
         if not isinstance(url, str) or not url:
             raise VqlError(501, "a url item must be a non-empty string")
         deadline = deadline or Deadline(self.timeout)
         token = _current_deadline.set(deadline)
         try:
-            return self._fetch(url, deadline, allowance)
+            return self._fetch(url, deadline, allowance, sink)
         except DeadlineExceededError:
             raise _timed_out(self.timeout) from None
         finally:
             deadline.finish()
             _current_deadline.reset(token)
 
-    def _fetch(self, url: str, deadline: Deadline, allowance: ByteAllowance | None) -> bytearray:
+    def _fetch(
+        self,
+        url: str,
+        deadline: Deadline,
+        allowance: ByteAllowance | None,
+        sink: Callable[[bytes], object] | None,
+    ) -> bytearray:
         url = self.check_url(url, redirected=False)
         for _ in range(MAX_REDIRECTS + 1):
             deadline.remaining()
@@ -401,7 +410,7 @@ class UrlFetcher:
             target = self.client.session.get_redirect_target(response)
             if target is None:
                 try:
-                    return self._read_body(response, deadline, allowance)
+                    return self._read_body(response, deadline, allowance, sink)
                 finally:
                     response.close()
             response.close()
@@ -456,11 +465,15 @@ class UrlFetcher:
             raise self._too_large()
 
     def _read_body(
-        self, response: requests.Response, deadline: Deadline, allowance: ByteAllowance | None
+        self,
+        response: requests.Response,
+        deadline: Deadline,
+        allowance: ByteAllowance | None,
+        sink: Callable[[bytes], object] | None,
     ) -> bytearray:
         """The body, read chunk by chunk, never past the byte limit or the deadline."""
         self._check_reply(response)
-        body = bytearray()
+        body, size = bytearray(), 0
         while True:
             deadline.remaining()
             try:
@@ -473,12 +486,16 @@ class UrlFetcher:
             if not chunk:
                 deadline.remaining()  # the same, when it reads as the end of the body
                 break
-            body += chunk
-            if len(body) > self.max_bytes:
+            size += len(chunk)
+            if size > self.max_bytes:
                 raise self._too_large()
             if allowance is not None:
                 allowance.take(len(chunk))
-        if not body:
+            if sink is None:
+                body += chunk
+            else:
+                sink(chunk)
+        if not size:
             raise VqlError(503, "the URL answered an empty body")
         return body
 

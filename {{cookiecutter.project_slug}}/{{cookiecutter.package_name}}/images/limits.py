@@ -3,10 +3,9 @@
 The settings build it from IMAGE_* and ATOM_MAX_BODY_BYTES (``Settings.image_limits()``);
 their defaults are the defaults below. Light on purpose: the settings import it.
 
-The memory defaults keep one worker of the generated atom, demo model included, under
-the 2 GiB limit of ``deploy/k8s/deployment.yaml`` whatever the requests (the template's
-BENCHMARKS.md measures the worst one): images of at most 4096 x 4096 pixels, 256 MiB of
-decoded images per request and 384 MiB per worker, two decodes at a time.
+Images of at most 4096 x 4096 pixels, 256 MiB of decoded images per request, two decodes
+at a time. What a worker's requests hold together is bounded by its memory account
+(``memory.py``, ATOM_MEMORY_BYTES), which the loader draws from.
 """
 
 from dataclasses import dataclass
@@ -22,9 +21,7 @@ class ImageLimits:
     max_request_bytes: int = 64 * MIB  # encoded bytes of a request's images: its body limit
     max_pixels: int = 4096 * 4096
     max_decoded_bytes: int = 256 * MIB  # width x height x 3, summed over a request's items
-    worker_decoded_bytes: int = 384 * MIB  # the same, summed over a worker's requests
     max_decodes: int = 2  # images decoded at once in a worker
-    budget_wait: float = 10.0  # seconds a request may wait for room in the worker's budget
     url_timeout: float = 10.0
     url_retries: int = 2
     url_schemes: tuple[str, ...] = ("http", "https")

@@ -16,20 +16,23 @@ OpenCV's BGR order without a conversion copy. The app builds one loader from its
 
 Loading goes in two steps. First every item is read and sized: downloaded (in the
 loader's own pool of URL threads, so slow hosts cannot hold up other inputs, each
-download bounded by IMAGE_URL_TIMEOUT from the start of the load), read from its file,
+download bounded by IMAGE_URL_TIMEOUT from the start of the load, at most
+``URL_THREADS_PER_REQUEST`` of a request at a time), read from its file,
 base64-decoded, or its descriptor checked; each image counts against IMAGE_MAX_BYTES and
 its header against IMAGE_MAX_PIXELS, the encoded images of a request together against
-ATOM_MAX_BODY_BYTES (what its body could have carried). Then the decoded size of
-all the items is reserved in the worker's budget (``budget.py``: IMAGE_MAX_DECODED_BYTES
-per request, IMAGE_WORKER_DECODED_BYTES per worker) and only then are they decoded, at
-most IMAGE_MAX_DECODES at a time: nothing is decoded for a request that would not fit.
+ATOM_MAX_BODY_BYTES (what its body could have carried), and each is held in the worker's
+memory account (``memory.py``, ATOM_MEMORY_BYTES) before it is read, until the load
+ends. Then the decoded size of all the items is checked against IMAGE_MAX_DECODED_BYTES
+per request and taken from the account, and only then are they decoded, at most
+IMAGE_MAX_DECODES at a time: nothing is decoded for a request that would not fit. Each
+image's share goes back when its array is freed, or when its request ends.
 
 Encoded images (url, local, base64) must be JPEG, PNG, WebP or BMP. Every failure is a
 ``VqlError`` whose message starts with the index of the failing item ("image 3: ..."):
 501 the item cannot be read, 502 the bytes are not a decodable image, 503 the URL cannot
 be fetched, 504 the format, scheme or dtype is not supported, 505 a descriptor lacks a
 key. Their HTTP status is 400 (415 for 504), or 413 when an image or the request is above
-a limit. A worker whose budget stays full answers 503 (code 511).
+a limit. A worker whose memory stays taken answers 503 (code 511) with Retry-After.
 """
 
 import binascii
@@ -45,7 +48,8 @@ import cv2
 import numpy as np
 
 from ..errors import VqlError
-from .budget import ByteAllowance, DecodeBudget
+from ..memory import Hold, MemoryAccount, default_account, mib
+from .budget import ByteAllowance
 from .fetch import Deadline, UrlFetcher
 from .frames import MmapReader, ShmReader, check_bytes
 from .header import ImageHeader, check_pixels, read_header
@@ -55,6 +59,7 @@ from .local_files import open_under_roots, pread_into, resolve_roots
 DATA_URI_RE = re.compile(r"^data:[A-Za-z0-9/+.-]*(;[A-Za-z0-9=.+-]+)*;base64,")
 SRC_TYPES = ("url", "local", "base64", "mmap", "shm", "stream")
 URL_THREADS = 16  # downloads in flight per worker
+URL_THREADS_PER_REQUEST = 4  # of those, one request's: 4 requests at least share them
 
 
 class Prepared(NamedTuple):
@@ -122,13 +127,17 @@ def _named(index: int, exc: VqlError) -> VqlError:
 class ImageLoader:
     """Loads the items of a request under ``limits`` (the defaults when not given).
 
-    Safe to share between threads; build one per app (``app.state.image_loader``): its
-    memory budget and its thread pools are the worker's.
+    Safe to share between threads; build one per app (``app.state.image_loader``) with
+    the app's memory account (``default_account()`` when not given): its thread pools are
+    the worker's.
     """
 
-    def __init__(self, limits: ImageLimits | None = None) -> None:
+    def __init__(
+        self, limits: ImageLimits | None = None, account: MemoryAccount | None = None
+    ) -> None:
         limits = limits or ImageLimits()
         self.limits = limits
+        self.account = account or default_account()
         self.max_bytes = limits.max_bytes
         self.max_pixels = limits.max_pixels
         self.local_roots = resolve_roots(limits.local_roots)
@@ -145,12 +154,7 @@ class ImageLoader:
             block_private=limits.url_block_private,
             allowed_networks=limits.url_allowed_networks,
         )
-        self.budget = DecodeBudget(
-            per_request=limits.max_decoded_bytes,
-            per_worker=limits.worker_decoded_bytes,
-            decodes=limits.max_decodes,
-            wait=limits.budget_wait,
-        )
+        self._decodes = threading.BoundedSemaphore(limits.max_decodes)
         self._pools: dict[str, ThreadPoolExecutor] = {}
         self._pools_lock = threading.Lock()
         self._preparers: dict[str, Callable[[Any, ByteAllowance], Prepared]] = {
@@ -158,6 +162,7 @@ class ImageLoader:
             "base64": self._prepare_base64,
             "mmap": self._prepare_mmap,
             "shm": self._prepare_shm,
+            "encoded": self._prepare_encoded,  # load_encoded
         }
 
     def load(self, src_type: str, data: Sequence[Any], *, bgr: bool = False) -> list[np.ndarray]:
@@ -170,19 +175,42 @@ class ImageLoader:
             raise TypeError("data must be a sequence of items")
         if not data:
             return []
-        allowance = ByteAllowance(self.limits.max_request_bytes)
-        if src_type == "url":
-            prepared = self._prepare_urls(data, allowance)
-        else:
-            prepared = [
-                self._prepare(src_type, item, index, allowance) for index, item in enumerate(data)
-            ]
-        reservation = self.budget.reserve([item.nbytes for item in prepared])
+        allowance = ByteAllowance(self.limits.max_request_bytes, self.account)
         try:
-            images = self._decode_all(prepared, bgr)
-            return [reservation.attach(index, image) for index, image in enumerate(images)]
+            if src_type == "url":
+                prepared = self._prepare_urls(data, allowance)
+            else:
+                prepared = [
+                    self._prepare(src_type, item, index, allowance)
+                    for index, item in enumerate(data)
+                ]
+            holds = self._reserve([item.nbytes for item in prepared])
+            try:
+                images = self._decode_all(prepared, bgr)
+            except BaseException:
+                for hold in holds:
+                    hold.release()
+                raise
+            return [hold.attach(image) for hold, image in zip(holds, images, strict=True)]
         finally:
-            reservation.release_unused()
+            allowance.release()
+
+    def _reserve(self, sizes: list[int]) -> list[Hold]:
+        """Take the decoded size of every item from the account, one hold per item."""
+        total = sum(sizes)
+        if total > self.limits.max_decoded_bytes:
+            raise VqlError(
+                501,
+                f"the images decode to {mib(total)}, above the limit of"
+                f" {mib(self.limits.max_decoded_bytes)} per request (IMAGE_MAX_DECODED_BYTES)",
+                status=413,
+            )
+        return self.account.take(total, "the decoded images").split(sizes)
+
+    def load_encoded(self, items: Sequence[Any], *, bgr: bool = False) -> list[np.ndarray]:
+        """Images from encoded files given as bytes (held by the caller already) or as
+        base64 text, like ``load``'s items."""
+        return self.load("encoded", items, bgr=bgr)
 
     def load_one(self, src_type: str, item: Any, bgr: bool = False) -> np.ndarray:
         """One item (a failure names it "image 0")."""
@@ -205,30 +233,45 @@ class ImageLoader:
             raise _named(index, exc) from None
 
     def _prepare_urls(self, urls: Sequence[Any], allowance: ByteAllowance) -> list[Prepared]:
-        """Download every URL in the URL pool, each within IMAGE_URL_TIMEOUT from now."""
+        """Download every URL in the URL pool, each within IMAGE_URL_TIMEOUT from now, at
+        most URL_THREADS_PER_REQUEST at a time: slow URLs of one request cannot take every
+        thread of the pool from the others."""
         deadlines = [Deadline(self.limits.url_timeout) for _ in urls]
-        futures = [
-            self._submit("url", URL_THREADS, self._prepare_url, index, url, deadline, allowance)
-            for index, (url, deadline) in enumerate(zip(urls, deadlines, strict=True))
-        ]
+        prepared: list[Any] = [None] * len(urls)
+        lanes = min(len(urls), URL_THREADS_PER_REQUEST)
+
+        def lane(first: int) -> None:
+            for index in range(first, len(urls), lanes):
+                url, deadline = urls[index], deadlines[index]
+                prepared[index] = self._prepare_url(index, url, deadline, allowance)
+
+        futures = [self._submit("url", URL_THREADS, lane, first) for first in range(lanes)]
         try:
-            return _results(futures)
+            _results(futures)
         except BaseException:
             for deadline in deadlines:
                 deadline.expire()  # the other downloads stop now
             raise
+        return prepared
 
     def _prepare_url(
         self, index: int, url: Any, deadline: Deadline, allowance: ByteAllowance
     ) -> Prepared:
         try:
             raw = self.fetcher.fetch(url, deadline, allowance)
-            return self._encoded(raw, allowance, counted=True)
+            return self._encoded(raw)
         except VqlError as exc:
             raise _named(index, exc) from None
 
     def _prepare_base64(self, item: Any, allowance: ByteAllowance) -> Prepared:
-        return self._encoded(decode_base64(item), allowance)
+        if isinstance(item, str):
+            allowance.take(len(item) // 4 * 3)  # held before decoding, at most that
+        return self._encoded(decode_base64(item))
+
+    def _prepare_encoded(self, item: Any, allowance: ByteAllowance) -> Prepared:
+        if isinstance(item, bytes | bytearray | memoryview):
+            return self._encoded(item if isinstance(item, bytes | bytearray) else bytes(item))
+        return self._prepare_base64(item, allowance)
 
     def _prepare_local(self, item: Any, allowance: ByteAllowance) -> Prepared:
         fd, size = open_under_roots(item, self.local_roots, "IMAGE_LOCAL_ROOTS")
@@ -241,15 +284,11 @@ class ImageLoader:
             pread_into(fd, raw, 0)
         finally:
             os.close(fd)
-        return self._encoded(raw, allowance, counted=True)
+        return self._encoded(raw)
 
-    def _encoded(
-        self, raw: bytes | bytearray, allowance: ByteAllowance, *, counted: bool = False
-    ) -> Prepared:
-        """An encoded image, sized from its header."""
+    def _encoded(self, raw: bytes | bytearray) -> Prepared:
+        """An encoded image (its bytes counted and held already), sized from its header."""
         check_bytes(len(raw), self.max_bytes)
-        if not counted:
-            allowance.take(len(raw))
         header = checked_header(raw, self.max_pixels)
         return Prepared(header.pixels * 3, lambda bgr: decode_checked(raw, header, bgr))
 
@@ -286,7 +325,7 @@ class ImageLoader:
 
     def _decode(self, index: int, item: Prepared, bgr: bool) -> np.ndarray:
         try:
-            with self.budget.decode_slot():
+            with self._decodes:
                 return item.decode(bgr)
         except VqlError as exc:
             raise _named(index, exc) from None

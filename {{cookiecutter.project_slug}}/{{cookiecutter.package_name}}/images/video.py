@@ -6,8 +6,12 @@ for one image, and enforces the same rules with the loader's own pieces:
 - ``local``: an absolute path under IMAGE_LOCAL_ROOTS (``local_files.py``: symlinks
   resolved, the opened file checked again, regular files only);
 - ``url``: downloaded by the loader's ``UrlFetcher`` (``fetch.py``: schemes, hosts,
-  private addresses, redirects, timeout), into an anonymous in-memory file (memfd);
-- at most IMAGE_MAX_BYTES bytes, and every frame within IMAGE_MAX_PIXELS.
+  private addresses, redirects, timeout) chunk by chunk straight into an anonymous
+  in-memory file (memfd), no other copy;
+- at most IMAGE_MAX_BYTES bytes, and every frame within IMAGE_MAX_PIXELS;
+- memory held in the worker's account (``memory.py``) until the video is closed: the
+  memory file, chunk by chunk as it is written, and ``FRAMES_HELD`` decoded frames (the
+  decoder's own and the one given out).
 
 OpenCV (its FFmpeg backend) reads the descriptor that was checked, as ``/proc/self/fd/N``:
 the path it opens cannot be swapped after the check. Only AVI, MP4/QuickTime and
@@ -25,6 +29,8 @@ import cv2
 import numpy as np
 
 from ..errors import VqlError
+from ..memory import Hold, MemoryAccount, default_account
+from .budget import ByteAllowance
 from .frames import check_bytes
 from .header import check_pixels
 from .loader import ImageLoader
@@ -32,6 +38,7 @@ from .local_files import open_under_roots
 
 VIDEO_SRC_TYPES = ("local", "url")
 SNIFF_BYTES = 12
+FRAMES_HELD = 4  # decoded frames alive at once: FFmpeg's, OpenCV's, the colour swap, ours
 
 
 def container(head: bytes) -> str | None:
@@ -60,9 +67,18 @@ class Video:
     Not thread-safe: one reader at a time (a stream's generator steps one at a time).
     """
 
-    def __init__(self, fd: int, *, max_pixels: int, bgr: bool = False) -> None:
+    def __init__(
+        self,
+        fd: int,
+        *,
+        max_pixels: int,
+        bgr: bool = False,
+        account: MemoryAccount | None = None,
+        held: ByteAllowance | None = None,
+    ) -> None:
         self._fd = fd
         self.bgr = bgr
+        self._holds: list[ByteAllowance | Hold] = [] if held is None else [held]
         self.capture = cv2.VideoCapture(f"/proc/self/fd/{fd}", cv2.CAP_FFMPEG)
         if not self.capture.isOpened():
             self.close()
@@ -74,6 +90,8 @@ class Video:
         self.max_pixels = max_pixels
         try:
             check_pixels(self.width, self.height, max_pixels)
+            frames = FRAMES_HELD * self.width * self.height * 3
+            self._holds.append((account or default_account()).take(frames, "the video's frames"))
         except VqlError as exc:
             self.close()
             raise VqlError(exc.code, f"video: {exc.msg}", status=exc.status) from None
@@ -97,7 +115,7 @@ class Video:
             index += 1
 
     def close(self) -> None:
-        """Release the decoder and the file."""
+        """Release the decoder and the file, and give their memory back."""
         if self._fd < 0:
             return
         capture = getattr(self, "capture", None)
@@ -105,6 +123,8 @@ class Video:
             capture.release()
         os.close(self._fd)
         self._fd = -1
+        for hold in self._holds:
+            hold.release()
 
     def __enter__(self) -> "Video":
         return self
@@ -117,19 +137,23 @@ def open_video(loader: ImageLoader, src_type: str, item: object, *, bgr: bool = 
     """Open the video an item names, under the loader's limits (see the module docstring)."""
     if src_type not in VIDEO_SRC_TYPES:
         raise VqlError(504, f"video: src_type {str(src_type)[:20]!r} is not supported for videos")
+    held = ByteAllowance(loader.max_bytes, loader.account)  # a downloaded video's memfd
     try:
-        fd = _local_fd(loader, item) if src_type == "local" else _url_fd(loader, item)
+        fd = _local_fd(loader, item) if src_type == "local" else _url_fd(loader, item, held)
     except VqlError as exc:
+        held.release()
         raise VqlError(exc.code, f"video: {exc.msg}", status=exc.status) from None
     try:
         head = os.pread(fd, SNIFF_BYTES, 0)
-    except OSError:
+        if container(head) is None:
+            raise VqlError(504, "video: not an AVI, MP4, QuickTime, Matroska or WebM file")
+    except BaseException as exc:
         os.close(fd)
-        raise VqlError(501, "video: the file cannot be read") from None
-    if container(head) is None:
-        os.close(fd)
-        raise VqlError(504, "video: not an AVI, MP4, QuickTime, Matroska or WebM file")
-    return Video(fd, max_pixels=loader.max_pixels, bgr=bgr)
+        held.release()
+        if isinstance(exc, OSError):
+            raise VqlError(501, "video: the file cannot be read") from None
+        raise
+    return Video(fd, max_pixels=loader.max_pixels, bgr=bgr, account=loader.account, held=held)
 
 
 def _local_fd(loader: ImageLoader, item: object) -> int:
@@ -144,13 +168,18 @@ def _local_fd(loader: ImageLoader, item: object) -> int:
     return fd
 
 
-def _url_fd(loader: ImageLoader, item: object) -> int:
-    body = loader.fetcher.fetch(item)  # capped at IMAGE_MAX_BYTES
+def _url_fd(loader: ImageLoader, item: object, held: ByteAllowance) -> int:
+    """A memory file holding the video at ``item``, written chunk by chunk as it comes
+    (capped at IMAGE_MAX_BYTES, each chunk held in ``held`` first)."""
     fd = os.memfd_create("atom-video", os.MFD_CLOEXEC)
-    try:
-        view = memoryview(body)
+
+    def write(chunk: bytes) -> None:
+        view = memoryview(chunk)
         while view:
             view = view[os.write(fd, view) :]
+
+    try:
+        loader.fetcher.fetch(item, allowance=held, sink=write)
     except BaseException:
         os.close(fd)
         raise

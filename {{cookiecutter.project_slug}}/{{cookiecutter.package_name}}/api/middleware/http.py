@@ -29,6 +29,7 @@ from ...control.log_safety import LOG_UNSAFE_RE, escape_for_log, redact_url_secr
 from ...control.logs import request_id_ctx
 from ...control.metrics import RequestRecorder, route_template
 from ...errors import VqlError
+from ...memory import MemoryAccount
 from ..schema.response import ORJSONResponse, envelope_response
 
 logger = logging.getLogger(__name__)
@@ -133,11 +134,16 @@ class RequestContextMiddleware:
     """Request id, body limit, metrics and last-resort 500 for every HTTP request."""
 
     def __init__(
-        self, app: ASGIApp, max_body_bytes: int, recorder: RequestRecorder | None = None
+        self,
+        app: ASGIApp,
+        max_body_bytes: int,
+        recorder: RequestRecorder | None = None,
+        account: MemoryAccount | None = None,
     ) -> None:
         self.app = app
         self.max_body_bytes = max_body_bytes
         self.recorder = recorder
+        self.account = account or MemoryAccount()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -167,9 +173,10 @@ class RequestContextMiddleware:
             if refusal is not None:
                 await self._reply(scope, send_with_id, refusal)
                 return
-            if length is None and (chunked or scope["method"] not in BODYLESS):
-                receive = self._limit(receive)  # a body without Content-Length: count it
-            await self.app(scope, receive, send_with_id)
+            if chunked or scope["method"] not in BODYLESS:
+                await self._with_body(scope, receive, send_with_id, length)
+            else:
+                await self.app(scope, receive, send_with_id)
         except Exception:
             logger.exception("unhandled error in %s %s", *_call(scope))
             if started:
@@ -196,6 +203,27 @@ class RequestContextMiddleware:
             return error_reply(scope, 413, _too_large_msg(self.max_body_bytes))
         return None
 
+    async def _with_body(
+        self, scope: Scope, receive: Receive, send: Send, length: int | None
+    ) -> None:
+        """Serve a request that may carry a body in its own memory scope (``memory.py``):
+        the body is held as it comes, twice its size (its bytes and their parse), and what
+        the request's doors hold is given back when it ends."""
+        with self.account.request():
+            if length is None:
+                receive = self._limit(receive)  # a body without Content-Length: count it
+            elif length:
+                try:
+                    self.account.take(2 * length, "the request body", wait=False)
+                except VqlError as exc:
+                    logger.info("%s %s: %s", *_call(scope), exc.msg)
+                    reply = error_reply(
+                        scope, exc.status, exc.msg, code=exc.code, headers=exc.headers
+                    )
+                    await self._reply(scope, send, reply)
+                    return
+            await self.app(scope, receive, send)
+
     @staticmethod
     async def _reply(scope: Scope, send: Send, response: ORJSONResponse) -> None:
         async def no_body() -> Message:
@@ -204,17 +232,21 @@ class RequestContextMiddleware:
         await response(scope, no_body, send)
 
     def _limit(self, receive: Receive) -> Receive:
-        """Count the bytes of a body sent without Content-Length; 413 past the limit."""
+        """Count and hold the bytes of a body sent without Content-Length; 413 past the
+        limit."""
         received = 0
-        limit = self.max_body_bytes
+        limit, account = self.max_body_bytes, self.account
 
         async def limited_receive() -> Message:
             nonlocal received
             message = await receive()
             if message["type"] == "http.request":
-                received += len(message.get("body", b""))
+                size = len(message.get("body", b""))
+                received += size
                 if received > limit:
                     raise HTTPException(413, _too_large_msg(limit))
+                if size:
+                    account.take(2 * size, "the request body", wait=False)
             return message
 
         return limited_receive
@@ -278,16 +310,22 @@ async def vql_error(request: Request, exc: VqlError) -> ORJSONResponse:
     """A business error: its code and message in the body, a real HTTP status."""
     log = logger.error if exc.status >= 500 else logger.info
     log("%s %s -> %d code=%d %s", *_call(request.scope), exc.status, exc.code, exc.msg)
-    return envelope_response(exc.status, exc.code, exc.msg, summarize(exc.data))
+    data = summarize(exc.data)
+    return envelope_response(exc.status, exc.code, exc.msg, data, exc.headers)
 
 
 def install_error_handling(
-    app: FastAPI, max_body_bytes: int, recorder: RequestRecorder | None = None
+    app: FastAPI,
+    max_body_bytes: int,
+    recorder: RequestRecorder | None = None,
+    account: MemoryAccount | None = None,
 ) -> None:
     """Add the envelope handlers and the request-context middleware to an app
-    (counting requests into ``recorder`` when metrics are on)."""
+    (counting requests into ``recorder`` when metrics are on, bodies into ``account``)."""
     # Starlette calls each handler with the exception class it is registered for.
     app.add_exception_handler(HTTPException, cast(ExceptionHandler, http_error))
     app.add_exception_handler(RequestValidationError, cast(ExceptionHandler, validation_error))
     app.add_exception_handler(VqlError, cast(ExceptionHandler, vql_error))
-    app.add_middleware(RequestContextMiddleware, max_body_bytes=max_body_bytes, recorder=recorder)
+    app.add_middleware(
+        RequestContextMiddleware, max_body_bytes=max_body_bytes, recorder=recorder, account=account
+    )

@@ -142,10 +142,27 @@ def _selected(signature: V2Signature, parsed: InferRequest) -> list[tuple[str, b
 
 
 def run_inference(
-    state: V2State, model_name: str, model: Any, *, body: bytes, headers: Any
+    state: V2State, model_name: str, model: Any, *, body: bytes, headers: Any, limit: int
 ) -> Response:
-    """Parse, infer and encode (in a worker thread: decoding and the model block)."""
+    """Decompress, parse (once), infer and encode, in a worker thread: nothing of it on
+    the event loop. A refusal is answered here: an exception carried back to the event
+    loop keeps the frames of this thread, with their tensors and images, alive until a
+    garbage collection (the memory account saw them as held, rightly)."""
+    try:
+        return _inference(state, model_name, model, body=body, headers=headers, limit=limit)
+    except V2Error as exc:
+        logger.info("v2 infer %s -> %d %s", model_name[:MAX_SHOWN], exc.status, exc.msg)
+        return error(exc.msg, exc.status)
+    except VqlError as exc:
+        logger.info("v2 infer %s -> %d %s", model_name[:MAX_SHOWN], exc.status, exc.msg)
+        return error(exc.msg, exc.status, exc.headers)
+
+
+def _inference(
+    state: V2State, model_name: str, model: Any, *, body: bytes, headers: Any, limit: int
+) -> Response:
     signature = state.signatures[model_name]
+    body = decompress(body, headers.get("content-encoding"), limit)
     parsed = parse_infer_request(body, headers.get(HEADER_LENGTH))
     _check_inputs(signature, parsed)
     selected = _selected(signature, parsed)
@@ -180,15 +197,22 @@ async def infer_reply(request: Request, model_name: str, version: str | None) ->
             raise V2Error(f"model {model_name!r} is not ready ({state_name})", 503)
         model = state.store.models[model_name]
         limit = request.app.state.settings.atom_max_body_bytes
-        body = decompress(await request.body(), request.headers.get("content-encoding"), limit)
+        body = await request.body()
         return await run_in_threadpool(
-            run_inference, state, model_name, model, body=body, headers=request.headers
+            run_inference,
+            state,
+            model_name,
+            model,
+            body=body,
+            headers=request.headers,
+            limit=limit,
         )
     except V2Error as exc:
         logger.info("v2 infer %s -> %d %s", model_name[:MAX_SHOWN], exc.status, exc.msg)
         return error(exc.msg, exc.status)
     except VqlError as exc:
-        return error(exc.msg, exc.status)
+        logger.info("v2 infer %s -> %d %s", model_name[:MAX_SHOWN], exc.status, exc.msg)
+        return error(exc.msg, exc.status, exc.headers)
     except Exception:
         logger.exception("v2 infer of %r failed", model_name[:MAX_SHOWN])
         return error(INTERNAL_MSG, 500)

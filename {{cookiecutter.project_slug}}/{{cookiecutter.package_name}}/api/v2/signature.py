@@ -23,9 +23,12 @@ with ``xmin``, ``ymin``, ``xmax``, ``ymax``, ``conf`` and ``label``):
   and ``batch_index`` ``INT32 [M]`` (which image of the batch the object is in);
 - request parameter ``threshold`` (a number in [0, 1]): the minimum confidence.
 
-Images go through the image pipeline's limits (IMAGE_MAX_BYTES, IMAGE_MAX_PIXELS).
+Images go through the image pipeline (``ImageLoader.load_encoded``: IMAGE_MAX_BYTES,
+IMAGE_MAX_PIXELS, IMAGE_MAX_DECODED_BYTES, the decode slots and the worker's memory
+account), and the model's working set is held in the account while it runs.
 """
 
+import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -33,10 +36,12 @@ from typing import Any
 import numpy as np
 
 from ...errors import VqlError
-from ...images.frames import check_bytes
 from ...images.header import check_pixels
-from ...images.loader import ImageLoader, decode_base64, decode_image
+from ...images.loader import ImageLoader
+from ...memory import model_memory
 from .tensors import V2Error
+
+ITEM_RE = re.compile(r"image (\d+): ")  # how the loader names a failing item
 
 
 @dataclass(frozen=True)
@@ -99,7 +104,10 @@ def images_from_tensor(tensor: np.ndarray, loader: ImageLoader) -> list[np.ndarr
     if tensor.dtype == object:
         if tensor.ndim != 1:
             raise V2Error("input 'image': BYTES images must have shape [N]")
-        return [_decode(element, index, loader) for index, element in enumerate(tensor)]
+        try:
+            return loader.load_encoded(list(tensor))
+        except VqlError as exc:
+            raise _element_error(exc) from None
     if tensor.ndim == 3:
         tensor = tensor[np.newaxis]
     if tensor.ndim != 4 or tensor.shape[3] != 3:
@@ -111,14 +119,13 @@ def images_from_tensor(tensor: np.ndarray, loader: ImageLoader) -> list[np.ndarr
     return list(tensor)
 
 
-def _decode(element: Any, index: int, loader: ImageLoader) -> np.ndarray:
-    """One encoded image: raw bytes, or base64 text."""
-    try:
-        raw = decode_base64(element) if isinstance(element, str) else bytes(element)
-        check_bytes(len(raw), loader.max_bytes)
-        return decode_image(raw, max_pixels=loader.max_pixels)
-    except VqlError as exc:
-        raise V2Error(f"input 'image', element {index}: {exc.msg}", exc.status) from None
+def _element_error(exc: VqlError) -> Exception:
+    """The loader's error about one element, in the protocol's words ("input 'image',
+    element 3: ..."); a refusal of the whole request (memory, limits) as it is."""
+    match = ITEM_RE.match(exc.msg)
+    if match is None:
+        return exc
+    return V2Error(f"input 'image', element {match[1]}: {exc.msg[match.end() :]}", exc.status)
 
 
 def _field(item: Any, name: str) -> Any:
@@ -158,6 +165,9 @@ def detector_signature(threshold: float = 0.5) -> V2Signature:
         if predict is None:
             raise V2Error("this model declares no v2 signature and has no predict_batch", 501)
         images = images_from_tensor(inputs["image"], context.images)
-        return detections_to_tensors(predict(images, threshold_of(context.parameters, threshold)))
+        threshold_asked = threshold_of(context.parameters, threshold)
+        account = context.images.account
+        with account.take(model_memory(model, images), "the model's working set"):
+            return detections_to_tensors(predict(images, threshold_asked))
 
     return V2Signature(inputs=(IMAGE,), outputs=DETECTIONS, infer=infer)

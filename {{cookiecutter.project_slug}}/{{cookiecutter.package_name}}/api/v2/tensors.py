@@ -9,7 +9,10 @@ sent in binary when the request asks (``binary_data`` on a requested output, or
 ``binary_data_output`` in the request's parameters), after the JSON part in the same way.
 
 Every problem with a request is a ``V2Error`` (HTTP 400 unless said otherwise), whose
-message goes to the caller as ``{"error": "..."}``.
+message goes to the caller as ``{"error": "..."}``. What the parse makes is held in the
+request's memory account before it is made (``memory.py``): the decompressed body, the
+objects of the JSON part (``json_size``, an upper bound counted in C), JSON numbers
+turned into an array, and the copies of binary ``BYTES`` elements.
 """
 
 import math
@@ -21,6 +24,8 @@ from typing import Any
 
 import numpy as np
 import orjson
+
+from ...memory import current_account
 
 HEADER_LENGTH = "inference-header-content-length"
 DTYPES: dict[str, np.dtype] = {
@@ -40,6 +45,14 @@ DTYPES: dict[str, np.dtype] = {
 }
 MAX_NAME = 256
 MAX_BYTES_DEPTH = 8  # nesting of a JSON BYTES tensor's data
+MAX_DIMS = 32  # numpy takes 64
+MAX_ELEMENTS = 1 << 40  # of a shape, its zero dimensions read as 1 (numpy's own bound)
+MAX_LENGTH_DIGITS = 18  # of Inference-Header-Content-Length
+INFLATE_CHUNK = 1 << 20  # bytes inflated (and held) at a time
+# What orjson makes of a JSON text, at most, per byte and per separator: every element
+# an object of up to 40 bytes plus its pointer, every array or object 72 bytes.
+JSON_PER_COMMA = 48
+JSON_PER_CONTAINER = 72
 
 
 class V2Error(Exception):
@@ -69,27 +82,42 @@ def decompress(body: bytes, encoding: str | None, max_bytes: int) -> bytes:
     wbits = {"gzip": 16 + zlib.MAX_WBITS, "deflate": zlib.MAX_WBITS}.get(encoding.lower())
     if wbits is None:
         raise V2Error(f"Content-Encoding {encoding[:20]!r} is not supported", 415)
-    inflater = zlib.decompressobj(wbits)
+    inflater, account = zlib.decompressobj(wbits), current_account()
+    raw, pending = bytearray(), body
     try:
-        raw = inflater.decompress(body, max_bytes + 1)
+        while pending and len(raw) <= max_bytes:
+            account.take(INFLATE_CHUNK, "the decompressed body")
+            raw += inflater.decompress(pending, INFLATE_CHUNK)
+            pending = inflater.unconsumed_tail
     except zlib.error:
         raise V2Error(f"the body is not valid {encoding}") from None
     if len(raw) > max_bytes:
         raise V2Error(f"the decompressed body is above {max_bytes} bytes", 413)
-    return raw
+    return bytes(raw)
+
+
+def json_size(body: bytes, end: int) -> int:
+    """At most the bytes orjson allocates to parse ``body[:end]``, from counts made in C."""
+    commas = body.count(b",", 0, end) + body.count(b":", 0, end) + 1
+    containers = body.count(b"[", 0, end) + body.count(b"{", 0, end)
+    return end + JSON_PER_COMMA * commas + JSON_PER_CONTAINER * containers
 
 
 def split_body(body: bytes, header_length: str | None) -> tuple[Any, memoryview]:
-    """The JSON part, parsed, and the binary part of a request body."""
+    """The JSON part, parsed (its objects held first), and the binary part of a body."""
     view = memoryview(body)
     if header_length is None:
-        json_part, binary = view, view[len(view) :]
+        end = len(body)
     else:
-        if not header_length.isdigit() or int(header_length) > len(body):
+        digits = header_length.strip()
+        if not (digits.isascii() and digits.isdigit() and len(digits) <= MAX_LENGTH_DIGITS):
             raise V2Error("Inference-Header-Content-Length must be a length within the body")
-        json_part, binary = view[: int(header_length)], view[int(header_length) :]
+        end = int(digits)
+        if end > len(body):
+            raise V2Error("Inference-Header-Content-Length must be a length within the body")
+    current_account().take(json_size(body, end), "the parse of the JSON part")
     try:
-        return orjson.loads(json_part), binary
+        return orjson.loads(view[:end]), view[end:]
     except orjson.JSONDecodeError:
         raise V2Error("the request's JSON part is not valid JSON") from None
 
@@ -105,6 +133,10 @@ def _shape(value: Any, name: str) -> tuple[int, ...]:
         type(dim) is int and 0 <= dim < 2**63 for dim in value
     ):
         raise V2Error(f"input {name!r}: shape must be a list of non-negative integers")
+    if len(value) > MAX_DIMS:
+        raise V2Error(f"input {name!r}: {len(value)} dimensions, at most {MAX_DIMS}")
+    if math.prod(max(dim, 1) for dim in value) > MAX_ELEMENTS:
+        raise V2Error(f"input {name!r}: shape {value} is too large", 413)
     return tuple(value)
 
 
@@ -136,6 +168,7 @@ def _from_json(data: Any, datatype: str, shape: tuple[int, ...], name: str) -> n
     else:
         if not isinstance(data, list):
             raise V2Error(f"input {name!r}: data must be a JSON array")
+        current_account().take(count * DTYPES[datatype].itemsize, f"input {name!r}")
         try:
             array = np.asarray(data, dtype=DTYPES[datatype]).reshape(-1)
         except (ValueError, TypeError, OverflowError):
@@ -167,6 +200,7 @@ def parse_bytes_elements(raw: memoryview, count: int, name: str) -> np.ndarray:
 def _from_binary(raw: memoryview, datatype: str, shape: tuple[int, ...], name: str) -> np.ndarray:
     count = math.prod(shape)
     if datatype == "BYTES":
+        current_account().take(len(raw), f"input {name!r}")  # the elements, copied
         return parse_bytes_elements(raw, count, name).reshape(shape)
     dtype = DTYPES[datatype]
     if len(raw) != count * dtype.itemsize:

@@ -1,0 +1,217 @@
+"""One memory account per worker: every door draws from it before allocating.
+
+A worker's requests may hold at most ATOM_MEMORY_BYTES at once, counted before the
+memory is taken, by whatever takes it:
+
+- the request body as it comes in (``api/middleware/http.py``): twice its length, for
+  the bytes and what parsing them makes;
+- encoded images: base64-decoded bytes, files read, URL downloads chunk by chunk
+  (``images/``), a downloaded video's memory file (``images/video.py``);
+- decoded images (width x height x 3, from the header), mmap or shm frames, and the
+  decoded frames of an open video;
+- v2 tensors: the parse of the JSON part, decompressed bodies, ``BYTES`` elements and the
+  images they hold (``api/v2/``);
+- the model's working set for a call (``model_memory``): what the model's
+  ``memory_estimate(items)`` says, or ``DEFAULT_MODEL_FACTOR`` times the items' bytes.
+
+A request whose holds together would pass the whole account is refused at once: 413
+(code 501). One that would fit an empty account but not what the worker's other requests
+hold now gets 503 with ``Retry-After`` (code 511); a door running in a thread first waits
+up to ``wait`` seconds for room. A hold is given back when its memory is freed: an image
+when its array is collected (``Hold.attach``), anything else when its door is done or, at
+the latest, when its request ends (``MemoryAccount.request``). Outside a request
+(``lib.load_image``, jobs) each hold stands alone.
+"""
+
+import contextvars
+import threading
+import time
+import weakref
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from typing import Any
+
+from .errors import VqlError
+
+MIB = 1 << 20
+DEFAULT_BYTES = 512 * MIB  # ATOM_MEMORY_BYTES: a worker peaks under 1 GiB (BENCHMARKS.md)
+DEFAULT_MODEL_FACTOR = 2  # a model's working set, in bytes of its items, when not declared
+BUSY_CODE = 511  # "processing failed", sent with 503: the caller may retry
+TOO_LARGE_CODE = 501
+RETRY_AFTER = "1"  # seconds
+
+
+def mib(nbytes: int) -> str:
+    """Bytes in MiB, for messages."""
+    return f"{nbytes / MIB:.1f} MiB"
+
+
+class Tab:
+    """What one request holds now, summed over its doors."""
+
+    __slots__ = ("account", "held", "holds", "lock")
+
+    def __init__(self, account: "MemoryAccount") -> None:
+        self.account = account
+        self.held = 0
+        self.holds: set[Hold] = set()
+        self.lock = threading.Lock()
+
+
+_tab: contextvars.ContextVar[Tab | None] = contextvars.ContextVar("atom_memory_tab", default=None)
+
+
+class Hold:
+    """Bytes taken from the account, given back once (``release``, or when an object
+    it is attached to is freed, or when its request ends)."""
+
+    __slots__ = ("__weakref__", "account", "attached", "nbytes", "tab")
+
+    def __init__(self, account: "MemoryAccount", nbytes: int, tab: Tab | None) -> None:
+        self.account = account
+        self.nbytes = nbytes
+        self.tab = tab
+        self.attached = False
+
+    def release(self) -> None:
+        """Give the bytes back (again: nothing)."""
+        nbytes, self.nbytes = self.nbytes, 0
+        if not nbytes:
+            return
+        tab = self.tab
+        if tab is not None:
+            with tab.lock:
+                tab.held -= nbytes
+                tab.holds.discard(self)
+        self.account.give_back(nbytes)
+
+    def split(self, sizes: Sequence[int]) -> "list[Hold]":
+        """This hold as one hold per size (they must add up to it), each released alone."""
+        parts = [Hold(self.account, size, self.tab) for size in sizes]
+        if self.tab is not None:
+            with self.tab.lock:
+                self.tab.holds.discard(self)
+                self.tab.holds.update(parts)
+        self.nbytes = 0
+        return parts
+
+    def attach(self, obj: Any) -> Any:
+        """Give the bytes back when ``obj`` is freed, not before (even after its request:
+        an image kept alive, by a reference cycle or a cache, still takes its memory);
+        returns it."""
+        self.attached = True
+        weakref.finalize(obj, self.release)
+        return obj
+
+    def __enter__(self) -> "Hold":
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.release()
+
+
+class MemoryAccount:
+    """The bytes a worker's requests may hold at once (module docstring)."""
+
+    def __init__(self, total: int = DEFAULT_BYTES, *, wait: float = 10.0) -> None:
+        self.total = total
+        self.wait = wait
+        self.in_use = 0
+        self.peak = 0
+        self._cond = threading.Condition()
+
+    def take(self, nbytes: int, what: str, *, wait: bool = True) -> Hold:
+        """Hold ``nbytes`` for ``what`` in the current request; 413 when the request
+        would pass the account, 503 when the worker has no room (after ``wait`` s when
+        ``wait`` is true: never on the event loop)."""
+        nbytes = max(int(nbytes), 0)
+        tab = _tab.get()
+        before = tab.held if tab is not None else 0
+        if before + nbytes > self.total:
+            raise VqlError(
+                TOO_LARGE_CODE,
+                f"{what} would take {mib(nbytes)}, the request {mib(before + nbytes)} in all:"
+                f" above the worker's memory of {mib(self.total)} (ATOM_MEMORY_BYTES)",
+                status=413,
+            )
+        if not self._acquire(nbytes, self.wait if wait else 0.0):
+            raise VqlError(
+                BUSY_CODE,
+                f"the worker's memory (ATOM_MEMORY_BYTES, {mib(self.total)}) is taken by other"
+                f" requests: no room for {what} ({mib(nbytes)}), retry later",
+                status=503,
+                headers={"Retry-After": RETRY_AFTER},
+            )
+        hold = Hold(self, nbytes, tab)
+        if tab is not None:
+            with tab.lock:
+                tab.held += nbytes
+                tab.holds.add(hold)
+        return hold
+
+    def _acquire(self, nbytes: int, wait: float) -> bool:
+        deadline = time.monotonic() + wait
+        with self._cond:
+            while self.in_use + nbytes > self.total:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    return False
+                self._cond.wait(left)
+            self.in_use += nbytes
+            self.peak = max(self.peak, self.in_use)
+        return True
+
+    def give_back(self, nbytes: int) -> None:
+        """Return ``nbytes`` and wake the doors waiting for room."""
+        with self._cond:
+            self.in_use -= nbytes
+            self._cond.notify_all()
+
+    @contextmanager
+    def request(self) -> Iterator[Tab]:
+        """The scope of one request: what its doors hold is given back when it ends."""
+        tab = Tab(self)
+        token = _tab.set(tab)
+        try:
+            yield tab
+        finally:
+            _tab.reset(token)
+            with tab.lock:
+                holds = [hold for hold in tab.holds if not hold.attached]
+            for hold in holds:
+                hold.release()
+
+
+def current_account() -> "MemoryAccount":
+    """The account of the request being served, else ``default_account()``."""
+    tab = _tab.get()
+    return tab.account if tab is not None else default_account()
+
+
+def items_bytes(items: Sequence[Any]) -> int:
+    """The bytes of a call's items that are arrays (or buffers)."""
+    return sum(int(getattr(item, "nbytes", 0) or 0) for item in items)
+
+
+def model_memory(model: Any, items: Sequence[Any]) -> int:
+    """The working set of one call of ``model`` on ``items``: its ``memory_estimate``
+    when the model declares one, else ``DEFAULT_MODEL_FACTOR`` times the items' bytes."""
+    estimate: Callable[[Sequence[Any]], int] | None = getattr(model, "memory_estimate", None)
+    if callable(estimate):
+        return int(estimate(items))
+    return DEFAULT_MODEL_FACTOR * items_bytes(items)
+
+
+_default: list[MemoryAccount] = []
+
+
+def set_default_account(account: MemoryAccount) -> None:
+    """Make ``account`` the one ``default_account()`` returns (``get_app`` passes the app's)."""
+    _default[:] = [account]
+
+
+def default_account() -> MemoryAccount:
+    """The account of the last app built in this process, else one with the defaults."""
+    if not _default:
+        _default.append(MemoryAccount())
+    return _default[0]
