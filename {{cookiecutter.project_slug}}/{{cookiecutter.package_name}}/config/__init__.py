@@ -137,6 +137,9 @@ class Settings(BaseSettings):
     atom_title: str = about.PROJECT_NAME
     atom_desc: str = about.PROJECT_DESCRIPTION
     atom_max_body_bytes: int = Field(ImageLimits.max_bytes, ge=1024)
+    # A JSON body's structure (api/json_body.py): values in all (413), nesting (422).
+    atom_json_max_items: int = Field(1_000_000, ge=1)
+    atom_json_max_depth: int = Field(32, ge=1)
     docs_switch: Bool = True
     profiling: Bool = False
 
