@@ -1,7 +1,8 @@
 """Runtime choices, measured: each speed trick of the atom with and without, side by side.
 
 One row per trick: the atom as shipped against the same atom with that trick switched off
-(``choice_servers.py`` names the variants), on the request the trick is for. Variants of a
+(``choice_servers.py`` names the variants), on the request the trick is for (the
+TeeHandler's row compares two variants with ``log_line``'s queue off, which needs it). Variants of a
 row alternate over several rounds (which goes first alternates too). Each run gives
 requests/s from wrk and the server's own CPU time per request (from /proc): on this
 shared 2-core machine requests/s moves by tens of percent from one run to the next, the
@@ -41,7 +42,6 @@ class Pair(NamedTuple):
     other: str
     path: str
     body: str | None  # a body of ``bodies`` below, or None for a GET
-    metrics_dir: bool = False  # prometheus_client in multiprocess mode, as under nginx_run
 
 
 PAIRS = (
@@ -58,8 +58,8 @@ PAIRS = (
          "/bench/echo", "echo"),
     Pair("logs.log_line's queue (_Direct); logged JSON POST", "shipped", "no-log-line",
          "/bench/echo", "echo"),
-    Pair("RequestRecorder; logged JSON POST, multiprocess metrics", "shipped", "metrics-direct",
-         "/bench/echo", "echo", metrics_dir=True),
+    Pair("TeeHandler (vs a handler each); logged JSON POST, no log_line queue", "no-log-line",
+         "no-tee", "/bench/echo", "echo"),
     Pair("async detect (vs def); 64x64 face", "shipped", "detect-def", "/detect", "face"),
     Pair("async detect (vs def); detect, nothing to load", "shipped", "detect-def", "/detect",
          "stream"),
@@ -88,10 +88,6 @@ def run_pair(pair: Pair, project: Path, workdir: Path, scripts: dict, args) -> d
     for round_ in range(args.rounds):
         order = (pair.shipped, pair.other) if round_ % 2 else (pair.other, pair.shipped)
         for variant in order:
-            if pair.metrics_dir:
-                metrics_dir = workdir / f"metrics-{round_}-{variant}"
-                metrics_dir.mkdir()
-                env = {**env, "PROMETHEUS_MULTIPROC_DIR": str(metrics_dir)}
             server = ChoiceServer(project, variant, env=env)
             script = scripts[pair.body] if pair.body else None
             runs[variant].append(measure(server, pair.path, script, args))

@@ -12,7 +12,7 @@ Copied into a bake of the default atom by bench_choices.py (not part of the atom
     json-module        JSON bodies parsed by the json module instead of orjson
     log-queue          the standard library's QueueHandler, written by a QueueListener thread
     no-log-line        call lines through ``logger.log`` (``logs.log_line`` without its queue)
-    metrics-direct     prometheus_client written at every request (no ``RequestRecorder``)
+    no-tee             no-log-line, with console and file as two handlers (no ``TeeHandler``)
 
 Every variant also serves ``POST {prefix}/bench/echo`` (a small logged JSON route) and
 ``POST {prefix}/bench/tensor`` (a JSON list of numbers).
@@ -121,28 +121,24 @@ def use_queue_logging() -> None:
     logging.handlers.QueueListener(records, console, line_file).start()
 
 
-class DirectRecorder:
-    """RequestRecorder's interface, writing prometheus_client at every request."""
+def split_tee() -> None:
+    """Replace the atom's TeeHandler by its outputs, each a handler of the root logger."""
+    from my_atom.control import log_handlers
 
-    def __init__(self, metrics: Any, interval: float = 0) -> None:
-        self.metrics = metrics
-
-    def started(self) -> None:
-        self.metrics.in_flight.inc()
-
-    def finished(self, route: str, method: str, status: int, seconds: float) -> None:
-        self.metrics.in_flight.dec()
-        self.metrics.requests.labels(route, method, str(status)).inc()
-        self.metrics.latency.labels(route, method).observe(seconds)
-
-    def flush(self) -> None:
-        pass
+    root = logging.getLogger()
+    (tee,) = [h for h in root.handlers if isinstance(h, log_handlers.TeeHandler)]
+    root.removeHandler(tee)
+    for output in tee.outputs:
+        output.setFormatter(tee.formatter)
+        for stamp in tee.filters:
+            output.addFilter(stamp)
+        root.addHandler(output)
 
 
 def switch_off(variant: str) -> None:
     """Patch the atom for ``variant``, before any route module is imported."""
     from my_atom.api import call_log, json_body, mounting, router
-    from my_atom.control import logs, metrics
+    from my_atom.control import logs
 
     if variant == "no-direct-handler":
         call_log.LoggedRoute.direct = False
@@ -159,10 +155,8 @@ def switch_off(variant: str) -> None:
             return json.loads(body)
 
         json_body.loads = loads
-    elif variant == "no-log-line":
+    elif variant in ("no-log-line", "no-tee"):
         logs._Direct.reaches_only_ours = lambda self, logger, level: False
-    elif variant == "metrics-direct":
-        metrics.RequestRecorder = DirectRecorder
 
 
 def factory(variant: str) -> Callable[[object], FastAPI]:
@@ -179,6 +173,8 @@ def factory(variant: str) -> Callable[[object], FastAPI]:
         app = get_app(settings, routers=routers)
         if variant == "log-queue":
             use_queue_logging()
+        if variant == "no-tee":
+            split_tee()
         return app
 
     return build
@@ -193,7 +189,7 @@ VARIANTS = (
     "json-module",
     "log-queue",
     "no-log-line",
-    "metrics-direct",
+    "no-tee",
 )
 
 
