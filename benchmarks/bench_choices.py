@@ -1,8 +1,7 @@
 """Runtime choices, measured: each speed trick of the atom with and without, side by side.
 
 One row per trick: the atom as shipped against the same atom with that trick switched off
-(``choice_servers.py`` names the variants), on the request the trick is for (the
-TeeHandler's row compares two variants with ``log_line``'s queue off, which needs it). Variants of a
+(``choice_servers.py`` names the variants), on the request the trick is for. Variants of a
 row alternate over several rounds (which goes first alternates too). Each run gives
 requests/s from wrk and the server's own CPU time per request (from /proc): on this
 shared 2-core machine requests/s moves by tens of percent from one run to the next, the
@@ -58,8 +57,6 @@ PAIRS = (
          "/bench/echo", "echo"),
     Pair("logs.log_line's queue (_Direct); logged JSON POST", "shipped", "no-log-line",
          "/bench/echo", "echo"),
-    Pair("TeeHandler (vs a handler each); logged JSON POST, no log_line queue", "no-log-line",
-         "no-tee", "/bench/echo", "echo"),
     Pair("async detect (vs def); 64x64 face", "shipped", "detect-def", "/detect", "face"),
     Pair("async detect (vs def); detect, nothing to load", "shipped", "detect-def", "/detect",
          "stream"),

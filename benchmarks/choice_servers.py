@@ -12,7 +12,6 @@ Copied into a bake of the default atom by bench_choices.py (not part of the atom
     json-module        JSON bodies parsed by the json module instead of orjson
     log-queue          the standard library's QueueHandler, written by a QueueListener thread
     no-log-line        call lines through ``logger.log`` (``logs.log_line`` without its queue)
-    no-tee             no-log-line, with console and file as two handlers (no ``TeeHandler``)
 
 Every variant also serves ``POST {prefix}/bench/echo`` (a small logged JSON route) and
 ``POST {prefix}/bench/tensor`` (a JSON list of numbers).
@@ -121,20 +120,6 @@ def use_queue_logging() -> None:
     logging.handlers.QueueListener(records, console, line_file).start()
 
 
-def split_tee() -> None:
-    """Replace the atom's TeeHandler by its outputs, each a handler of the root logger."""
-    from my_atom.control import log_handlers
-
-    root = logging.getLogger()
-    (tee,) = [h for h in root.handlers if isinstance(h, log_handlers.TeeHandler)]
-    root.removeHandler(tee)
-    for output in tee.outputs:
-        output.setFormatter(tee.formatter)
-        for stamp in tee.filters:
-            output.addFilter(stamp)
-        root.addHandler(output)
-
-
 def switch_off(variant: str) -> None:
     """Patch the atom for ``variant``, before any route module is imported."""
     from my_atom.api import call_log, json_body, mounting, router
@@ -155,7 +140,7 @@ def switch_off(variant: str) -> None:
             return json.loads(body)
 
         json_body.loads = loads
-    elif variant in ("no-log-line", "no-tee"):
+    elif variant == "no-log-line":
         logs._Direct.reaches_only_ours = lambda self, logger, level: False
 
 
@@ -173,8 +158,6 @@ def factory(variant: str) -> Callable[[object], FastAPI]:
         app = get_app(settings, routers=routers)
         if variant == "log-queue":
             use_queue_logging()
-        if variant == "no-tee":
-            split_tee()
         return app
 
     return build
@@ -189,7 +172,6 @@ VARIANTS = (
     "json-module",
     "log-queue",
     "no-log-line",
-    "no-tee",
 )
 
 
