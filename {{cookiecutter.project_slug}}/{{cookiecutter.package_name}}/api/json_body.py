@@ -11,15 +11,15 @@ its commas, brackets and braces (an upper bound of the values it holds, a string
 included) against ATOM_JSON_MAX_ITEMS (413), and its nesting against ATOM_JSON_MAX_DEPTH
 (422). Ten megabytes of ``[],`` would otherwise become millions of Python lists. A body
 above ``SMALL_BODY`` is checked and parsed in the thread pool, in slices small enough to
-let the event loop run between them. A route that reads its body itself (v2) calls
-``loads`` with the same limits.
+let the event loop run between them. A route that reads its body itself (v2's infer) is
+not wrapped; ``loads`` gives it the same checks.
 
-The parser is orjson (``bench_choices``: a list of numbers parses many times faster than
-with the json module, and holds the GIL that much less). Where it reads otherwise than the
-json module (FastAPI's parser), the json module decides, so a route gets what FastAPI alone
-would give it: a body orjson refuses (a lone surrogate escape) is parsed again with the json
-module, and so is one with an integer literal beyond 64 bits, which orjson reads as a
-float (``as_json_module_reads``).
+The parser is orjson (the template's ``bench_choices``: a list of numbers parses many
+times faster than with the json module, and holds the GIL that much less). Where it reads
+otherwise than the json module (FastAPI's parser), the json module decides, so a route gets
+what FastAPI alone would give it: a body orjson refuses (a lone surrogate escape) is parsed
+again with the json module, and so is one with an integer literal beyond 64 bits, which
+orjson reads as a float (``as_json_module_reads``).
 """
 
 import json
