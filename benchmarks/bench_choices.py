@@ -14,11 +14,13 @@ the spread of those ratios (the noise).
 """
 
 import argparse
+import functools
 import json
 import shutil
 import statistics
 import sys
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 from typing import NamedTuple
 
@@ -70,12 +72,20 @@ class ChoiceServer(StackServer):
         return [self.python, "choice_servers.py", self.kind, "--port", str(self.port)]
 
 
-def measure(server: ChoiceServer, path: str, script: Path | None, args: argparse.Namespace):
-    """Throughput, latency and CPU per request of one route of one server (after a warm-up)."""
-    with server:
+def measure(make: Callable[[], ChoiceServer], path: str, script: Path | None, args):
+    """Throughput, latency and CPU per request of one route of one server (after a warm-up).
+    A server that exits while starting (its port taken meanwhile, on a shared machine) is
+    started again once, on another port."""
+    try:
+        server = make().start()
+    except RuntimeError:
+        server = make().start()
+    try:
         url = server.url(path)
         wrk(url, 2, args.connections, script, threads=1)
         return loaded(server, url, args.seconds, args.connections, script)
+    finally:
+        server.stop()
 
 
 def run_pair(pair: Pair, project: Path, workdir: Path, scripts: dict, args) -> dict:
@@ -85,9 +95,9 @@ def run_pair(pair: Pair, project: Path, workdir: Path, scripts: dict, args) -> d
     for round_ in range(args.rounds):
         order = (pair.shipped, pair.other) if round_ % 2 else (pair.other, pair.shipped)
         for variant in order:
-            server = ChoiceServer(project, variant, env=env)
             script = scripts[pair.body] if pair.body else None
-            runs[variant].append(measure(server, pair.path, script, args))
+            make = functools.partial(ChoiceServer, project, variant, env=env)
+            runs[variant].append(measure(make, pair.path, script, args))
     return runs
 
 
@@ -151,7 +161,9 @@ def main() -> int:
         for pair in PAIRS:
             if args.only in pair.label:
                 rows.append(summary(pair, run_pair(pair, project, workdir, scripts, args)))
-                print(f"measured: {pair.label}", file=sys.stderr)
+                print(f"measured: {rows[-1]}", file=sys.stderr)
+                if args.json:
+                    args.json.write_text(json.dumps(rows, indent=1))
     print(
         f"wrk 1 thread, {args.connections} connections, {args.seconds} s per run;"
         f" {args.rounds} alternating rounds; Python {sys.version.split()[0]}"
@@ -163,8 +175,6 @@ def main() -> int:
         "medians over the rounds; the ratios are medians of the rounds' ratios, the spread"
         " their lowest and highest. A trick stays when CPU without / with >= 1.10x."
     )
-    if args.json:
-        args.json.write_text(json.dumps(rows, indent=1))
     return 0
 
 
