@@ -51,7 +51,7 @@ def summarize_json(value: Any, depth: int = SHOWN_DEPTH) -> Any:
     count, secret-looking fields redacted. It looks at a bounded number of values."""
     kind = type(value)
     if kind is str:
-        return _text(value)
+        return value if _plain(value) else _text(value)
     if kind is list:
         if depth == 0:
             return f"<{len(value)} items>"
@@ -67,12 +67,17 @@ def summarize_json(value: Any, depth: int = SHOWN_DEPTH) -> Any:
             if index == SHOWN_KEYS:
                 out["..."] = f"({len(value)} keys)"
                 break
-            name = _text(key)
+            name = key if _plain(key) else _text(key)
             out[name] = REDACTED if _is_secret(name) else summarize_json(item, depth - 1)
         return out
     if kind is int and not -WIDE_INT <= value < WIDE_INT:
         return "<integer beyond 64 bits>"  # orjson writes none
     return value  # a number, a boolean or null
+
+
+def _plain(text: str) -> bool:
+    """Short, and nothing of a URL or a credential in it: shown as it is."""
+    return len(text) <= SHORT_TEXT and "=" not in text and "@" not in text and "/" not in text
 
 
 def _text(text: str) -> str:

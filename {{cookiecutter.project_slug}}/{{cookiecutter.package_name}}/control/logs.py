@@ -10,12 +10,12 @@ into the records.
 
 import contextvars
 import logging
-import operator
 import os
 import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from .log_handlers import (
     BatchedHandler,
@@ -119,7 +119,11 @@ class _Direct:
     def __init__(self, handlers: list[BatchedHandler], formatter: LineFormatter) -> None:
         self.handlers = handlers
         self.formatter = formatter
-        self.filters = [list(handler.filters) for handler in handlers]
+        self.configured = self.state()
+
+    def state(self) -> list[tuple[Any, ...]]:
+        """What a change of our handlers' filters, formatter or level would change."""
+        return [(h.filters[:], h.formatter, h.level) for h in self.handlers]
 
     def reaches_only_ours(self, logger: logging.Logger, level: int) -> bool:
         """True when a record of ``logger`` at ``level`` would reach our handlers alone, as
@@ -128,15 +132,9 @@ class _Direct:
         while node is not None:
             if node.filters or node.disabled:
                 return False
-            if node.parent is None:  # the root logger
-                handlers = self.handlers
-                return (
-                    len(node.handlers) == len(handlers)
-                    and all(map(operator.is_, node.handlers, handlers))
-                    and [handler.filters for handler in handlers] == self.filters
-                    and all(handler.formatter is self.formatter for handler in handlers)
-                    and all(level >= handler.level for handler in handlers)
-                )
+            if node.parent is None:  # the root logger (a Handler equals only itself)
+                return node.handlers == self.handlers and self.state() == self.configured
+
             if node.handlers or not node.propagate:
                 return False
             node = node.parent
