@@ -141,6 +141,9 @@ class Settings(BaseSettings):
     # bodies, images, downloads, videos, v2 tensors, the model's working set. With N
     # workers a container needs N x (ATOM_MEMORY_BYTES + 512 MiB) (docs/security.md).
     atom_memory_bytes: int = Field(memory.DEFAULT_BYTES, ge=16 * memory.MIB)
+    # A JSON body's structure (api/json_body.py): values in all (413), nesting (422).
+    atom_json_max_items: int = Field(1_000_000, ge=1)
+    atom_json_max_depth: int = Field(32, ge=1)
     docs_switch: Bool = True
     profiling: Bool = False
 

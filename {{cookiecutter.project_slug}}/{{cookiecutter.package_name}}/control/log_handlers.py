@@ -180,27 +180,6 @@ class ConsoleHandler(BatchedHandler):
         self.stream.flush()
 
 
-class TeeHandler(BatchedHandler):
-    """One handler writing each batch of lines to several outputs (other batched handlers).
-
-    Logging set-up installs one, over the console and the file: a record is filtered,
-    locked, formatted and queued once instead of once per output.
-    """
-
-    def __init__(self, outputs: list[BatchedHandler]) -> None:
-        super().__init__()
-        self.outputs = outputs
-
-    def write_lines(self, lines: list[str]) -> None:
-        for output in self.outputs:
-            output.write_lines(lines)
-
-    def close(self) -> None:
-        super().close()
-        for output in self.outputs:
-            output.close()
-
-
 class SharedRotatingFileHandler(BatchedHandler):
     """A size-rotated log file that several processes append to at once.
 
