@@ -10,7 +10,7 @@ at least ``KEEP`` (1.10x); the table gives medians, the median of each round's r
 the spread of those ratios (the noise).
 
     .venv/bin/python benchmarks/bench_choices.py [--seconds 5] [--rounds 3] [--connections 8]
-        [--only LABEL-SUBSTRING]
+        [--only LABEL-SUBSTRING[,LABEL-SUBSTRING...]]
 """
 
 import argparse
@@ -58,6 +58,8 @@ PAIRS = (
     Pair("batched log handlers (vs QueueHandler); logged JSON POST", "shipped", "log-queue",
          "/bench/echo", "echo"),
     Pair("logs.log_line's queue (_Direct); logged JSON POST", "shipped", "no-log-line",
+         "/bench/echo", "echo"),
+    Pair("ATOM_OTEL off (vs on, no provider); logged JSON POST", "shipped", "otel-on",
          "/bench/echo", "echo"),
     Pair("async detect (vs def); 64x64 face", "shipped", "detect-def", "/detect", "face"),
     Pair("async detect (vs def); detect, nothing to load", "shipped", "detect-def", "/detect",
@@ -141,7 +143,9 @@ def main() -> int:
     parser.add_argument("--seconds", type=int, default=5)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--connections", type=int, default=8)
-    parser.add_argument("--only", default="", help="rows whose label contains this")
+    parser.add_argument(
+        "--only", default="", help="rows whose label contains this (or one of these, a,b)"
+    )
     parser.add_argument("--json", type=Path, help="also write the rows here")
     args = parser.parse_args()
     rows = []
@@ -159,7 +163,7 @@ def main() -> int:
         for name, body in bodies.items():
             scripts[name].write_text(POST_SCRIPT.format(body=body))
         for pair in PAIRS:
-            if args.only in pair.label:
+            if any(part in pair.label for part in args.only.split(",")):
                 rows.append(summary(pair, run_pair(pair, project, workdir, scripts, args)))
                 print(f"measured: {rows[-1]}", file=sys.stderr)
                 if args.json:

@@ -12,6 +12,8 @@ Copied into a bake of the default atom by bench_choices.py (not part of the atom
     json-module        JSON bodies parsed by the json module instead of orjson
     log-queue          the standard library's QueueHandler, written by a QueueListener thread
     no-log-line        call lines through ``logger.log`` (``logs.log_line`` without its queue)
+    otel-on            FastAPI's OpenTelemetry instrumentation on (ATOM_OTEL=true; no
+                       provider is configured, as in an atom that does not use it)
 
 Every variant also serves ``POST {prefix}/bench/echo`` (a small logged JSON route) and
 ``POST {prefix}/bench/tensor`` (a JSON list of numbers).
@@ -152,6 +154,8 @@ def factory(variant: str) -> Callable[[object], FastAPI]:
         from my_atom.api.app import get_app
 
         switch_off(variant)
+        if variant == "otel-on":
+            settings = settings.model_copy(update={"atom_otel": True})  # type: ignore[attr-defined]
         routers = [*mounting.listed_routers(route.ROUTE_MODULES), bench_router()]
         if variant == "detect-def":
             routers = [def_detect_router(), bench_router()]
@@ -172,6 +176,7 @@ VARIANTS = (
     "json-module",
     "log-queue",
     "no-log-line",
+    "otel-on",
 )
 
 

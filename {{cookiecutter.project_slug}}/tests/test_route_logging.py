@@ -82,6 +82,17 @@ def test_long_strings_are_cut(client: TestClient, settings: Settings) -> None:
     assert len(line) < 400
 
 
+def test_wide_integers_are_logged_as_such(client: TestClient, settings: Settings) -> None:
+    """orjson writes no integer beyond 64 bits: the summary names it, the rest stays shown."""
+    body = b'{"id": 123456789012345678901234567890, "n": [1, 18446744073709551616], "k": 7}'
+    headers = {"X-Request-ID": "r9", "Content-Type": "application/json"}
+    client.post("/e/json", content=body, headers=headers)
+    line = log_lines(settings, "r9")[-1]
+    wide = '"<integer beyond 64 bits>"'
+    shown = '{"id":%s,"n":[1,%s],"k":7}' % (wide, wide)  # noqa: UP031 - no double braces here
+    assert f" body={shown} -> 200 in " in line
+
+
 def test_bytes_are_summarised(client: TestClient, settings: Settings) -> None:
     """A binary body is logged as its size and type."""
     client.post(

@@ -43,36 +43,54 @@ SHOWN_ITEMS = 4  # items of a list shown before its count
 SHOWN_KEYS = 16  # keys of an object shown
 SHOWN_DEPTH = 3  # levels shown; deeper containers by their size
 WIDE_INT = 1 << 63
+# Values shown as they are: numbers, booleans, null. The second pass of describe_body (when
+# orjson cannot write the summary) also replaces integers beyond 64 bits.
+SCALARS = frozenset({int, float, bool, type(None)})
+NOT_INTS = frozenset({float, bool, type(None)})
 
 
-def summarize_json(value: Any, depth: int = SHOWN_DEPTH) -> Any:
+def summarize_json(value: Any, depth: int = SHOWN_DEPTH, scalars: frozenset = SCALARS) -> Any:
     """A log-sized summary of a parsed JSON body: no string longer than ``SHORT_TEXT`` (an
     image in base64 shows as its length), a URL as its host, lists as their first items and
-    count, secret-looking fields redacted. It looks at a bounded number of values."""
+    count, secret-looking fields redacted. It looks at a bounded number of values. Values
+    of a type in ``scalars`` are kept as they are (``NOT_INTS``: integers are checked)."""
     kind = type(value)
-    if kind is str:
-        return value if _plain(value) else _text(value)
+    if kind is dict:
+        return _summarize_object(value, depth, scalars)
     if kind is list:
         if depth == 0:
             return f"<{len(value)} items>"
-        head = [summarize_json(item, depth - 1) for item in value[:SHOWN_ITEMS]]
+        head = [
+            item if type(item) in scalars else summarize_json(item, depth - 1, scalars)
+            for item in value[:SHOWN_ITEMS]
+        ]
         if len(value) > SHOWN_ITEMS:
             head.append(f"...({len(value)} items)")
         return head
-    if kind is dict:
-        if depth == 0:
-            return f"<{len(value)} keys>"
-        out: dict[str, Any] = {}
-        for index, (key, item) in enumerate(value.items()):
-            if index == SHOWN_KEYS:
-                out["..."] = f"({len(value)} keys)"
-                break
-            name = key if _plain(key) else _text(key)
-            out[name] = REDACTED if _is_secret(name) else summarize_json(item, depth - 1)
-        return out
+    if kind is str:
+        return value if _plain(value) else _text(value)
     if kind is int and not -WIDE_INT <= value < WIDE_INT:
         return "<integer beyond 64 bits>"  # orjson writes none
     return value  # a number, a boolean or null
+
+
+def _summarize_object(value: dict, depth: int, scalars: frozenset) -> Any:
+    """``summarize_json`` of a JSON object: its first keys, secret-looking ones redacted."""
+    if depth == 0:
+        return f"<{len(value)} keys>"
+    out: dict[str, Any] = {}
+    for index, (key, item) in enumerate(value.items()):
+        if index == SHOWN_KEYS:
+            out["..."] = f"({len(value)} keys)"
+            break
+        name = key if _plain(key) else _text(key)
+        if _is_secret(name):
+            out[name] = REDACTED
+        elif type(item) in scalars:
+            out[name] = item
+        else:
+            out[name] = summarize_json(item, depth - 1, scalars)
+    return out
 
 
 def _plain(text: str) -> bool:
@@ -103,10 +121,10 @@ def describe_body(request: Request) -> str:
     """The body of a call as its line shows it: a summary of the JSON value the route
     parsed, else its length (read, or declared) and content type."""
     if isinstance(request, JsonRequest) and request.parsed is not NOT_PARSED:
-        summary = summarize_json(request.parsed)
         try:
-            return orjson.dumps(summary).decode()
-        except TypeError:  # a lone surrogate, which orjson does not write
+            return orjson.dumps(summarize_json(request.parsed)).decode()
+        except TypeError:  # an integer beyond 64 bits or a lone surrogate: orjson writes neither
+            summary = summarize_json(request.parsed, scalars=NOT_INTS)
             return json.dumps(summary, separators=(",", ":"))
     scope = request.scope
     size = request.body_size if isinstance(request, JsonRequest) else None
@@ -151,21 +169,22 @@ class LoggedRoute(APIRoute):
                 limits = JsonLimits(settings.atom_json_max_items, settings.atom_json_max_depth)
                 request = JsonRequest(request, limits)
                 await request.body()  # its errors (413 of a chunked body) as they are
-            call = describe_call(request) if logger.isEnabledFor(level) else None
+            logged = logger.isEnabledFor(level)
+            if logged and logger.isEnabledFor(logging.DEBUG):
+                log_arrival(request)
             try:
                 if settings.profiling:
                     response = await Profiler.run(handler, request)
                 else:
                     response = await handler(request)
             except Exception as exc:
-                if call is not None:
-                    line = f"{call} body={describe_body(request)} failed in"
-                    error = describe_error(exc)
-                    log_line(logger, level, f"{line} {ms_since(started):.2f} ms: {error}")
+                if logged:
+                    outcome = f"failed in {ms_since(started):.2f} ms: {describe_error(exc)}"
+                    log_line(logger, level, describe_call(request, outcome))
                 raise
-            if call is not None:
-                line = f"{call} body={describe_body(request)} -> {response.status_code} in"
-                log_line(logger, level, f"{line} {ms_since(started):.2f} ms")
+            if logged:
+                outcome = f"-> {response.status_code} in {ms_since(started):.2f} ms"
+                log_line(logger, level, describe_call(request, outcome))
             return response
 
         return logged_handler
@@ -177,17 +196,22 @@ class QuietRoute(LoggedRoute):
     log_level = logging.DEBUG
 
 
-def describe_call(request: Request) -> str:
-    """Method, path, client and query of a call (its arrival logged at DEBUG, with the
-    headers); the body's summary is added when the call ends."""
+def describe_call(request: Request, outcome: str) -> str:
+    """The call line: method, path, client, query, the body's summary and ``outcome``."""
     scope = request.scope
-    client = escape_for_log("{}:{}".format(*scope["client"])) if scope.get("client") else "-"
+    client = scope.get("client")
+    shown = escape_for_log("{}:{}".format(*client)) if client else "-"
     query = format_long(redact_headers(request.query_params)) if scope["query_string"] else "{}"
-    call = f"{scope['method']} {path_for_log(scope)} client={client} query={query}"
-    if logger.isEnabledFor(logging.DEBUG):
-        headers = format_long(redact_headers(request.headers))
-        logger.debug("arrived: %s body=%s headers=%s", call, describe_body(request), headers)
-    return call
+    return (
+        f"{scope['method']} {path_for_log(scope)} client={shown} query={query}"
+        f" body={describe_body(request)} {outcome}"
+    )
+
+
+def log_arrival(request: Request) -> None:
+    """At DEBUG: the call as it arrives, with its headers (credentials redacted)."""
+    headers = format_long(redact_headers(request.headers))
+    logger.debug("arrived: %s", describe_call(request, f"headers={headers}"))
 
 
 def describe_error(exc: Exception) -> str:

@@ -110,10 +110,13 @@ class JsonRequest(Request):
         self.json_limits = limits
         self.parsed: Any = NOT_PARSED  # the value, once parsed
         self.body_size: int | None = None  # the body's length, once read
+        self.read: bytes | None = None  # the body, once read
 
     async def body(self) -> bytes:
-        body = await self.source.body()
-        self.body_size = len(body)
+        body = self.read
+        if body is None:
+            body = self.read = await self.source.body()
+            self.body_size = len(body)
         return body
 
     async def stream(self) -> AsyncGenerator[bytes, None]:

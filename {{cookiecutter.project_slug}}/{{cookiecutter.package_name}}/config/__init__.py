@@ -215,6 +215,9 @@ class Settings(BaseSettings):
     nginx_bin: str = ""
     atom_supervised: Bool = False  # set by nginx_run for its workers
     metrics_switch: Bool = True
+    # FastAPI's own OpenTelemetry instrumentation, for a process that configures an
+    # OpenTelemetry provider; off, the atom's tracing is SkyWalking's, its metrics Prometheus.
+    atom_otel: Bool = False
     serving_heartbeat_interval: float = Field(2.0, gt=0, le=3600)
     serving_retry_max: float = Field(30.0, ge=1, le=3600)
     serving_timeout: float = Field(3.0, gt=0, le=60)

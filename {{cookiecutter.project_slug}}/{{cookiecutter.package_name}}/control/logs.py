@@ -15,7 +15,6 @@ import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 from .log_handlers import (
     BatchedHandler,
@@ -119,11 +118,8 @@ class _Direct:
     def __init__(self, handlers: list[BatchedHandler], formatter: LineFormatter) -> None:
         self.handlers = handlers
         self.formatter = formatter
-        self.configured = self.state()
-
-    def state(self) -> list[tuple[Any, ...]]:
-        """What a change of our handlers' filters, formatter or level would change."""
-        return [(h.filters[:], h.formatter, h.level) for h in self.handlers]
+        # What a change of our handlers' filters, formatter or level would change.
+        self.configured = [(h, h.filters[:], h.formatter, h.level) for h in handlers]
 
     def reaches_only_ours(self, logger: logging.Logger, level: int) -> bool:
         """True when a record of ``logger`` at ``level`` would reach our handlers alone, as
@@ -133,8 +129,16 @@ class _Direct:
             if node.filters or node.disabled:
                 return False
             if node.parent is None:  # the root logger (a Handler equals only itself)
-                return node.handlers == self.handlers and self.state() == self.configured
-
+                if node.handlers != self.handlers:
+                    return False
+                for handler, filters, formatter, handler_level in self.configured:
+                    if (
+                        handler.filters != filters
+                        or handler.formatter is not formatter
+                        or handler.level != handler_level
+                    ):
+                        return False
+                return True
             if node.handlers or not node.propagate:
                 return False
             node = node.parent
