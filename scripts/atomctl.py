@@ -407,15 +407,20 @@ def wrk(
     script: Path | None = None,
     threads: int = 2,
     timeout: int | None = None,
+    cpus: str | None = None,
 ) -> dict[str, float]:
     """Load ``url`` with wrk; return requests/s, p50 and p99 latency (ms), non-2xx count.
 
     ``timeout`` (seconds) replaces wrk's own 2 s, past which a reply counts as a socket
-    error and not in the latencies.
+    error and not in the latencies. ``cpus`` (taskset's list, "0") holds wrk to those CPUs.
     """
     binary = shutil.which("wrk")
     assert binary, "wrk is missing: run scripts/setup.sh (apt-get install wrk)"
     command = [binary, f"-t{threads}", f"-c{connections}", f"-d{seconds}s", "--latency"]
+    if cpus is not None:
+        taskset = shutil.which("taskset")
+        assert taskset, "taskset is missing (Debian: util-linux)"
+        command = [taskset, "-c", cpus, *command]
     if timeout is not None:
         command.append(f"--timeout={timeout}s")
     if script is not None:
