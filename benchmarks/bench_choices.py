@@ -1,70 +1,152 @@
-"""Runtime choices, measured: each choice the atom made against its alternative, side by side.
+"""Runtime choices, measured: each speed trick of the atom with and without, side by side.
 
-- the example ``detect`` as shipped (``async def``: the images loaded in the thread pool
-  and the model run by its batch thread, only when there are some) or as a plain ``def``
-  (a thread-pool hop on every call), on a CPU-bound request (the 64x64 face, about 8 ms)
-  and on a request with nothing to load (``src_type`` ``stream``);
-- logged calls through the atom's batched handlers or through the standard library's
-  ``QueueHandler`` and ``QueueListener`` (the small logged JSON POST);
-- routes copied into the app's own list (``include_flat``) or mounted with FastAPI's
-  ``include_router`` (``GET ping``).
-
-Variants of a pair alternate over several rounds (which goes first alternates too); the
-table gives medians, and the median of each round's ratio.
+One row per trick: the atom as shipped against the same atom with that trick switched off
+(``choice_servers.py`` names the variants), on the request the trick is for. Variants of a
+row alternate over several rounds (which goes first alternates too). Each run gives
+requests/s from wrk and the server's own CPU time per request (from /proc): on this
+shared 2-core machine requests/s moves by tens of percent from one run to the next, the
+CPU per request much less, so the verdict reads the CPU ratio. A trick stays when it wins
+at least ``KEEP`` (1.10x); the table gives medians, the median of each round's ratio, and
+the spread of those ratios (the noise).
 
     .venv/bin/python benchmarks/bench_choices.py [--seconds 5] [--rounds 3] [--connections 8]
+        [--only LABEL-SUBSTRING[,LABEL-SUBSTRING...]]
 """
 
 import argparse
+import functools
 import json
 import shutil
 import statistics
 import sys
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
+from typing import NamedTuple
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench_stack import ECHO_BODY, POST_SCRIPT
+from bench_stack import ECHO_BODY, POST_SCRIPT, StackServer, loaded
 
-from scripts.atomctl import AtomServer, bake, small_face, wrk
+from scripts.atomctl import bake, small_face, wrk
 
 HERE = Path(__file__).resolve().parent
-KEYS = ("rps", "p50", "p99")
-# (label, shipped variant, alternative, path, body or None)
+KEEP = 1.10
+TENSOR_ITEMS = 100_000
+
+
+class Pair(NamedTuple):
+    """A row: what the shipped variant does, and the variant without it."""
+
+    label: str
+    shipped: str
+    other: str
+    path: str
+    body: str | None  # a body of ``bodies`` below, or None for a GET
+
+
 PAIRS = (
-    ("detect, 64x64 face", "detect-shipped", "detect-def", "/detect", "face"),
-    ("detect, no image (stream)", "detect-shipped", "detect-def", "/detect", "stream"),
-    ("logged JSON POST", "log-batched", "log-queue", "/bench/echo", "echo"),
-    ("GET ping", "routes-flat", "routes-included", "/v1/health/ping", None),
-)
+    Pair("direct handler; logged JSON POST", "shipped", "no-direct-handler", "/bench/echo", "echo"),
+    Pair("direct handler; detect, nothing to load", "shipped", "no-direct-handler", "/detect",
+         "stream"),
+    Pair("inline_state_dependencies; detect, nothing to load", "shipped", "no-inline", "/detect",
+         "stream"),
+    Pair("include_flat; GET ping", "shipped", "routes-included", "/v1/health/ping", None),
+    Pair("orjson parse; logged JSON POST", "shipped", "json-module", "/bench/echo", "echo"),
+    Pair(f"orjson parse; {TENSOR_ITEMS} floats", "shipped", "json-module", "/bench/tensor",
+         "tensor"),
+    Pair("batched log handlers (vs QueueHandler); logged JSON POST", "shipped", "log-queue",
+         "/bench/echo", "echo"),
+    Pair("logs.log_line's queue (_Direct); logged JSON POST", "shipped", "no-log-line",
+         "/bench/echo", "echo"),
+    Pair("ATOM_OTEL off (vs on, no provider); logged JSON POST", "shipped", "otel-on",
+         "/bench/echo", "echo"),
+    Pair("async detect (vs def); 64x64 face", "shipped", "detect-def", "/detect", "face"),
+    Pair("async detect (vs def); detect, nothing to load", "shipped", "detect-def", "/detect",
+         "stream"),
+)  # fmt: skip
 
 
-class ChoiceServer(AtomServer):
+class ChoiceServer(StackServer):
     """choice_servers.py VARIANT in the baked project."""
 
-    def __init__(self, project: Path, variant: str, **kwargs: object) -> None:
-        super().__init__(project, **kwargs)
-        self.variant = variant
-
     def command(self) -> list[str]:
-        return [self.python, "choice_servers.py", self.variant, "--port", str(self.port)]
+        return [self.python, "choice_servers.py", self.kind, "--port", str(self.port)]
 
 
-def measure(server: ChoiceServer, path: str, script: Path | None, args: argparse.Namespace):
-    """Throughput and latency of one route of one server (after a warm-up)."""
-    with server:
+def measure(make: Callable[[], ChoiceServer], path: str, script: Path | None, args):
+    """Throughput, latency and CPU per request of one route of one server (after a warm-up).
+    A server that exits while starting (its port taken meanwhile, on a shared machine) is
+    started again once, on another port."""
+    try:
+        server = make().start()
+    except RuntimeError:
+        server = make().start()
+    try:
         url = server.url(path)
         wrk(url, 2, args.connections, script, threads=1)
-        return wrk(url, args.seconds, args.connections, script, threads=1)
+        return loaded(server, url, args.seconds, args.connections, script)
+    finally:
+        server.stop()
+
+
+def run_pair(pair: Pair, project: Path, workdir: Path, scripts: dict, args) -> dict:
+    """Both variants of a row, alternating over the rounds."""
+    runs: dict[str, list[dict]] = {pair.shipped: [], pair.other: []}
+    env = {"LOG_ROOT": str(workdir / "logs")}
+    for round_ in range(args.rounds):
+        order = (pair.shipped, pair.other) if round_ % 2 else (pair.other, pair.shipped)
+        for variant in order:
+            script = scripts[pair.body] if pair.body else None
+            make = functools.partial(ChoiceServer, project, variant, env=env)
+            runs[variant].append(measure(make, pair.path, script, args))
+    return runs
+
+
+def summary(pair: Pair, runs: dict) -> dict:
+    """The row's medians, ratios (shipped over the other) and verdict."""
+    shipped, other = runs[pair.shipped], runs[pair.other]
+    rps = [a["rps"] / b["rps"] for a, b in zip(shipped, other, strict=True)]
+    cpu = [b["cpu_us"] / a["cpu_us"] for a, b in zip(shipped, other, strict=True)]
+    return {
+        "label": pair.label,
+        "with_rps": statistics.median(r["rps"] for r in shipped),
+        "without_rps": statistics.median(r["rps"] for r in other),
+        "with_cpu": statistics.median(r["cpu_us"] for r in shipped),
+        "without_cpu": statistics.median(r["cpu_us"] for r in other),
+        "rps_ratio": statistics.median(rps),
+        "cpu_ratio": statistics.median(cpu),
+        "cpu_spread": (min(cpu), max(cpu)),
+        "kept": statistics.median(cpu) >= KEEP,
+    }
+
+
+def print_table(rows: list[dict]) -> None:
+    print(
+        "| trick; request | with: req/s, CPU µs/req | without: req/s, CPU µs/req"
+        " | req/s with / without | CPU without / with (spread) | >= 1.10x |"
+    )
+    print("|---|---|---|---|---|---|")
+    for row in rows:
+        low, high = row["cpu_spread"]
+        verdict = "yes" if row["kept"] else "no"
+        print(
+            f"| {row['label']} | {row['with_rps']:.0f}, {row['with_cpu']:.0f}"
+            f" | {row['without_rps']:.0f}, {row['without_cpu']:.0f} | {row['rps_ratio']:.2f}x"
+            f" | {row['cpu_ratio']:.2f}x ({low:.2f}-{high:.2f}) | {verdict} |"
+        )
 
 
 def main() -> int:
-    """Measure every pair and print the table."""
+    """Measure every row and print the table."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=int, default=5)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--connections", type=int, default=8)
+    parser.add_argument(
+        "--only", default="", help="rows whose label contains this (or one of these, a,b)"
+    )
+    parser.add_argument("--json", type=Path, help="also write the rows here")
     args = parser.parse_args()
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
@@ -75,42 +157,28 @@ def main() -> int:
             "echo": ECHO_BODY,
             "face": json.dumps({"data": [small_face(project)], "src_type": "base64"}),
             "stream": json.dumps({"data": [], "src_type": "stream"}),
+            "tensor": json.dumps({"data": [i / 7 for i in range(TENSOR_ITEMS)]}),
         }
         scripts = {name: workdir / f"{name}.lua" for name in bodies}
         for name, body in bodies.items():
             scripts[name].write_text(POST_SCRIPT.format(body=body))
-        env = {"LOG_ROOT": str(workdir / "logs")}
-        for label, shipped, other, path, body in PAIRS:
-            script = scripts[body] if body else None
-            runs: dict[str, list[dict]] = {shipped: [], other: []}
-            for round_ in range(args.rounds):
-                order = (shipped, other) if round_ % 2 else (other, shipped)
-                for variant in order:
-                    server = ChoiceServer(project, variant, env=env)
-                    runs[variant].append(measure(server, path, script, args))
-            rows.append((label, shipped, other, runs))
+        for pair in PAIRS:
+            if any(part in pair.label for part in args.only.split(",")):
+                rows.append(summary(pair, run_pair(pair, project, workdir, scripts, args)))
+                print(f"measured: {rows[-1]}", file=sys.stderr)
+                if args.json:
+                    args.json.write_text(json.dumps(rows, indent=1))
     print(
         f"wrk 1 thread, {args.connections} connections, {args.seconds} s per run;"
         f" {args.rounds} alternating rounds; Python {sys.version.split()[0]}"
     )
     print()
-    print(
-        "| request | shipped | req/s | p50 / p99 ms | alternative | req/s | p50 / p99 ms"
-        " | shipped / alternative |"
-    )
-    print("|---|---|---|---|---|---|---|---|")
-    for label, shipped, other, runs in rows:
-        a = {k: statistics.median(r[k] for r in runs[shipped]) for k in KEYS}
-        b = {k: statistics.median(r[k] for r in runs[other]) for k in KEYS}
-        ratio = statistics.median(
-            x["rps"] / y["rps"] for x, y in zip(runs[shipped], runs[other], strict=True)
-        )
-        print(
-            f"| {label} | {shipped} | {a['rps']:.0f} | {a['p50']:.2f} / {a['p99']:.2f} |"
-            f" {other} | {b['rps']:.0f} | {b['p50']:.2f} / {b['p99']:.2f} | {ratio:.2f}x |"
-        )
+    print_table(rows)
     print()
-    print("medians over the rounds; shipped / alternative is the median of the rounds' ratios")
+    print(
+        "medians over the rounds; the ratios are medians of the rounds' ratios, the spread"
+        " their lowest and highest. A trick stays when CPU without / with >= 1.10x."
+    )
     return 0
 
 

@@ -11,6 +11,10 @@ with its access log: what one log line per call costs without the atom (its line
 shorter than the atom's, without request id or body, and goes to one output, not two).
 
     .venv/bin/python benchmarks/bench_stack.py [--seconds 5] [--rounds 5] [--connections 16]
+        [--pin]
+
+``--pin`` holds each server to CPU 1 and wrk to CPU 0 (taskset): on a machine of two
+cores, where the two otherwise share both, the ratios move much less from run to run.
 """
 
 import argparse
@@ -51,14 +55,20 @@ def bake_with_stack_servers(output_dir: Path) -> Path:
 
 
 class StackServer(AtomServer):
-    """stack_servers.py atom|bare in the baked project."""
+    """stack_servers.py atom|bare in the baked project (held to ``cpus`` when given)."""
 
-    def __init__(self, project: Path, kind: str, **kwargs: object) -> None:
+    def __init__(self, project: Path, kind: str, cpus: str | None = None, **kwargs) -> None:
         super().__init__(project, **kwargs)
         self.kind = kind
+        self.cpus = cpus
 
     def command(self) -> list[str]:
-        return [self.python, "stack_servers.py", self.kind, "--port", str(self.port)]
+        command = [self.python, "stack_servers.py", self.kind, "--port", str(self.port)]
+        if self.cpus is None:
+            return command
+        taskset = shutil.which("taskset")
+        assert taskset, "taskset is missing (Debian: util-linux)"
+        return [taskset, "-c", self.cpus, *command]
 
 
 def cpu_seconds(pid: int) -> float:
@@ -67,12 +77,14 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def loaded(server: StackServer, url: str, seconds: int, connections: int, script) -> dict:
+def loaded(
+    server: StackServer, url: str, seconds: int, connections: int, script, cpus=None
+) -> dict:
     """One wrk run, plus the server's CPU time per request (less sensitive than requests/s
     to other work on the machine: it counts only what the server itself spent)."""
     assert server.process is not None
     before = cpu_seconds(server.process.pid)
-    row = wrk(url, seconds, connections, script, threads=1)
+    row = wrk(url, seconds, connections, script, threads=1, cpus=cpus)
     spent = cpu_seconds(server.process.pid) - before
     # A route that answers errors (a 404 of a missing route, a 422) measures nothing.
     assert not row["errors"], f"{server.kind} {url}: {row['errors']:.0f} replies were not 2xx"
@@ -126,14 +138,16 @@ ROWS = (
 KINDS = ("atom", "bare", "bare-logged")
 
 
-def measure(server: StackServer, seconds: int, connections: int, scripts: dict) -> dict:
-    """Each route's throughput on one server (after a warm-up)."""
+def measure(
+    server: StackServer, seconds: int, connections: int, scripts: dict, cpus: str | None = None
+) -> dict:
+    """Each route's throughput on one server (after a warm-up), wrk held to ``cpus``."""
     rows = {}
     with server:
         for key, path, body in LOADS[server.kind]:
             url, script = server.url(path), scripts.get(body)
-            wrk(url, 2, connections, script, threads=1)
-            rows[key] = loaded(server, url, seconds, connections, script)
+            wrk(url, 2, connections, script, threads=1, cpus=cpus)
+            rows[key] = loaded(server, url, seconds, connections, script, cpus)
     return rows
 
 
@@ -143,7 +157,9 @@ def main() -> int:
     parser.add_argument("--seconds", type=int, default=5)
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--connections", type=int, default=16)
+    parser.add_argument("--pin", action="store_true", help="servers on CPU 1, wrk on CPU 0")
     args = parser.parse_args()
+    server_cpus, wrk_cpus = ("1", "0") if args.pin else (None, None)
     with tempfile.TemporaryDirectory() as tmp:
         workdir = Path(tmp)
         project = bake_with_stack_servers(workdir / "bake")
@@ -155,11 +171,13 @@ def main() -> int:
         for round_ in range(args.rounds):
             shift = round_ % len(KINDS)
             for kind in KINDS[shift:] + KINDS[:shift]:
-                server = StackServer(project, kind, env=env)
-                runs[kind].append(measure(server, args.seconds, args.connections, scripts))
+                server = StackServer(project, kind, server_cpus, env=env)
+                row = measure(server, args.seconds, args.connections, scripts, wrk_cpus)
+                runs[kind].append(row)
+    pinned = "; servers on CPU 1, wrk on CPU 0" if args.pin else ""
     print(
         f"wrk 1 thread, {args.connections} connections, {args.seconds} s per run;"
-        f" {args.rounds} alternating rounds; Python {sys.version.split()[0]}"
+        f" {args.rounds} alternating rounds; Python {sys.version.split()[0]}{pinned}"
     )
     print()
     print(

@@ -1,37 +1,35 @@
-"""The servers of bench_choices.py: the atom built with one runtime choice or its alternative.
+"""The servers of bench_choices.py: the atom as shipped, or with one choice switched off.
 
 Copied into a bake of the default atom by bench_choices.py (not part of the atom):
 
     python choice_servers.py VARIANT --port P
 
-    detect-shipped   the example detect as shipped: ``async def``, the images loaded in the
-                     thread pool and the model run by its batch thread, only when there are some
-    detect-def       the same route as a plain ``def`` (a thread hop on every call)
-    log-batched      the atom's logging: batched console and file handlers
-    log-queue        the standard library's QueueHandler, writes by a QueueListener thread
-    routes-flat      routes copied into the app's own list (``mounting.include_flat``)
-    routes-included  routes mounted with FastAPI's ``include_router``
+    shipped            the atom as it is
+    detect-def         the example detect written as a plain ``def`` (a thread hop a call)
+    no-direct-handler  every call through FastAPI's handler (``LoggedRoute.direct = False``)
+    no-inline          state dependencies solved by FastAPI (no ``inline_state_dependencies``)
+    routes-included    routes mounted with FastAPI's ``include_router`` (no ``include_flat``)
+    json-module        JSON bodies parsed by the json module instead of orjson
+    log-queue          the standard library's QueueHandler, written by a QueueListener thread
+    no-log-line        call lines through ``logger.log`` (``logs.log_line`` without its queue)
+    otel-on            FastAPI's OpenTelemetry instrumentation on (ATOM_OTEL=true; no
+                       provider is configured, as in an atom that does not use it)
 
-Every variant also serves ``POST {prefix}/bench/echo`` (a small logged JSON route).
+Every variant also serves ``POST {prefix}/bench/echo`` (a small logged JSON route) and
+``POST {prefix}/bench/tensor`` (a JSON list of numbers).
 """
 
+import json
 import logging
 import logging.handlers
 import queue
 import sys
 import time
-from typing import Annotated
+from collections.abc import Callable
+from typing import Annotated, Any
 
 import server
 from fastapi import APIRouter, FastAPI
-from my_atom.api import Router, mounting, route
-from my_atom.api.app import get_app
-from my_atom.api.dependencies import Images, Model, ModelIds
-from my_atom.api.interface import detect
-from my_atom.api.schema.payload import DetectPayload
-from my_atom.api.schema.response import DetectResponse
-from my_atom.control import log_handlers
-from my_atom.control.logs import ms_since
 from pydantic import BaseModel
 
 
@@ -42,19 +40,38 @@ class Item(BaseModel):
     values: list[int]
 
 
-def echo_router() -> APIRouter:
-    """A logged echo route, as users add routes."""
+class Tensor(BaseModel):
+    """A tensor's data, as a JSON list of numbers."""
+
+    data: list[float]
+
+
+def bench_router() -> APIRouter:
+    """Logged routes as users add them: a small echo and a tensor."""
+    from my_atom.api import Router
+
     router = Router()
 
     @router.post("/bench/echo")
     async def echo(item: Item) -> dict:
         return {"name": item.name, "count": len(item.values)}
 
+    @router.post("/bench/tensor")
+    async def tensor(body: Tensor) -> dict:
+        return {"count": len(body.data)}
+
     return router
 
 
 def def_detect_router() -> APIRouter:
     """The example detect written as a plain ``def``: FastAPI runs it in its thread pool."""
+    from my_atom.api import Router
+    from my_atom.api.dependencies import Images, Model, ModelIds
+    from my_atom.api.interface import detect
+    from my_atom.api.schema.payload import DetectPayload
+    from my_atom.api.schema.response import DetectResponse
+    from my_atom.control.logs import ms_since
+
     router = Router(tags=["detect"])
     router.model_loaders.update(detect.router.model_loaders)
     router.batching.update(detect.router.batching)
@@ -74,15 +91,16 @@ def def_detect_router() -> APIRouter:
     return router
 
 
-class LineFile(log_handlers.SharedRotatingFileHandler):
-    """The shared file handler writing each line as it comes (the listener thread batches)."""
-
-    def emit(self, record: logging.LogRecord) -> None:
-        self.write_lines([self.format(record)])
-
-
 def use_queue_logging() -> None:
     """Replace the atom's batched handlers by QueueHandler -> QueueListener -> plain handlers."""
+    from my_atom.control import log_handlers
+
+    class LineFile(log_handlers.SharedRotatingFileHandler):
+        """The shared file handler writing each line as it comes."""
+
+        def emit(self, record: logging.LogRecord) -> None:
+            self.write_lines([self.format(record)])
+
     root = logging.getLogger()
     atom_handlers = list(root.handlers)
     stamp = atom_handlers[0].filters[0]
@@ -101,21 +119,46 @@ def use_queue_logging() -> None:
     queued.addFilter(stamp)
     queued.setFormatter(line_format)
     root.addHandler(queued)
-    listener = logging.handlers.QueueListener(records, console, line_file)
-    listener.start()
+    logging.handlers.QueueListener(records, console, line_file).start()
 
 
-def factory(variant: str):
+def switch_off(variant: str) -> None:
+    """Patch the atom for ``variant``, before any route module is imported."""
+    from my_atom.api import call_log, json_body, mounting, router
+    from my_atom.control import logs
+
+    if variant == "no-direct-handler":
+        call_log.LoggedRoute.direct = False
+    elif variant == "no-inline":
+        router.inline_state_dependencies = lambda endpoint: endpoint
+    elif variant == "routes-included":
+        mounting.include_flat = lambda app, router, prefix: app.include_router(
+            router, prefix=prefix
+        )
+    elif variant == "json-module":
+
+        def loads(body: bytes, limits: Any) -> Any:
+            json_body.check_structure(body, limits)
+            return json.loads(body)
+
+        json_body.loads = loads
+    elif variant == "no-log-line":
+        logs._Direct.reaches_only_ours = lambda self, logger, level: False
+
+
+def factory(variant: str) -> Callable[[object], FastAPI]:
     """The app factory of a variant."""
 
     def build(settings: object) -> FastAPI:
-        routers = [*mounting.listed_routers(route.ROUTE_MODULES), echo_router()]
+        from my_atom.api import mounting, route
+        from my_atom.api.app import get_app
+
+        switch_off(variant)
+        if variant == "otel-on":
+            settings = settings.model_copy(update={"atom_otel": True})  # type: ignore[attr-defined]
+        routers = [*mounting.listed_routers(route.ROUTE_MODULES), bench_router()]
         if variant == "detect-def":
-            routers = [def_detect_router(), echo_router()]
-        if variant == "routes-included":
-            mounting.include_flat = lambda app, router, prefix: app.include_router(
-                router, prefix=prefix
-            )
+            routers = [def_detect_router(), bench_router()]
         app = get_app(settings, routers=routers)
         if variant == "log-queue":
             use_queue_logging()
@@ -125,12 +168,15 @@ def factory(variant: str):
 
 
 VARIANTS = (
-    "detect-shipped",
+    "shipped",
     "detect-def",
-    "log-batched",
-    "log-queue",
-    "routes-flat",
+    "no-direct-handler",
+    "no-inline",
     "routes-included",
+    "json-module",
+    "log-queue",
+    "no-log-line",
+    "otel-on",
 )
 
 

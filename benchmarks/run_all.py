@@ -27,7 +27,7 @@ ROOT = HERE.parent
 # (name, script, title): in the order of the page.
 BENCHMARKS = (
     ("stack", "bench_stack.py", "Stack overhead: the atom against bare FastAPI"),
-    ("choices", "bench_choices.py", "Runtime choices against their alternatives"),
+    ("choices", "bench_choices.py", "Runtime choices: each speed trick with and without"),
     ("boot", "bench_boot.py", "Cold start, import, bake time and footprint"),
     ("memory", "bench_memory.py", "Memory"),
     ("batching", "bench_batching.py", "Dynamic batching: a model bound by reading its weights"),

@@ -350,6 +350,7 @@ class AtomLauncher(AtomServer):
     ) -> None:
         super().__init__(project, **kwargs)
         self.inner_start = free_port_range(workers)
+        self.workers = workers
         self.server = server
         self.env.update(
             ATOM_PORT=str(self.port),
@@ -363,6 +364,31 @@ class AtomLauncher(AtomServer):
 
     def command(self) -> list[str]:
         return [self.python, "nginx_run.py", "--server", self.server]
+
+    def start(self, ready_timeout: float = 60) -> "AtomLauncher":
+        """Start it and wait until every worker is ready, not only the one nginx asked
+        (the other may still be loading its model: its detect answers 503)."""
+        started = time.perf_counter()
+        super().start(ready_timeout)
+        assert self.process is not None
+        deadline = started + ready_timeout
+        waiting = list(range(self.inner_start, self.inner_start + self.workers))
+        while waiting and time.perf_counter() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"{self.command()} exited early:\n{self.output.read_text()}")
+            inner = f"http://127.0.0.1:{waiting[0]}{self.prefix}/v1/health/ready"
+            try:
+                if http("GET", inner, timeout=2)[0] == 200:
+                    waiting.pop(0)
+                    continue
+            except OSError:
+                pass
+            time.sleep(0.05)
+        if waiting:
+            self.kill()
+            raise RuntimeError(f"workers {waiting} not ready in {ready_timeout} s")
+        self.seconds_to_ready = time.perf_counter() - started
+        return self
 
     def worker_pids(self) -> dict[int, int]:
         """The latest pid started on each inner port, read from the launcher's output."""
@@ -381,15 +407,20 @@ def wrk(
     script: Path | None = None,
     threads: int = 2,
     timeout: int | None = None,
+    cpus: str | None = None,
 ) -> dict[str, float]:
     """Load ``url`` with wrk; return requests/s, p50 and p99 latency (ms), non-2xx count.
 
     ``timeout`` (seconds) replaces wrk's own 2 s, past which a reply counts as a socket
-    error and not in the latencies.
+    error and not in the latencies. ``cpus`` (taskset's list, "0") holds wrk to those CPUs.
     """
     binary = shutil.which("wrk")
     assert binary, "wrk is missing: run scripts/setup.sh (apt-get install wrk)"
     command = [binary, f"-t{threads}", f"-c{connections}", f"-d{seconds}s", "--latency"]
+    if cpus is not None:
+        taskset = shutil.which("taskset")
+        assert taskset, "taskset is missing (Debian: util-linux)"
+        command = [taskset, "-c", cpus, *command]
     if timeout is not None:
         command.append(f"--timeout={timeout}s")
     if script is not None:

@@ -29,7 +29,7 @@ ANSWER_TESTS = (
     "test_settings.py",
     "test_structure.py",
     "test_template_info.py",
-    "test_readme.py",
+    "test_configuration_docs.py",
     "test_deploy.py",
     "test_health.py",
     "test_docs.py",

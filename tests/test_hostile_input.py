@@ -282,10 +282,10 @@ def test_the_new_doors_stay_within_the_account(lane: Lane) -> None:
     pixels = {"name": "image", "datatype": "UINT8", "shape": [2, side, side, 3]}
     pixels["parameters"] = {"binary_data_size": 2 * side * side * 3}
     body = v2_body([pixels], bytes(2 * side * side * 3))
-    assert {status for status, _ in post_at_once(lane, "v2 pixels x8", V2, [body] * 8)} <= {
-        200,
-        503,
-    }
+    # Bodies above 1 MB: nginx takes 6 at once from one address (ATOM_BODY_DISK_BYTES'
+    # share per client), the others get its 429 with Retry-After before any worker reads them.
+    statuses = {status for status, _ in post_at_once(lane, "v2 pixels x8", V2, [body] * 8)}
+    assert statuses <= {200, 429, 503}, statuses
     port = lane.stub.base.rsplit(":", 1)[1]
     endless = json.dumps({"data": [f"http://localhost:{port}/endless"] * 16, "src_type": "url"})
     headers = {"Content-Type": "application/json"}

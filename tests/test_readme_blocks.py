@@ -48,6 +48,8 @@ import pytest
 
 from scripts.atomctl import TEMPLATE, free_port, http
 
+from .throwaway import copy_template
+
 pytestmark = pytest.mark.readme_blocks
 
 USER = "atomreadme"
@@ -233,25 +235,14 @@ def home() -> Iterator[Path]:
         gitconfig = folder / ".gitconfig"
         gitconfig.write_text("[user]\n\tname = README reader\n\temail = reader@localhost\n")
         os.chown(gitconfig, user.pw_uid, user.pw_gid)
-        copy_template(folder / "atom-template", user.pw_uid, user.pw_gid)
+        own_template(folder / "atom-template", user.pw_uid, user.pw_gid)
         yield folder
 
 
-def copy_template(target: Path, uid: int, gid: int) -> None:
+def own_template(target: Path, uid: int, gid: int) -> None:
     """This working tree's files (committed or not, ignored ones aside) as the user's own
     git repository, committed: where `cookiecutter <address>` would have cloned it from."""
-    listed = subprocess.run(
-        ["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
-        cwd=TEMPLATE,
-        capture_output=True,
-        timeout=60,
-        check=True,
-    ).stdout.split(b"\0")
-    for name in filter(None, (item.decode() for item in listed)):
-        source = TEMPLATE / name
-        if source.is_file():
-            (target / name).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(source, target / name)
+    copy_template(target)
     subprocess.run(["chown", "-R", f"{uid}:{gid}", str(target)], timeout=60, check=True)
     commit = "git init -q && git add -A && git commit -qm template"
     status, output = finish(run_as("user", commit, "~/atom-template", **pipes()), 120)

@@ -126,17 +126,25 @@ def post(client: TestClient, prefix: str, items: list[int], route: str = "gated"
     return client.post(f"{prefix}/{route}", json={"items": items, **extra})
 
 
+def behind_a_held_call(client: TestClient, model: Gated, prefix: str, bodies: list[list[int]]):
+    """Hold the model on a first request, queue ``bodies`` behind it until all their items
+    wait, then release it: the first reply, and the replies to ``bodies`` in order."""
+    with ThreadPoolExecutor(len(bodies) + 1) as pool:
+        first = pool.submit(post, client, prefix, [0])
+        assert model.entered.wait(5)
+        futures = [pool.submit(post, client, prefix, body) for body in bodies]
+        items = sum(len(body) for body in bodies)
+        wait_until(lambda: batcher_of(client).depth == items)
+        model.release.set()
+        return first.result(10), [future.result(10) for future in futures]
+
+
 def test_concurrent_requests_share_a_call_and_get_their_own_results(build, prefix) -> None:
     """Requests queued while the model is busy go in one call, each gets its results in order."""
     client, model = build(Gated(hold=True), Batching(max_size=16, max_wait_ms=0))
-    with ThreadPoolExecutor(8) as pool:
-        first = pool.submit(post, client, prefix, [0])
-        assert model.entered.wait(5)
-        others = [pool.submit(post, client, prefix, [n, n + 100]) for n in range(1, 7)]
-        wait_until(lambda: batcher_of(client).depth == 12)
-        model.release.set()
-        replies = [future.result(10) for future in others]
-    assert first.result().json() == {"out": [0], "label": "gated"}
+    bodies = [[n, n + 100] for n in range(1, 7)]
+    first, replies = behind_a_held_call(client, model, prefix, bodies)
+    assert first.json() == {"out": [0], "label": "gated"}
     for n, reply in enumerate(replies, 1):
         assert reply.status_code == 200
         assert reply.json()["out"] == [n * 10, (n + 100) * 10]
@@ -149,14 +157,8 @@ def test_a_poisoned_item_fails_only_its_request(build, prefix) -> None:
     client, model = build(Gated(hold=True), Batching(max_size=16, max_wait_ms=0))
     bodies = [[n] for n in range(1, 8)]
     bodies[4] = [5, POISON]
-    with ThreadPoolExecutor(9) as pool:
-        first = pool.submit(post, client, prefix, [0])
-        assert model.entered.wait(5)
-        futures = [pool.submit(post, client, prefix, body) for body in bodies]
-        wait_until(lambda: batcher_of(client).depth == 8)
-        model.release.set()
-        replies = [future.result(10) for future in futures]
-    assert first.result().status_code == 200
+    first, replies = behind_a_held_call(client, model, prefix, bodies)
+    assert first.status_code == 200
     for body, reply in zip(bodies, replies, strict=True):
         if POISON in body:
             assert reply.status_code == 500
@@ -173,14 +175,8 @@ def test_a_base_exception_fails_only_its_request(build, prefix) -> None:
     batch thread lives on."""
     client, model = build(Gated(hold=True), Batching(max_size=16, max_wait_ms=0))
     bodies = [[1], [2, EXIT], [3]]
-    with ThreadPoolExecutor(4) as pool:
-        first = pool.submit(post, client, prefix, [0])
-        assert model.entered.wait(5)
-        futures = [pool.submit(post, client, prefix, body) for body in bodies]
-        wait_until(lambda: batcher_of(client).depth == 4)
-        model.release.set()
-        replies = [future.result(10) for future in futures]
-    assert first.result().status_code == 200
+    first, replies = behind_a_held_call(client, model, prefix, bodies)
+    assert first.status_code == 200
     assert [reply.status_code for reply in replies] == [200, 500, 200]
     assert replies[1].json()["msg"] == "Internal Server Error"
     assert [replies[0].json()["out"], replies[2].json()["out"]] == [[10], [30]]
@@ -320,13 +316,8 @@ def test_environment_overrides_the_declared_batching(monkeypatch: pytest.MonkeyP
 def test_batch_metrics_by_model(build, prefix) -> None:
     """Batch sizes, waits and the queue depth are in /metrics, labelled by model."""
     client, model = build(Gated(hold=True), Batching(max_size=16, max_wait_ms=0))
-    with ThreadPoolExecutor(4) as pool:
-        first = pool.submit(post, client, prefix, [0])
-        assert model.entered.wait(5)
-        rest = [pool.submit(post, client, prefix, [n, n]) for n in (1, 2, 3)]
-        wait_until(lambda: batcher_of(client).depth == 6)
-        model.release.set()
-        assert all(f.result(10).status_code == 200 for f in [first, *rest])
+    first, rest = behind_a_held_call(client, model, prefix, [[n, n] for n in (1, 2, 3)])
+    assert all(reply.status_code == 200 for reply in [first, *rest])
     text = client.get(f"{prefix}/metrics").text
     found = {
         (sample.name, tuple(sorted(sample.labels.items()))): sample.value

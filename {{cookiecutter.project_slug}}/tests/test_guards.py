@@ -1,9 +1,9 @@
-"""The private names of FastAPI and Starlette behind their guards (api/guards.py): each check
+"""The private names of FastAPI behind their guards (api/guards.py): each check
 passes on the pinned versions, and when a name is gone or behaves otherwise, the app takes
 the public path, answers the same, and says so in one WARNING line."""
 
 import logging
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextvars import ContextVar
 from types import SimpleNamespace
 from typing import Any
@@ -12,7 +12,6 @@ import pytest
 from fastapi import routing as fastapi_routing
 from fastapi.testclient import TestClient
 from pydantic import BaseModel
-from starlette.requests import Request
 
 from {{ cookiecutter.package_name }}.api import Router, call_log, guards
 from {{ cookiecutter.package_name }}.api.app import get_app
@@ -120,47 +119,6 @@ def test_a_route_context_that_behaves_otherwise_is_refused(
     assert not guards.ROUTE_CONTEXT.ok
     assert guards.ROUTE_CONTEXT.error is not None
     assert "no context was set" in guards.ROUTE_CONTEXT.error
-
-
-def parse_every_time(original: Callable[..., Any]) -> Callable[..., Any]:
-    """A ``Request.json`` that ignores ``_json`` (a Starlette that stopped caching there)."""
-
-    async def json(self: Request) -> Any:
-        import json as json_module
-
-        return json_module.loads(await self.body())
-
-    return json
-
-
-def test_without_the_parsed_json_the_body_is_parsed_again(
-    fresh_guards: None,
-    settings: Settings,
-    monkeypatch: pytest.MonkeyPatch,
-    caplog: pytest.LogCaptureFixture,
-) -> None:
-    """Starlette ignoring ``request._json``: the call log no longer sets it, the answers are
-    the same, and one WARNING line says the body is parsed twice."""
-    expected = serve(settings)
-    kept: list[bool] = []
-    reuse = call_log.json_reuse.reuse
-
-    def recording(request: Request, value: Any) -> None:
-        reuse(request, value)
-        kept.append(hasattr(request, "_json"))
-
-    monkeypatch.setattr(call_log.json_reuse, "reuse", recording)
-    assert serve(settings) == expected
-    assert any(kept)  # on the pinned Starlette, the parsed body is handed over
-    kept.clear()
-    guards.PARSED_JSON.reset()
-    monkeypatch.setattr(Request, "json", parse_every_time(Request.json))
-    with caplog.at_level(logging.WARNING):
-        assert serve(settings) == expected
-    assert kept and not any(kept)
-    (warning,) = warnings_of(caplog)
-    assert warning.startswith("starlette.requests.Request._json does not behave")
-    assert "parsed twice" in warning
 
 
 def test_without_uvicorns_callbacks_headers_have_no_time_limit(

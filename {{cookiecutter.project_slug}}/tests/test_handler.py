@@ -8,6 +8,7 @@ from fastapi import Depends, FastAPI, Form, HTTPException, Request, Response
 from fastapi.dependencies import utils as dependency_utils
 from fastapi.routing import APIRoute
 from fastapi.testclient import TestClient
+from opentelemetry import trace
 from pydantic import BaseModel
 from starlette.types import Receive, Scope, Send
 
@@ -226,6 +227,26 @@ def test_a_traced_call_goes_to_fastapis_handler(
     with TestClient(app) as client:
         assert client.post("/x/count", content=BODY, headers=JSON).json()["count"] == 3
     assert generic_calls == ["/x/count"]
+
+
+@pytest.mark.parametrize("otel", [False, True])
+def test_fastapi_telemetry_follows_atom_otel(
+    make_settings: Callable[..., Settings], monkeypatch: pytest.MonkeyPatch, otel: bool
+) -> None:
+    """FastAPI's OpenTelemetry instrumentation looks for a tracer provider at every request
+    only with ATOM_OTEL on; off (the default), a request does not ask."""
+    asked: list[int] = []
+    provider = trace.get_tracer_provider
+
+    def counting_provider() -> Any:
+        asked.append(1)
+        return provider()
+
+    app = build(make_settings(atom_otel=otel))
+    with TestClient(app) as client:
+        monkeypatch.setattr(trace, "get_tracer_provider", counting_provider)
+        assert client.post("/x/count", content=BODY, headers=JSON).json()["count"] == 3
+    assert bool(asked) is otel
 
 
 def test_dependencies_of_an_inclusion_run(make_settings: Callable[..., Settings]) -> None:

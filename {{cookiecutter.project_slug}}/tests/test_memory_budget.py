@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 from fastapi.testclient import TestClient
 
+from {{ cookiecutter.package_name }}.api import Router
 from {{ cookiecutter.package_name }}.api.calls import predict
 from {{ cookiecutter.package_name }}.config import Settings
 from {{ cookiecutter.package_name }}.errors import VqlError
@@ -186,6 +187,29 @@ def test_a_body_above_the_account_is_413_and_a_busy_worker_503(
         del body["pad"]
         assert client.post(f"{prefix}/detect", json=body).json()["objects"] == [[]]
         assert settles_to_zero(account)
+
+
+def test_a_body_is_held_while_its_route_runs(make_settings: Callable[..., Settings]) -> None:
+    """The body's share (twice its length) is held from before the route runs until the
+    request ends, then given back."""
+    seen: list[int] = []
+    router = Router()
+
+    @router.post("/held")
+    async def held(body: dict) -> dict:
+        seen.append(client.app.state.memory.in_use)
+        return {}
+
+    settings = make_settings()
+    app = make_app(settings)
+    app.include_router(router, prefix="/m")
+    payload = b'{"pad": "' + b"x" * 100_000 + b'"}'
+    with TestClient(app) as client:
+        headers = {"Content-Type": "application/json"}
+        reply = client.post("/m/held", content=payload, headers=headers)
+        assert reply.status_code == 200
+        assert seen[0] >= 2 * len(payload)
+        assert settles_to_zero(client.app.state.memory)
 
 
 def test_v2_bytes_images_draw_from_the_account(make_settings: Callable[..., Settings]) -> None:

@@ -68,7 +68,7 @@ def test_no_label_per_path(client: TestClient, prefix: str) -> None:
 
 
 def test_latency_histogram_counts_every_request(client: TestClient, prefix: str) -> None:
-    """The bulk-written histogram holds each request once: buckets, count and sum agree."""
+    """The latency histogram holds each request once: buckets, count and sum agree."""
     for _ in range(5):
         client.get(f"{prefix}/v1/health/ping")
     found = samples(client, prefix)
@@ -79,26 +79,20 @@ def test_latency_histogram_counts_every_request(client: TestClient, prefix: str)
     assert 0 < found[("atom_request_duration_seconds_sum", route)] < 5
 
 
-def test_a_busy_process_writes_its_counts_at_least_every_interval() -> None:
-    """Counts are held while requests are in flight, and written once the interval passed
-    or the process went idle."""
+def test_the_recorder_writes_each_request_at_once() -> None:
+    """A request is counted, timed and out of the in-flight gauge as soon as it is answered."""
     metrics = Metrics()
-    recorder = RequestRecorder(metrics, interval=3600)
-
-    def count() -> float:
-        labels = {"route": "/r", "method": "GET", "status": "200"}
-        return metrics.registry.get_sample_value("atom_requests_total", labels) or 0.0
+    recorder = RequestRecorder(metrics)
+    labels = {"route": "/r", "method": "GET", "status": "200"}
 
     recorder.started()
     recorder.started()
+    assert metrics.registry.get_sample_value("atom_requests_in_flight") == 2
     recorder.finished("/r", "GET", 200, 0.01)
-    assert count() == 0  # one still in flight, the interval not over
-    recorder.interval = 0
-    recorder.started()
-    recorder.finished("/r", "GET", 200, 0.01)
-    assert count() == 2
+    assert metrics.registry.get_sample_value("atom_requests_total", labels) == 1
     assert metrics.registry.get_sample_value("atom_requests_in_flight") == 1
-    recorder.interval = 3600
-    recorder.finished("/r", "GET", 200, 0.01)  # idle now: written at once
-    assert count() == 3
+    recorder.finished("/r", "GET", 200, 0.02)
+    assert metrics.registry.get_sample_value("atom_requests_total", labels) == 2
     assert metrics.registry.get_sample_value("atom_requests_in_flight") == 0
+    latency = {"route": "/r", "method": "GET"}
+    assert metrics.registry.get_sample_value("atom_request_duration_seconds_count", latency) == 2

@@ -3,13 +3,14 @@
 import json
 import re
 from collections.abc import Callable, Iterator
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
 from fastapi import FastAPI, Request
 from fastapi.testclient import TestClient
 
-from {{ cookiecutter.package_name }}.api import Router
+from {{ cookiecutter.package_name }}.api import Router, json_body
 from {{ cookiecutter.package_name }}.api.app import get_app
 from {{ cookiecutter.package_name }}.config import Settings
 
@@ -22,6 +23,10 @@ def echo_routes() -> Router:
 
     @router.post("/json")
     async def json_route(body: dict) -> dict:
+        return {"n": len(body)}
+
+    @router.post("/json-generic")
+    async def generic_route(body: dict, n: int) -> dict:  # a query parameter: FastAPI's handler
         return {"n": len(body)}
 
     @router.post("/raw")
@@ -60,19 +65,32 @@ def test_call_line_has_method_path_client_query_body_status_and_duration(
     """One line per call names method, path, client, query, body summary, status, duration."""
     client.post("/e/json?page=2", json={"name": "abc"}, headers={"X-Request-ID": "r1"})
     arrived, done = log_lines(settings, "r1")
-    call = 'POST /e/json client=testclient:50000 query={"page":"2"} body={"name":"abc"}'
-    assert arrived.startswith(f"arrived: {call} headers=")  # at DEBUG only
-    assert re.fullmatch(re.escape(call) + r" -> 200 in \d+\.\d\d ms", done)
+    call = 'POST /e/json client=testclient:50000 query={"page":"2"}'
+    # At DEBUG only, before the body is read: its declared length.
+    assert arrived.startswith(f"arrived: {call} body=<14 bytes, application/json> headers=")
+    body = ' body={"name":"abc"}'
+    assert re.fullmatch(re.escape(call + body) + r" -> 200 in \d+\.\d\d ms", done)
 
 
 def test_long_strings_are_cut(client: TestClient, settings: Settings) -> None:
-    """A long string in the body is logged cut, with its length."""
+    """A long string in the body is logged as its length."""
     long_value = "A" * 10_000
     client.post("/e/json", json={"image": long_value}, headers={"X-Request-ID": "r2"})
     line = log_lines(settings, "r2")[-1]
-    assert "...(10000 chars)" in line
+    assert ' body={"image":"<10000 chars>"} -> 200 in ' in line
     assert long_value not in read_log(settings)
     assert len(line) < 400
+
+
+def test_wide_integers_are_logged_as_such(client: TestClient, settings: Settings) -> None:
+    """orjson writes no integer beyond 64 bits: the summary names it, the rest stays shown."""
+    body = b'{"id": 123456789012345678901234567890, "n": [1, 18446744073709551616], "k": 7}'
+    headers = {"X-Request-ID": "r9", "Content-Type": "application/json"}
+    client.post("/e/json", content=body, headers=headers)
+    line = log_lines(settings, "r9")[-1]
+    wide = '"<integer beyond 64 bits>"'
+    shown = '{"id":%s,"n":[1,%s],"k":7}' % (wide, wide)  # noqa: UP031 - no double braces here
+    assert f" body={shown} -> 200 in " in line
 
 
 def test_bytes_are_summarised(client: TestClient, settings: Settings) -> None:
@@ -144,33 +162,43 @@ def test_health_routes_are_quiet_at_info(make_settings: Callable[..., Settings])
 
 
 @pytest.fixture
-def json_loads_calls(monkeypatch: pytest.MonkeyPatch) -> Iterator[list]:
-    """The calls of ``json.loads`` (the parser of Starlette's ``request.json()``) made while
-    the test runs, counted through a wrapper."""
+def parses(monkeypatch: pytest.MonkeyPatch) -> Iterator[list]:
+    """The parses of a JSON body made while the test runs: orjson's (api/json_body.py) and
+    the json module's (Starlette's ``request.json()``), counted through wrappers."""
     calls: list = []
-    real_loads = json.loads
+    real_loads, real_orjson_loads = json.loads, json_body.orjson.loads
 
-    def counting_loads(*args: Any, **kwargs: Any) -> Any:
-        calls.append(args)
-        return real_loads(*args, **kwargs)
+    def counting(real: Callable[..., Any]) -> Callable[..., Any]:
+        def loads(*args: Any, **kwargs: Any) -> Any:
+            calls.append(args)
+            return real(*args, **kwargs)
 
-    monkeypatch.setattr(json, "loads", counting_loads)
+        return loads
+
+    monkeypatch.setattr(json, "loads", counting(real_loads))
+    monkeypatch.setattr(json_body, "orjson", SimpleNamespace(loads=counting(real_orjson_loads)))
     yield calls
 
 
 @pytest.mark.parametrize("level", ["INFO", "WARNING"])
+@pytest.mark.parametrize("path", ["/e/json", "/e/json-generic?n=1"])
 def test_a_json_body_is_parsed_once(
-    make_settings: Callable[..., Settings], json_loads_calls: list, level: str
+    make_settings: Callable[..., Settings], parses: list, level: str, path: str
 ) -> None:
-    """At INFO the call line's parse of the body is the one the route gets: the json
-    module's parser does not run again. At WARNING (no call line) FastAPI parses it."""
+    """The route parses its body once, whichever handler serves it (direct or FastAPI's),
+    and the call line shows the value it parsed; nothing else parses it again."""
+    settings = make_settings(log_level=level)
     with TestClient(build(make_settings, log_level=level)) as client:
-        json_loads_calls.clear()  # the start's own parses
-        reply = client.post("/e/json", json={"a": 1, "b": [2.5, {"c": None}], "d": "x"})
-        calls = len(json_loads_calls)
+        parses.clear()  # the start's own parses
+        body = {"a": 1, "b": [2.5, {"c": None}], "d": "x"}
+        reply = client.post(path, json=body, headers={"X-Request-ID": "once"})
+        calls = len(parses)
     assert reply.status_code == 200
     assert reply.json() == {"n": 3}
-    assert calls == (0 if level == "INFO" else 1)
+    assert calls == 1
+    if level == "INFO":
+        (line,) = log_lines(settings, "once")
+        assert ' body={"a":1,"b":[2.5,{"c":null}],"d":"x"} -> 200 in ' in line
 
 
 @pytest.mark.parametrize(
@@ -205,14 +233,14 @@ def test_integers_beyond_64_bits_stay_exact(
 
 
 def test_a_long_list_of_numbers_is_parsed_once(
-    make_settings: Callable[..., Settings], json_loads_calls: list
+    make_settings: Callable[..., Settings], parses: list
 ) -> None:
-    """A tensor's data (a long list of floats, within 64 bits) takes the call line's parse."""
+    """A tensor's data (a long list of floats, within 64 bits) is parsed once, by orjson."""
     data = [i / 7 for i in range(1000)] + [2.0**62, -(2.0**62), 12345678901234567890]
     with TestClient(build(make_settings)) as client:
-        json_loads_calls.clear()
+        parses.clear()
         reply = client.post("/e/json", json={"data": data})
-        calls = len(json_loads_calls)
+        calls = len(parses)
     assert reply.status_code == 200
     assert reply.json() == {"n": 1}
-    assert calls == 0
+    assert calls == 1

@@ -27,8 +27,7 @@ import contextvars
 import threading
 import time
 import weakref
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from .errors import VqlError
@@ -47,15 +46,36 @@ def mib(nbytes: int) -> str:
 
 
 class Tab:
-    """What one request holds now, summed over its doors."""
+    """What one request holds now, summed over its doors: its ``Hold``s, plus ``kept``
+    bytes held until it ends (``MemoryAccount.keep``: its body). Entered, it is the
+    request's scope (``MemoryAccount.request``): leaving it gives back what the request
+    kept and every hold not attached to an object that outlives it."""
 
-    __slots__ = ("account", "held", "holds", "lock")
+    __slots__ = ("account", "held", "holds", "kept", "lock", "token")
 
     def __init__(self, account: "MemoryAccount") -> None:
         self.account = account
         self.held = 0
+        self.kept = 0
         self.holds: set[Hold] = set()
         self.lock = threading.Lock()
+        self.token: contextvars.Token[Tab | None] | None = None
+
+    def __enter__(self) -> "Tab":
+        self.token = _tab.set(self)
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        if self.token is not None:
+            _tab.reset(self.token)
+        with self.lock:
+            holds = [hold for hold in self.holds if not hold.attached] if self.holds else ()
+            kept, self.kept = self.kept, 0
+            self.held -= kept
+        for hold in holds:
+            hold.release()
+        if kept:
+            self.account.give_back(kept)
 
 
 _tab: contextvars.ContextVar[Tab | None] = contextvars.ContextVar("atom_memory_tab", default=None)
@@ -118,7 +138,9 @@ class MemoryAccount:
         self.wait = wait
         self.in_use = 0
         self.peak = 0
-        self._cond = threading.Condition()
+        self._lock = threading.Lock()
+        self._room = threading.Condition(self._lock)  # notified when bytes come back
+        self._waiting = 0  # doors waiting for room
 
     def take(self, nbytes: int, what: str, *, wait: bool = True) -> Hold:
         """Hold ``nbytes`` for ``what`` in the current request; 413 when the request
@@ -126,6 +148,27 @@ class MemoryAccount:
         ``wait`` is true: never on the event loop)."""
         nbytes = max(int(nbytes), 0)
         tab = _tab.get()
+        self._draw(nbytes, what, tab, wait)
+        hold = Hold(self, nbytes, tab)
+        if tab is not None:
+            with tab.lock:
+                tab.held += nbytes
+                tab.holds.add(hold)
+        return hold
+
+    def keep(self, nbytes: int, what: str) -> None:
+        """Hold ``nbytes`` for ``what`` until the current request ends, without waiting
+        (a request's body: no ``Hold`` to carry). Outside a request, nothing is held."""
+        tab = _tab.get()
+        if tab is None or nbytes <= 0:
+            return
+        self._draw(nbytes, what, tab, wait=False)
+        with tab.lock:
+            tab.held += nbytes
+            tab.kept += nbytes
+
+    def _draw(self, nbytes: int, what: str, tab: Tab | None, wait: bool) -> None:
+        """Take ``nbytes`` from the account for ``what``, or raise 413 or 503 (take)."""
         before = tab.held if tab is not None else 0
         if before + nbytes > self.total:
             raise VqlError(
@@ -142,44 +185,37 @@ class MemoryAccount:
                 status=503,
                 headers={"Retry-After": RETRY_AFTER},
             )
-        hold = Hold(self, nbytes, tab)
-        if tab is not None:
-            with tab.lock:
-                tab.held += nbytes
-                tab.holds.add(hold)
-        return hold
 
     def _acquire(self, nbytes: int, wait: float) -> bool:
-        deadline = time.monotonic() + wait
-        with self._cond:
-            while self.in_use + nbytes > self.total:
-                left = deadline - time.monotonic()
-                if left <= 0:
+        with self._lock:
+            if self.in_use + nbytes > self.total:
+                if wait <= 0:
                     return False
-                self._cond.wait(left)
+                deadline = time.monotonic() + wait
+                self._waiting += 1
+                try:
+                    while self.in_use + nbytes > self.total:
+                        left = deadline - time.monotonic()
+                        if left <= 0:
+                            return False
+                        self._room.wait(left)
+                finally:
+                    self._waiting -= 1
             self.in_use += nbytes
             self.peak = max(self.peak, self.in_use)
         return True
 
     def give_back(self, nbytes: int) -> None:
         """Return ``nbytes`` and wake the doors waiting for room."""
-        with self._cond:
+        with self._lock:
             self.in_use -= nbytes
-            self._cond.notify_all()
+            if self._waiting:
+                self._room.notify_all()
 
-    @contextmanager
-    def request(self) -> Iterator[Tab]:
-        """The scope of one request: what its doors hold is given back when it ends."""
-        tab = Tab(self)
-        token = _tab.set(tab)
-        try:
-            yield tab
-        finally:
-            _tab.reset(token)
-            with tab.lock:
-                holds = [hold for hold in tab.holds if not hold.attached]
-            for hold in holds:
-                hold.release()
+    def request(self) -> Tab:
+        """The scope of one request (``with account.request() as tab``): what its doors
+        hold is given back when it ends."""
+        return Tab(self)
 
 
 def current_account() -> "MemoryAccount":

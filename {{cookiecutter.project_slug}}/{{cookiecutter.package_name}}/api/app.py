@@ -5,6 +5,7 @@ from typing import Any
 
 from fastapi import APIRouter, FastAPI
 from fastapi.datastructures import Default
+from fastapi.telemetry import TelemetryConfig
 
 from .. import __version__, about, jobs
 from ..config import Settings, resolve_settings
@@ -30,6 +31,10 @@ from .mounting import (
 )
 from .schema.response import ORJSONResponse
 from .v2.routes import install_v2
+
+# FastAPI's OpenTelemetry instrumentation off (ATOM_OTEL turns it on): otherwise it looks
+# for configured providers at every request, even where there are none.
+NO_TELEMETRY: TelemetryConfig = {"tracing": False, "metrics": False, "logs": False}
 
 
 def openapi_version() -> str:
@@ -73,6 +78,7 @@ def get_app(
         docs_url=None,
         redoc_url=None,
         lifespan=lifespan,
+        telemetry=None if settings.atom_otel else NO_TELEMETRY,
     )
     if model_loaders is None:
         model_loaders = collect_model_loaders(routers)

@@ -1,4 +1,4 @@
-"""The private names of FastAPI and Starlette the runtime still reads, each behind a guard.
+"""The private names of FastAPI the runtime still reads, each behind a guard.
 
 A library may rename or change a private name in any release, and code that reads one
 with ``getattr(..., None)`` then changes behaviour without a word. Each name the atom
@@ -13,9 +13,6 @@ suite on the newest releases: the day a release breaks a guard, a test says so.
   the inclusion's context (prefix, dependencies, response class merged in) in
   ``fastapi.routing._effective_route_context_var``. The direct handler
   (``api/handler.py``) reads it; without it, every call goes to FastAPI's own handler.
-- ``PARSED_JSON``: Starlette's ``Request.json()`` returns ``request._json`` once set. The
-  call log (``api/json_reuse.py``) sets it to the body it parsed for the log line, so that
-  the body is parsed once; without it, FastAPI parses the body again.
 - ``HEADER_TIMEOUT``: uvicorn's ``HttpToolsProtocol`` (``uvicorn.protocols.http``, not a
   documented API) has the callbacks ``deploy/header_timeout.py`` extends, and httptools
   calls them; without them, ``server.py`` gives requests' headers no time limit.
@@ -30,7 +27,6 @@ from fastapi import APIRouter, Depends, FastAPI
 from fastapi import routing as fastapi_routing
 from fastapi.routing import APIRoute, iter_route_contexts
 from starlette.requests import Request
-from starlette.types import Message
 
 logger = logging.getLogger(__name__)
 
@@ -122,39 +118,6 @@ ROUTE_CONTEXT = Guard(
 )
 
 
-# Starlette: a JSON body parsed once -------------------------------------------------
-
-
-def check_parsed_json() -> None:
-    """``Request.json()`` returns the value stored in ``request._json`` without reading or
-    parsing the body again."""
-    body = b'{"sent": true}'
-
-    async def receive() -> Message:
-        return {"type": "http.request", "body": body, "more_body": False}
-
-    scope = {"type": "http", "method": "POST", "path": "/", "headers": [], "query_string": b""}
-    request = Request(scope, receive)
-    kept = {"kept": True}
-    request._json = kept
-    coroutine = request.json()
-    try:
-        coroutine.send(None)  # nothing to wait for: it returns at once
-    except StopIteration as done:
-        if done.value is not kept:
-            raise ValueError("json() did not return the value stored in _json") from None
-        return
-    finally:
-        coroutine.close()
-    raise ValueError("json() waited for the body instead of returning _json")
-
-
-PARSED_JSON = Guard(
-    "starlette.requests.Request._json",
-    "a JSON body is parsed twice, once for the call log and once by FastAPI",
-    check_parsed_json,
-)
-
 # uvicorn: a time limit on a request's headers ---------------------------------------
 
 
@@ -193,7 +156,7 @@ HEADER_TIMEOUT = Guard(
     check_header_timeout,
 )
 
-GUARDS = (ROUTE_CONTEXT, PARSED_JSON, HEADER_TIMEOUT)
+GUARDS = (ROUTE_CONTEXT, HEADER_TIMEOUT)
 
 
 def report() -> None:

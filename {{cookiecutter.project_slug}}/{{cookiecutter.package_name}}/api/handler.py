@@ -6,7 +6,7 @@ every call. Most of an atom's calls are simpler: an ``async def`` taking one JSO
 model (or nothing but the request), answering JSON. For a route of that shape
 ``direct_handler`` reads the body, validates it, calls the endpoint and serialises its
 answer with the route's own fields: the same Pydantic validation and serialisation as
-FastAPI, without solving dependencies. Measured in ``benchmarks/bench_stack.py``.
+FastAPI, without solving dependencies (the template's ``bench_choices`` measures it).
 
 It hands the call to FastAPI's handler, untouched, whenever it could differ from it:
 
@@ -15,7 +15,8 @@ It hands the call to FastAPI's handler, untouched, whenever it could differ from
 - a body that fails validation: FastAPI makes the 422, so it is FastAPI's to the byte;
 - a request that FastAPI's OpenTelemetry instrumentation follows (its spans stay whole).
 
-The body is read once either way: Starlette keeps it (and its JSON value) on the request.
+The body is read and parsed once either way: both handlers get the route class's
+``JsonRequest`` (``api/json_body.py``), which keeps it and its JSON value.
 
 It reads the route's public attributes as FastAPI's handler does. The context of a route
 that a router includes (prefix, dependencies and response class merged in) is only in a

@@ -141,6 +141,9 @@ class Settings(BaseSettings):
     # bodies, images, downloads, videos, v2 tensors, the model's working set. With N
     # workers a container needs N x (ATOM_MEMORY_BYTES + 512 MiB) (docs/security.md).
     atom_memory_bytes: int = Field(memory.DEFAULT_BYTES, ge=16 * memory.MIB)
+    # A JSON body's structure (api/json_body.py): values in all (413), nesting (422).
+    atom_json_max_items: int = Field(1_000_000, ge=1)
+    atom_json_max_depth: int = Field(32, ge=1)
     docs_switch: Bool = True
     profiling: Bool = False
 
@@ -212,6 +215,9 @@ class Settings(BaseSettings):
     nginx_bin: str = ""
     atom_supervised: Bool = False  # set by nginx_run for its workers
     metrics_switch: Bool = True
+    # FastAPI's own OpenTelemetry instrumentation, for a process that configures an
+    # OpenTelemetry provider; off, the atom's tracing is SkyWalking's, its metrics Prometheus.
+    atom_otel: Bool = False
     serving_heartbeat_interval: float = Field(2.0, gt=0, le=3600)
     serving_retry_max: float = Field(30.0, ge=1, le=3600)
     serving_timeout: float = Field(3.0, gt=0, le=60)

@@ -47,22 +47,19 @@ class BatchedHandler(logging.Handler):
         except Exception:  # noqa: BLE001 - a log handler must never raise
             self.handleError(record)
             return
-        self._queue(line, record.levelno or 0)  # handle() holds self.lock
+        self.queue_line(line, record.levelno or 0)  # handle() holds self.lock (an RLock)
 
     def queue_line(self, line: str, levelno: int) -> None:
-        """Queue a line already formatted (``control.logs.log_line``)."""
+        """Queue a formatted line (``emit``, and ``control.logs.log_line`` directly)."""
         lock = self.lock
         assert lock is not None  # Handler.__init__ creates it
         with lock:
-            self._queue(line, levelno)
-
-    def _queue(self, line: str, levelno: int) -> None:
-        pending = self._pending
-        pending.append(line)
-        if levelno >= logging.WARNING or len(pending) >= MAX_PENDING:
-            self.flush()
-        elif len(pending) == 1:
-            _FLUSHER.wake()
+            pending = self._pending
+            pending.append(line)
+            if levelno >= logging.WARNING or len(pending) >= MAX_PENDING:
+                self.flush()
+            elif len(pending) == 1:
+                _FLUSHER.wake()
 
     def flush(self) -> None:
         """Write the pending lines now (when this returns, every line queued before the call
@@ -178,27 +175,6 @@ class ConsoleHandler(BatchedHandler):
     def write_lines(self, lines: list[str]) -> None:
         self.stream.write("\n".join(lines) + "\n")
         self.stream.flush()
-
-
-class TeeHandler(BatchedHandler):
-    """One handler writing each batch of lines to several outputs (other batched handlers).
-
-    Logging set-up installs one, over the console and the file: a record is filtered,
-    locked, formatted and queued once instead of once per output.
-    """
-
-    def __init__(self, outputs: list[BatchedHandler]) -> None:
-        super().__init__()
-        self.outputs = outputs
-
-    def write_lines(self, lines: list[str]) -> None:
-        for output in self.outputs:
-            output.write_lines(lines)
-
-    def close(self) -> None:
-        super().close()
-        for output in self.outputs:
-            output.close()
 
 
 class SharedRotatingFileHandler(BatchedHandler):

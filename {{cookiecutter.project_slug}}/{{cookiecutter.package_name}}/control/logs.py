@@ -20,7 +20,6 @@ from .log_handlers import (
     BatchedHandler,
     ConsoleHandler,
     SharedRotatingFileHandler,
-    TeeHandler,
     register_fork_hooks,
 )
 from .log_safety import LOG_UNSAFE_RE, escape_for_log
@@ -114,29 +113,32 @@ class LineFormatter(logging.Formatter):
 
 
 class _Direct:
-    """The handler and formatter configure_logging installed, to queue finished lines into."""
+    """The handlers and formatter configure_logging installed, to queue finished lines into."""
 
-    def __init__(self, handler: BatchedHandler, formatter: LineFormatter) -> None:
-        self.handler = handler
+    def __init__(self, handlers: list[BatchedHandler], formatter: LineFormatter) -> None:
+        self.handlers = handlers
         self.formatter = formatter
-        self.filters = list(handler.filters)
+        # What a change of our handlers' filters, formatter or level would change.
+        self.configured = [(h, h.filters[:], h.formatter, h.level) for h in handlers]
 
     def reaches_only_ours(self, logger: logging.Logger, level: int) -> bool:
-        """True when a record of ``logger`` at ``level`` would reach our handler alone, as
+        """True when a record of ``logger`` at ``level`` would reach our handlers alone, as
         configured: no other handler or filter on the way, nothing changed since."""
-        handler: logging.Handler = self.handler
         node: logging.Logger | None = logger
         while node is not None:
             if node.filters or node.disabled:
                 return False
-            if node.parent is None:  # the root logger
-                return (
-                    len(node.handlers) == 1
-                    and node.handlers[0] is handler
-                    and handler.filters == self.filters
-                    and handler.formatter is self.formatter
-                    and level >= handler.level
-                )
+            if node.parent is None:  # the root logger (a Handler equals only itself)
+                if node.handlers != self.handlers:
+                    return False
+                for handler, filters, formatter, handler_level in self.configured:
+                    if (
+                        handler.filters != filters
+                        or handler.formatter is not formatter
+                        or handler.level != handler_level
+                    ):
+                        return False
+                return True
             if node.handlers or not node.propagate:
                 return False
             node = node.parent
@@ -149,15 +151,17 @@ _direct: _Direct | None = None
 def log_line(logger: logging.Logger, level: int, message: str) -> None:
     """Log ``message`` (already formatted) at ``level``: the routes' call lines.
 
-    When the record would reach only the handler that configure_logging installed (no
-    other handler or filter on the way, SkyWalking off), the line is made here as that
-    handler's formatter makes it and queued directly: creating the LogRecord and running
+    When the record would reach only the handlers that configure_logging installed (no
+    other handler or filter on the way, SkyWalking off), the line is made here as their
+    formatter makes it and queued directly: creating the LogRecord and running
     the format are most of the cost of a logged call. Otherwise it goes through
     ``logger.log`` like any record. The two give the same line (tests/test_log.py).
     """
     direct = _direct
     if direct is not None and direct.reaches_only_ours(logger, level):
-        direct.handler.queue_line(direct.formatter.line(level, logger.name, message), level)
+        line = direct.formatter.line(level, logger.name, message)
+        for handler in direct.handlers:
+            handler.queue_line(line, level)
     else:
         logger.log(level, "%s", message)
 
@@ -189,15 +193,16 @@ def configure_logging(
     if file is not None:
         outputs.append(SharedRotatingFileHandler(file, max_bytes, backup_count, file_owner))
     global _direct  # noqa: PLW0603 - logging's configuration is process-wide
-    handler = TeeHandler(outputs)  # console and file: each record handled once
     formatter = make_formatter(traced=trace_id is not None)
-    handler.setFormatter(formatter)
-    handler.addFilter(RequestIdFilter(trace_id))
-    setattr(handler, _OWNED, True)
-    root.addHandler(handler)
+    stamp = RequestIdFilter(trace_id)
+    for handler in outputs:  # one formatter: a record is formatted once for both
+        handler.setFormatter(formatter)
+        handler.addFilter(stamp)
+        setattr(handler, _OWNED, True)
+        root.addHandler(handler)
     root.setLevel(level)
     traced = trace_id is not None
-    _direct = None if traced else _Direct(handler, formatter)
+    _direct = None if traced else _Direct(outputs, formatter)
     # The line format names no source file, line, function or process name: the logging
     # module's documented switches spare finding them for every record (a walk up the
     # stack, a lookup of the multiprocessing module). Thread ids stay (tracing uses them).

@@ -6,13 +6,13 @@ connection and a file descriptor forever (slowloris). Its other limits bound the
 the headers (``h11_max_incomplete_event_size``) or the number of connections
 (``limit_concurrency``, which slow clients then exhaust), never the time.
 
-``http_protocol`` returns uvicorn's httptools protocol with a timer, for ``uvicorn.run``'s
-public ``http`` argument: armed when a connection opens and when the first byte of a
-request arrives after a reply, cancelled once its headers are complete; when it fires, the
-connection is closed (nginx does the same at its ``client_header_timeout``, which
-nginx_run sets from the same variable). The callbacks it extends are checked by
-``api/guards.py`` (``HEADER_TIMEOUT``): without them, uvicorn's own protocol runs, and a
-WARNING line says that headers have no time limit.
+``http_protocol`` returns uvicorn's httptools protocol with a time limit, for
+``uvicorn.run``'s public ``http`` argument: a request's headers are timed from the moment
+the connection opens, or the first byte of a later request arrives, until they are
+complete; a connection whose headers take longer is closed (nginx does the same at its
+``client_header_timeout``, which nginx_run sets from the same variable). The callbacks
+it extends are checked by ``api/guards.py`` (``HEADER_TIMEOUT``): without them,
+uvicorn's own protocol runs, and a WARNING line says that headers have no time limit.
 """
 
 import asyncio
@@ -29,41 +29,50 @@ else:
 
 
 class HeaderTimeout(Base):
-    """The timer, mixed into uvicorn's HttpToolsProtocol by ``http_protocol``."""
+    """The time limit, mixed into uvicorn's HttpToolsProtocol by ``http_protocol``.
+
+    A request's headers are timed from the first byte (``headers_since``, the loop's
+    clock) until they are complete; one watch per connection looks at that clock when a
+    request's headers would be due (a timer per connection, not one armed and cancelled
+    for every request)."""
 
     header_timeout = 10.0  # seconds, set by http_protocol
-    header_timer: asyncio.TimerHandle | None = None
+    headers_since: float | None = None  # when the headers now coming began
+    header_watch: asyncio.TimerHandle | None = None
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
-        self.arm_header_timer()
+        self.headers_since = self.loop.time()
+        self.header_watch = self.loop.call_later(self.header_timeout, self.watch_headers)
 
     def on_message_begin(self) -> None:
         super().on_message_begin()
-        if self.header_timer is None:  # a later request of a kept-alive connection
-            self.arm_header_timer()
+        if self.headers_since is None:  # a later request of a kept-alive connection
+            self.headers_since = self.loop.time()
 
     def on_headers_complete(self) -> None:
-        self.disarm_header_timer()
+        self.headers_since = None
         super().on_headers_complete()
 
     def connection_lost(self, exc: Exception | None) -> None:
-        self.disarm_header_timer()
+        if self.header_watch is not None:
+            self.header_watch.cancel()
+            self.header_watch = None
         super().connection_lost(exc)
 
-    def arm_header_timer(self) -> None:
-        self.header_timer = self.loop.call_later(self.header_timeout, self.headers_too_slow)
-
-    def disarm_header_timer(self) -> None:
-        if self.header_timer is not None:
-            self.header_timer.cancel()
-            self.header_timer = None
-
-    def headers_too_slow(self) -> None:
-        """The headers did not come in time: close the connection, without a reply."""
-        self.header_timer = None
-        if not self.transport.is_closing():
-            self.transport.close()
+    def watch_headers(self) -> None:
+        """Close the connection if a request's headers are late, else look again when the
+        headers now coming (or the next request's, at the earliest) would be due."""
+        self.header_watch = None
+        if self.transport.is_closing():
+            return
+        due = self.header_timeout
+        if self.headers_since is not None:
+            due -= self.loop.time() - self.headers_since
+            if due <= 0:  # the headers did not come in time: close, without a reply
+                self.transport.close()
+                return
+        self.header_watch = self.loop.call_later(due, self.watch_headers)
 
 
 def http_protocol(seconds: float) -> type[asyncio.Protocol] | HTTPProtocolType:

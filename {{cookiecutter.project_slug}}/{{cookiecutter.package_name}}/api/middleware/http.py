@@ -214,7 +214,7 @@ class RequestContextMiddleware:
                 receive = self._limit(receive)  # a body without Content-Length: count it
             elif length:
                 try:
-                    self.account.take(2 * length, "the request body", wait=False)
+                    self.account.keep(2 * length, "the request body")
                 except VqlError as exc:
                     logger.info("%s %s: %s", *_call(scope), exc.msg)
                     reply = error_reply(
@@ -246,7 +246,7 @@ class RequestContextMiddleware:
                 if received > limit:
                     raise HTTPException(413, _too_large_msg(limit))
                 if size:
-                    account.take(2 * size, "the request body", wait=False)
+                    account.keep(2 * size, "the request body")
             return message
 
         return limited_receive

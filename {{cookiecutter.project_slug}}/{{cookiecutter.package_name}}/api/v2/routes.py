@@ -141,6 +141,12 @@ def _selected(signature: V2Signature, parsed: InferRequest) -> list[tuple[str, b
     return selected
 
 
+def refused(model_name: str, exc: V2Error | VqlError) -> Response:
+    """The protocol's error for a refused inference (a VqlError's headers kept), logged."""
+    logger.info("v2 infer %s -> %d %s", model_name[:MAX_SHOWN], exc.status, exc.msg)
+    return error(exc.msg, exc.status, getattr(exc, "headers", None))
+
+
 def run_inference(
     state: V2State, model_name: str, model: Any, *, body: bytes, headers: Any, limit: int
 ) -> Response:
@@ -150,12 +156,8 @@ def run_inference(
     garbage collection (the memory account saw them as held, rightly)."""
     try:
         return _inference(state, model_name, model, body=body, headers=headers, limit=limit)
-    except V2Error as exc:
-        logger.info("v2 infer %s -> %d %s", model_name[:MAX_SHOWN], exc.status, exc.msg)
-        return error(exc.msg, exc.status)
-    except VqlError as exc:
-        logger.info("v2 infer %s -> %d %s", model_name[:MAX_SHOWN], exc.status, exc.msg)
-        return error(exc.msg, exc.status, exc.headers)
+    except (V2Error, VqlError) as exc:
+        return refused(model_name, exc)
 
 
 def _inference(
@@ -207,12 +209,8 @@ async def infer_reply(request: Request, model_name: str, version: str | None) ->
             headers=request.headers,
             limit=limit,
         )
-    except V2Error as exc:
-        logger.info("v2 infer %s -> %d %s", model_name[:MAX_SHOWN], exc.status, exc.msg)
-        return error(exc.msg, exc.status)
-    except VqlError as exc:
-        logger.info("v2 infer %s -> %d %s", model_name[:MAX_SHOWN], exc.status, exc.msg)
-        return error(exc.msg, exc.status, exc.headers)
+    except (V2Error, VqlError) as exc:
+        return refused(model_name, exc)
     except Exception:
         logger.exception("v2 infer of %r failed", model_name[:MAX_SHOWN])
         return error(INTERNAL_MSG, 500)
