@@ -20,8 +20,8 @@ only when their other arguments are equal (the same ``threshold``).
   results.
 - **Bounded waiting**: more than ``queue_size`` items waiting answers 503 with
   ``Retry-After`` at once; no request waits for its results longer than ``timeout``
-  seconds (ATOM_BATCH_TIMEOUT by default: then 503 too); a request still queued
-  ``WATCH_AFTER`` (50 ms) after it came is dropped from the queue if its client went away.
+  seconds (ATOM_BATCH_TIMEOUT by default: then 503 too); a request whose client went
+  away before its batch ran is dropped from it.
 - A request with more items than ``max_size`` runs alone, in calls of ``max_size`` items.
 
 The metrics ``atom_batch_size``, ``atom_batch_wait_seconds`` and ``atom_batch_queue_depth``
@@ -54,7 +54,6 @@ RETRY_AFTER = "1"  # seconds, in the 503 of a full queue or a missed deadline
 # about 25% more requests/s on the batching benchmark's model (bench_batching.py).
 SWITCH_INTERVAL = 0.001
 IDLE_TICK = 1.0  # seconds between two queue-depth reports of an idle batcher
-WATCH_AFTER = 0.05  # seconds a request waits before its connection is watched
 
 
 @dataclasses.dataclass(frozen=True)
@@ -429,8 +428,8 @@ class BatchedModel:
     method queues the items, every other attribute is the model's own.
 
     One per request. It tells the batcher a request is on its way until it submits; once
-    it has waited WATCH_AFTER, it watches the connection (on the event loop) and drops its
-    items from the queue if the client disconnects. FastAPI ends it when the route returns.
+    it has, it watches the connection (on the event loop) and drops its items from the
+    queue if the client disconnects. FastAPI ends it when the route returns.
     """
 
     __slots__ = (
@@ -449,7 +448,7 @@ class BatchedModel:
         self._loop = asyncio.get_running_loop()
         self._submitted = self._released = False
         self._pending: _Pending | None = None
-        self._watcher: asyncio.Task | asyncio.TimerHandle | None = None
+        self._watcher: asyncio.Task | None = None
         batcher.announce()
         stack = request.scope.get("fastapi_function_astack")
         if stack is not None:  # closed when the route returns, before the response
@@ -508,14 +507,8 @@ class BatchedModel:
         return pending, hold
 
     def _watch(self) -> None:
-        """Watch the connection (on the loop) once the request has waited WATCH_AFTER s,
-        unless the route returned by then: most requests are answered sooner and never
-        pay for a watcher task."""
-        if self._released:
-            return
-        if self._watcher is None:
-            self._watcher = self._loop.call_later(WATCH_AFTER, self._watch)
-        elif not isinstance(self._watcher, asyncio.Task):  # its timer (uvloop has its own)
+        """Start watching the connection (on the loop), unless the route already returned."""
+        if not self._released and self._watcher is None:
             self._watcher = self._loop.create_task(self._watch_client())
 
     async def _watch_client(self) -> None:
