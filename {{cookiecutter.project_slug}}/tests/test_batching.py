@@ -19,6 +19,7 @@ from pydantic import BaseModel
 from {{ cookiecutter.package_name }}.api import Router
 from {{ cookiecutter.package_name }}.api.app import get_app
 from {{ cookiecutter.package_name }}.api.batching import Batcher, Batching
+from {{ cookiecutter.package_name }}.api.calls import predict
 from {{ cookiecutter.package_name }}.api.dependencies import Model
 from {{ cookiecutter.package_name }}.api.mounting import collect_batching
 from {{ cookiecutter.package_name }}.config import Settings, SettingsError, load_settings
@@ -78,6 +79,10 @@ def gated_router(batching: Batching) -> Router:
     def gated(payload: Items, model: Annotated[Gated, Model("gated")]) -> dict:
         return {"out": model.predict_batch(payload.items, payload.factor), "label": model.label}
 
+    @router.post("/gated-async")
+    async def gated_async(payload: Items, model: Annotated[Gated, Model("gated")]) -> dict:
+        return {"out": await predict(model, payload.items, payload.factor)}
+
     return router
 
 
@@ -116,9 +121,9 @@ def wait_until(condition: Callable[[], bool], timeout: float = 5.0) -> None:
         time.sleep(0.005)
 
 
-def post(client: TestClient, prefix: str, items: list[int], **extra: int):
-    """POST /gated; the reply."""
-    return client.post(f"{prefix}/gated", json={"items": items, **extra})
+def post(client: TestClient, prefix: str, items: list[int], route: str = "gated", **extra: int):
+    """POST /gated (or another route); the reply."""
+    return client.post(f"{prefix}/{route}", json={"items": items, **extra})
 
 
 def behind_a_held_call(client: TestClient, model: Gated, prefix: str, bodies: list[list[int]]):
@@ -243,12 +248,14 @@ def test_a_full_queue_answers_503_at_once(build, prefix) -> None:
     assert took < 1.0
 
 
-def test_no_request_waits_past_its_deadline(build, prefix, make_settings) -> None:
-    """With ATOM_BATCH_TIMEOUT=0.3 and a model that takes 3 s, the reply is a 503 at 0.3 s."""
+@pytest.mark.parametrize("route", ["gated", "gated-async"])
+def test_no_request_waits_past_its_deadline(build, prefix, make_settings, route) -> None:
+    """With ATOM_BATCH_TIMEOUT=0.3 and a model that takes 3 s, the reply is a 503 at 0.3 s,
+    from a ``def`` route and from an ``async def`` one."""
     settings = make_settings(atom_batch_timeout=0.3)
     client, _ = build(Gated(delay=3.0), Batching(max_size=4), settings)
     started = time.monotonic()
-    reply = post(client, prefix, [1])
+    reply = post(client, prefix, [1], route)
     took = time.monotonic() - started
     assert reply.status_code == 503
     assert reply.headers["retry-after"] == "1"
@@ -324,8 +331,10 @@ def test_batch_metrics_by_model(build, prefix) -> None:
     assert found[("atom_batch_queue_depth", by_model)] == 0
 
 
-def test_a_request_whose_client_left_is_dropped(make_settings) -> None:
-    """A client that disconnects while its request is queued: its items never reach the model."""
+@pytest.mark.parametrize("route", ["gated", "gated-async"])
+def test_a_request_whose_client_left_is_dropped(make_settings, route) -> None:
+    """A client that disconnects while its request is queued: its items never reach the model
+    (``def`` and ``async def`` routes)."""
     settings = make_settings(log_root="")
     model = Gated(hold=True)
     app: FastAPI = get_app(
@@ -341,7 +350,7 @@ def test_a_request_whose_client_left_is_dropped(make_settings) -> None:
         wait_until(lambda: server.started, 10)
         wait_until(lambda: bool(app.state.models.batchers), 10)
         batcher = app.state.models.batchers["gated"]
-        path = f"{settings.atom_api_prefix}/gated"
+        path = f"{settings.atom_api_prefix}/{route}"
         with ThreadPoolExecutor(2) as pool:
             first = pool.submit(raw_post, port, path, b'{"items": [0]}', True)
             assert model.entered.wait(5)

@@ -47,6 +47,7 @@ from ..memory import Hold, current_account, model_memory
 
 logger = logging.getLogger(__name__)
 
+Loop = asyncio.AbstractEventLoop
 RETRY_AFTER = "1"  # seconds, in the 503 of a full queue or a missed deadline
 # The longest the batch thread waits for the GIL once its model call returns (Python's
 # default is 5 ms, paid after every batch while the event loop holds the GIL): measured
@@ -102,27 +103,57 @@ def client_gone() -> HTTPException:
 
 
 class _Pending:
-    """One request's share of the queue: its items, the arguments of the call, its result."""
+    """One request's share of the queue: its items, the arguments of the call, its outcome
+    and the future its caller waits on (made on the caller's event loop ``loop``, if any)."""
 
-    __slots__ = ("args", "deadline", "dropped", "enqueued", "future", "items", "key", "kwargs")
+    __slots__ = (
+        *("args", "deadline", "dropped", "enqueued", "future", "items", "key", "kwargs"),
+        *("loop", "outcome"),
+    )
 
-    def __init__(self, items: list, args: tuple, kwargs: dict, key: Hashable, timeout: float):
+    def __init__(self, items: list, args: tuple, kwargs: dict, timeout: float, loop: Loop | None):
         self.items = items
         self.args = args
         self.kwargs = kwargs
-        self.key = key
+        self.key = _call_key(args, kwargs)
         self.enqueued = time.monotonic()
         self.deadline = self.enqueued + timeout
-        self.future: Future[list] = Future()
+        self.loop = loop
+        self.future: Any = Future() if loop is None else loop.create_future()
+        self.outcome: tuple[list, BaseException | None] | None = None
         self.dropped = False  # the caller stopped waiting, or its client went away
 
     def settle(self, result: list | None = None, error: BaseException | None = None) -> None:
-        """Give the caller its result or its error (at most once)."""
-        with contextlib.suppress(Exception):  # already settled
+        """Record the caller's result or its error (the first one counts): ``_deliver``."""
+        if self.outcome is None:
+            self.outcome = (result or [], error)
+
+
+def _deliver(pendings: list[_Pending]) -> None:
+    """Hand the callers their outcomes: a thread's at once, those waiting on an event loop
+    in one call per loop (each call wakes it up)."""
+    by_loop: dict[Loop | None, list[_Pending]] = {}
+    for pending in pendings:
+        by_loop.setdefault(pending.loop, []).append(pending)
+    for loop, waiting in by_loop.items():
+        if loop is None:
+            _resolve(waiting)
+        else:
+            with contextlib.suppress(RuntimeError):  # the loop is closed: nobody waits
+                loop.call_soon_threadsafe(_resolve, waiting)
+
+
+def _resolve(pendings: list[_Pending]) -> None:
+    """Complete the futures with the outcomes (an asyncio future on its own loop)."""
+    for pending in pendings:
+        if pending.outcome is None or pending.future.done():
+            continue
+        result, error = pending.outcome
+        with contextlib.suppress(Exception):  # a thread's future completed meanwhile
             if error is None:
-                self.future.set_result(result or [])
+                pending.future.set_result(result)
             else:
-                self.future.set_exception(error)
+                pending.future.set_exception(error)
 
 
 def _plain(exc: BaseException) -> Exception:
@@ -198,10 +229,12 @@ class Batcher:
             self._coming -= 1
             self._wake_if_due()
 
-    def submit(self, items: list, args: tuple, kwargs: dict, *, announced: bool) -> _Pending:
+    def submit(
+        self, items: list, args: tuple, kwargs: dict, *, announced: bool, loop: Loop | None = None
+    ) -> _Pending:
         """Queue a request's items (withdrawing its announcement); 503 at once when the
-        queue is full."""
-        pending = _Pending(items, args, kwargs, _call_key(args, kwargs), self.timeout)
+        queue is full. Its caller waits with ``wait``, or on ``loop`` with ``wait_async``."""
+        pending = _Pending(items, args, kwargs, self.timeout, loop)
         with self._cond:
             if announced:
                 self._coming -= 1
@@ -232,17 +265,23 @@ class Batcher:
         try:
             return pending.future.result(max(0.0, pending.deadline - time.monotonic()))
         except FutureTimeout:
-            pending.dropped = True
             raise self._late() from None
+        finally:
+            pending.dropped = True  # nobody waits for it any more
 
     async def wait_async(self, pending: _Pending) -> list:
-        """``wait`` for async routes."""
+        """``wait`` on the event loop given to ``submit``: one timer, no task or thread hop."""
+        remaining = max(0.0, pending.deadline - time.monotonic())
+        timer = asyncio.get_running_loop().call_later(remaining, self._expire, pending)
         try:
-            remaining = max(0.0, pending.deadline - time.monotonic())
-            return await asyncio.wait_for(asyncio.wrap_future(pending.future), remaining)
-        except TimeoutError:
+            return await pending.future
+        finally:
+            timer.cancel()
             pending.dropped = True
-            raise self._late() from None
+
+    def _expire(self, pending: _Pending) -> None:
+        pending.settle(error=self._late())
+        _resolve([pending])
 
     def stop(self) -> None:
         """Stop the thread; the requests still queued get a 503."""
@@ -254,6 +293,7 @@ class Batcher:
             self._cond.notify_all()
         for pending in left:
             pending.settle(error=busy(f"model {self.name!r} is stopping"))
+        _deliver(left)
         if self._thread.is_alive() and self._thread is not threading.current_thread():
             self._thread.join(5)
 
@@ -272,6 +312,7 @@ class Batcher:
             return False
         if batch:
             self._run_batch(batch)
+            _deliver(batch)
         return True
 
     def _next_batch(self) -> list[_Pending] | None:
@@ -308,8 +349,8 @@ class Batcher:
         for pending in self._queue:
             if pending.dropped or now >= pending.deadline:
                 self._queued_items -= len(pending.items)
-                gone = client_gone() if pending.dropped else self._late()
-                pending.settle(error=gone)
+                pending.settle(error=client_gone() if pending.dropped else self._late())
+                _deliver([pending])
                 continue
             fits = not batch or size + len(pending.items) <= self.config.max_size
             if pending.key == key and fits and size < self.config.max_size:
@@ -398,7 +439,6 @@ class BatchedModel:
         "_released",
         "_request",
         "_submitted",
-        "_thread",
         "_watcher",
     )
 
@@ -406,7 +446,6 @@ class BatchedModel:
         self._batcher = batcher
         self._request = request
         self._loop = asyncio.get_running_loop()
-        self._thread = threading.get_ident()
         self._submitted = self._released = False
         self._pending: _Pending | None = None
         self._watcher: asyncio.Task | None = None
@@ -423,22 +462,22 @@ class BatchedModel:
 
     def _predict(self, items: Sequence, *args: Any, **kwargs: Any) -> list:
         """The batch method for ``def`` routes: blocks until the request's results are in."""
-        pending, hold = self._submit(items, args, kwargs, on_loop=False)
+        pending, hold = self._submit(items, args, kwargs, None)
         with hold:
             return [] if pending is None else self._batcher.wait(pending)
 
     async def batch(self, items: Sequence, *args: Any, **kwargs: Any) -> list:
         """The batch method for ``async def`` routes: ``await model.batch(frames, ...)``."""
-        on_loop = threading.get_ident() == self._thread
-        pending, hold = self._submit(items, args, kwargs, on_loop=on_loop)
+        pending, hold = self._submit(items, args, kwargs, asyncio.get_running_loop())
         with hold:
             return [] if pending is None else await self._batcher.wait_async(pending)
 
     def _submit(
-        self, items: Sequence, args: tuple, kwargs: dict, *, on_loop: bool
+        self, items: Sequence, args: tuple, kwargs: dict, loop: Loop | None
     ) -> tuple[_Pending | None, Hold]:
         """Queue the items, the model's working set for them held from the request's
-        memory (``memory.py``) until their results are in."""
+        memory (``memory.py``) until their results are in. ``loop``: the caller's (it
+        never waits for memory there), None for a thread's."""
         items = list(items)
         announced = not self._submitted
         self._submitted = True
@@ -449,19 +488,19 @@ class BatchedModel:
             return None, account.take(0, "nothing")
         try:
             size = model_memory(self._batcher.model, items)
-            hold = account.take(size, "the model's working set", wait=not on_loop)
+            hold = account.take(size, "the model's working set", wait=loop is None)
         except BaseException:
             if announced:
                 self._batcher.withdraw()
             raise
         try:
-            pending = self._batcher.submit(items, args, kwargs, announced=announced)
+            pending = self._batcher.submit(items, args, kwargs, announced=announced, loop=loop)
         except BaseException:
             hold.release()
             raise
         self._pending = pending
         if self._watcher is None:
-            if threading.get_ident() == self._thread:
+            if loop is self._loop:
                 self._watch()
             else:
                 self._loop.call_soon_threadsafe(self._watch)
