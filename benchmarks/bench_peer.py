@@ -10,6 +10,13 @@ changes. The load generator (wrk, 1 thread) runs on the other CPUs: by default t
 servers get every CPU but the first, wrk the first, so the load never takes the servers'
 cores and a faster server does not pay for the wrk it keeps busy.
 
+The MLP stands for a model on an accelerator, which has a device of its own beside the
+server's CPU: its runs are held to the servers' CPUs (MLP_CPUS, in mlp_model.py itself, so
+alike for every server whichever thread or process calls it), while the server around it
+runs on wrk's CPU. With the server's own work on the model's CPU no Python server comes
+near the model's limit: every microsecond a request costs the server is taken from the
+model (``--mlp-shared`` measures that layout).
+
 Loads (wrk with a timeout of 30 s: a slow reply counts in the latencies, it is not
 dropped), each after a warm-up run on the same server:
 
@@ -323,6 +330,7 @@ class Setup:
     workdir: Path
     model: Path
     cpus: str
+    mlp_cpus: str  # the MLP servers' CPUs; the model's runs are on ``cpus``
     workers: int
     threads: int
     pythons: dict[str, str]
@@ -334,6 +342,7 @@ class Setup:
             "HOME": str(self.workdir / "home"),
             "MLP_MODEL": str(self.model),
             "MLP_BATCH_LOG": str(batch_log),
+            "MLP_CPUS": self.cpus,
             "LOG_ROOT": str(self.workdir / "logs"),
             "PEER_WORKERS": str(self.workers),
             "MODEL_THREADS": str(self.threads),
@@ -361,7 +370,8 @@ class Setup:
             inner += ["--port", port]
         else:
             inner = [python, f"{name}_server.py", kind, "--port", port]
-        server = Server(self.project, name, kind, inner, self.cpus, env, python)
+        cpus = self.cpus if kind == "face" else self.mlp_cpus
+        server = Server(self.project, name, kind, inner, cpus, env, python)
         if name == "atom" and self.workers > 1:
             server.env["ATOM_PORT"] = str(server.port)
         return server
@@ -391,8 +401,12 @@ def run_server(setup: Setup, name: str, kind: str, scripts: dict, args: argparse
             wrk(url, args.warmup, connections, script, threads=1, timeout=WRK_TIMEOUT)
             server.drain()
             _, offset = batch_sizes(log, 0)
+            # A server that batches the photo replies a batch at a time, four photos about
+            # every 0.6 s: a 6 s run counts 36 or 40 replies. A longer run evens that out.
+            photo4 = (workload, connections) == ("photo", 4)
+            seconds = args.photo_seconds if photo4 else args.seconds
             row: dict[str, Any] = wrk(
-                url, args.seconds, connections, script, threads=1, timeout=WRK_TIMEOUT
+                url, seconds, connections, script, threads=1, timeout=WRK_TIMEOUT
             )
             server.drain()
             batches, _ = batch_sizes(log, offset)
@@ -453,7 +467,8 @@ def measure(args: argparse.Namespace) -> dict:
         workers = args.workers or cores
         threads = max(1, cores // workers)  # the atom's rule (control/threads.py)
         model = build(workdir / "mlp.onnx")
-        setup = Setup(project, workdir, model, args.cpus, workers, threads, pythons)
+        mlp_cpus = args.cpus if args.mlp_shared else args.load_cpus
+        setup = Setup(project, workdir, model, args.cpus, mlp_cpus, workers, threads, pythons)
         rounds = []
         for round_ in range(args.rounds):
             turn = round_ % len(args.servers)
@@ -474,6 +489,8 @@ def measure(args: argparse.Namespace) -> dict:
         "servers": args.servers,
         "cpus": args.cpus,
         "load_cpus": args.load_cpus,
+        "mlp_cpus": mlp_cpus,
+        "photo_seconds": args.photo_seconds,
         "workers": workers,
         "threads": threads,
         "rounds_run": args.rounds,
@@ -515,6 +532,17 @@ def parse_args() -> argparse.Namespace:
     )
     parser.add_argument("--load-cpus", default=str(cpus[0]), help="wrk's CPUs (default: the first)")
     parser.add_argument(
+        "--mlp-shared",
+        action="store_true",
+        help="the MLP servers on the model's CPUs (default: on wrk's, the model on its own)",
+    )
+    parser.add_argument(
+        "--photo-seconds",
+        type=int,
+        default=30,
+        help="per measured run of the photo at 4 connections (replies come a batch at a time)",
+    )
+    parser.add_argument(
         "--workers", type=int, help="workers per server (default: one per server CPU)"
     )
     parser.add_argument(
@@ -523,6 +551,7 @@ def parse_args() -> argparse.Namespace:
     args = parser.parse_args()
     if args.quick:
         args.rounds, args.seconds, args.warmup, args.model_seconds = 1, 4, 1, 2.0
+        args.photo_seconds = 4
     args.servers = args.servers.split(",")
     unknown = set(args.servers) - set(SERVERS)
     if unknown or "atom" not in args.servers:
@@ -565,11 +594,21 @@ def report(raw: dict) -> list[str]:
     peers = [name for name in servers if name != "atom"]
     pins = [f"{SERVERS[n].label} {pinned_version(n, SERVERS[n].package)}" for n in peers]
     start, end = raw["loadavg"]
+    mlp_cpus = raw.get("mlp_cpus", raw["cpus"])
+    if mlp_cpus == raw["cpus"]:
+        mlp_layout = "The MLP servers too, the model's runs with them. "
+    else:
+        mlp_layout = (
+            f"The MLP's runs on CPU {raw['cpus']} (MLP_CPUS: the model on a CPU of its own, as"
+            f" on an accelerator), the MLP servers' own work on CPU {mlp_cpus}, beside wrk. "
+        )
+    photo_seconds = raw.get("photo_seconds", raw["seconds"])
     lines = [
         f"Servers on CPU {raw['cpus']}, wrk (1 thread) on CPU {raw['load_cpus']}:"
         f" {raw['workers']} worker(s) per server, {raw['threads']} model thread(s) per worker."
-        f" {raw['rounds_run']} round(s), the servers in turn (each round starts with the next"
-        f" one); per load a {raw['warmup']} s warm-up, then {raw['seconds']} s measured; medians"
+        f" {mlp_layout}{raw['rounds_run']} round(s), the servers in turn (each round starts"
+        f" with the next one); per load a {raw['warmup']} s warm-up, then {raw['seconds']} s"
+        f" measured ({photo_seconds} s for the photo at 4 connections); medians"
         " over the rounds (ratios and fractions: medians of each round's). "
         + "".join(f"{pin}, " for pin in pins[:-1])
         + "".join(f"{pin}. " for pin in pins[-1:])

@@ -11,7 +11,10 @@ Shared by bench_batching.py and by every server of bench_peer.py (the atom's
 batching_server.py, litserve_server.py, bentoml_server.py, ray_server.py); ``python
 mlp_model.py OUT.onnx`` writes the model. With MLP_BATCH_LOG set to a file, each run
 appends its batch size to it (one line, a few microseconds): bench_peer.py reads the batch
-sizes every server formed from there, the same way for all of them.
+sizes every server formed from there, the same way for all of them. With MLP_CPUS set (CPU
+numbers, "1" or "2,3"), each run holds the thread that calls it to those CPUs: the model
+gets CPUs of its own, as a model on an accelerator has its device, whatever server calls it
+(bench_peer.py's layout for the MLP; one system call per run).
 """
 
 import os
@@ -65,11 +68,15 @@ class Mlp:
         self.session = onnxruntime.InferenceSession(
             str(path), options, providers=["CPUExecutionProvider"]
         )
+        cpus = os.environ.get("MLP_CPUS")
+        self.cpus = {int(cpu) for cpu in cpus.split(",")} if cpus else None
         log = os.environ.get("MLP_BATCH_LOG")
         self.batch_log = os.open(log, os.O_WRONLY | os.O_APPEND | os.O_CREAT) if log else None
 
     def predict_batch(self, items: list[float]) -> list[float]:
         """One answer per item, in order (one run for all of them)."""
+        if self.cpus is not None:  # the calling thread only (Linux: 0 is the caller)
+            os.sched_setaffinity(0, self.cpus)
         rows = np.repeat(np.asarray(items, dtype=np.float32)[:, None], WIDTH, axis=1)
         (out,) = self.session.run(None, {"x": rows})
         if self.batch_log is not None:

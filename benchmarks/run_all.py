@@ -76,7 +76,10 @@ METHOD = """\
   environment under `build/` with every package pinned (`benchmarks/peers/`), the same
   model code and request bodies, one worker per CPU. The model alone, measured
   in-process on the servers' CPUs in the same run (`model_limit.py`), is the limit every
-  server's requests/s is held to. The section says how each framework was configured.
+  server's requests/s is held to. The MLP stands for a model on an accelerator: its runs
+  have the servers' CPUs to themselves (`MLP_CPUS`, set in the model code shared by all
+  servers) and the MLP servers' own work runs beside wrk. The section says how each
+  framework was configured.
 """
 
 
