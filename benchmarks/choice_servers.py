@@ -14,14 +14,18 @@ Copied into a bake of the default atom by bench_choices.py (not part of the atom
     no-log-line        call lines through ``logger.log`` (``logs.log_line`` without its queue)
     otel-on            FastAPI's OpenTelemetry instrumentation on (ATOM_OTEL=true; no
                        provider is configured, as in an atom that does not use it)
+    no-gc-freeze       startup's objects left to the cyclic garbage collector (no
+                       ``gc.freeze`` once the models are loaded)
 
 Every variant also serves ``POST {prefix}/bench/echo`` (a small logged JSON route) and
-``POST {prefix}/bench/tensor`` (a JSON list of numbers).
+``POST {prefix}/bench/tensor`` (a JSON list of numbers); with MLP_MODEL set, also
+batching_server.py's ``POST {prefix}/mlp`` (the batched MLP of mlp_model.py).
 """
 
 import json
 import logging
 import logging.handlers
+import os
 import queue
 import sys
 import time
@@ -124,7 +128,7 @@ def use_queue_logging() -> None:
 
 def switch_off(variant: str) -> None:
     """Patch the atom for ``variant``, before any route module is imported."""
-    from my_atom.api import call_log, json_body, mounting, router
+    from my_atom.api import call_log, json_body, lifespan, mounting, router
     from my_atom.control import logs
 
     if variant == "no-direct-handler":
@@ -144,6 +148,8 @@ def switch_off(variant: str) -> None:
         json_body.loads = loads
     elif variant == "no-log-line":
         logs._Direct.reaches_only_ours = lambda self, logger, level: False
+    elif variant == "no-gc-freeze":
+        lifespan.settle_startup_objects = lambda: None
 
 
 def factory(variant: str) -> Callable[[object], FastAPI]:
@@ -159,6 +165,10 @@ def factory(variant: str) -> Callable[[object], FastAPI]:
         routers = [*mounting.listed_routers(route.ROUTE_MODULES), bench_router()]
         if variant == "detect-def":
             routers = [def_detect_router(), bench_router()]
+        if os.environ.get("MLP_MODEL"):
+            import batching_server
+
+            routers.append(batching_server.router)
         app = get_app(settings, routers=routers)
         if variant == "log-queue":
             use_queue_logging()
@@ -177,6 +187,7 @@ VARIANTS = (
     "log-queue",
     "no-log-line",
     "otel-on",
+    "no-gc-freeze",
 )
 
 

@@ -65,6 +65,7 @@ def main(
         }
     )
     app = app_factory(settings)
+    app.state.owns_process = True  # the one app of this process (lifespan: gc.freeze)
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, exit_handler(app))
     uvicorn.run(

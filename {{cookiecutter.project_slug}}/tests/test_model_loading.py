@@ -1,5 +1,6 @@
 """The demo model loads through the protector: key lookup, nothing on disk, clear failures."""
 
+import gc
 import logging
 import os
 import sys
@@ -12,6 +13,7 @@ from typing import Any
 
 import cv2
 import pytest
+from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
 from {{ cookiecutter.package_name }}.api.app import get_app
@@ -231,6 +233,43 @@ def test_protector_not_compiled(monkeypatch: pytest.MonkeyPatch, settings: Setti
     monkeypatch.setattr(keys, "PROTECTOR_MODULE", f"{keys.__package__}.not_built_here")
     with pytest.raises(errors.ProtectorNotBuiltError, match="make protector"):
         keys.load_protector(settings)
+
+
+def test_startup_objects_leave_the_collector_once_the_models_are_in(settings: Settings) -> None:
+    """Once the models are loaded, what startup made (the model among it) is out of the
+    cyclic garbage collector's way (``gc.freeze``) in an app that owns its process (as
+    server.py's does): a full collection no longer walks it. When the app stops, it is
+    collectable again. An app that does not own its process (a test client's) freezes
+    nothing."""
+    gc.unfreeze()
+    embedded = get_app(settings, model_loaders={detect.MODEL_NAME: detect.load_model})
+    with TestClient(embedded):
+        wait_ready(embedded)
+        time.sleep(0.2)  # the loading task's end, where a freeze would be
+        assert gc.get_freeze_count() == 0
+    app = get_app(settings, model_loaders={detect.MODEL_NAME: detect.load_model})
+    app.state.owns_process = True
+    with TestClient(app):
+        deadline = time.monotonic() + 10
+        while not gc.get_freeze_count():
+            assert time.monotonic() < deadline, "nothing was frozen once the models were in"
+            time.sleep(0.02)
+        model = app.state.models.models[detect.MODEL_NAME]
+        assert gc.is_tracked(model)
+        assert not any(each is model for each in gc.get_objects())  # frozen: not walked
+        made_after = [[]]
+        made_after.append(made_after)  # a cycle made by a request: still collected
+        assert any(each is made_after for each in gc.get_objects())
+    assert gc.get_freeze_count() == 0
+    assert any(each is model for each in gc.get_objects())
+
+
+def wait_ready(app: FastAPI) -> None:
+    """Wait until the app's models are loaded."""
+    deadline = time.monotonic() + 10
+    while not app.state.models.ready:
+        assert time.monotonic() < deadline, "the models did not load"
+        time.sleep(0.02)
 
 
 # Failures in the lifespan ----------------------------------------------------------------

@@ -99,6 +99,7 @@ def get_app(
     app.state.image_loader = ImageLoader(settings.image_limits(), app.state.memory)
     set_default_loader(app.state.image_loader)  # for code outside a request (lib.load_image)
     app.state.jobs = jobs.JOBS if periodic_jobs is None else periodic_jobs
+    app.state.owns_process = False  # server.py sets it: see lifespan.settle_startup_objects
     recorder = app.state.metrics.recorder if app.state.metrics is not None else None
     install_error_handling(app, settings.atom_max_body_bytes, recorder, app.state.memory)
     install_routers(app, routers, settings)
