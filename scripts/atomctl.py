@@ -6,6 +6,7 @@ import fcntl
 import hashlib
 import json
 import os
+import random
 import re
 import shutil
 import signal
@@ -167,11 +168,37 @@ def cached_bake(output_dir: Path, **context: Any) -> Path:
     return target
 
 
-def free_port() -> int:
-    """A TCP port on 127.0.0.1 that nothing listens on right now."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+PORTS_FROM = 20000  # free ports are picked between this and the kernel's ephemeral range
+
+
+def ephemeral_low() -> int:
+    """The first port of the kernel's ephemeral range (Linux: 32768 by default)."""
+    with contextlib.suppress(OSError, ValueError, IndexError):
+        return int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    return 32768
+
+
+def free_port(count: int = 1) -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on right now (the first of ``count``
+    consecutive ones), below the ephemeral range: a port from that range, once released,
+    can become the source port of any outgoing connection before the server binds it (a
+    lane's nginx once failed so, "Address already in use", while wrk ran beside it)."""
+    high = max(PORTS_FROM + count + 1, ephemeral_low()) - count
+    for _ in range(200):
+        first = random.randrange(PORTS_FROM, high)
+        sockets = []
+        try:
+            for port in range(first, first + count):
+                sock = socket.socket()
+                sockets.append(sock)
+                sock.bind(("127.0.0.1", port))
+            return first
+        except OSError:
+            continue
+        finally:
+            for sock in sockets:
+                sock.close()
+    raise RuntimeError(f"no {count} consecutive free ports from {PORTS_FROM} to {high}")
 
 
 def http(
@@ -323,23 +350,7 @@ class AtomServer:
 
 def free_port_range(count: int) -> int:
     """The first of ``count`` consecutive free ports on 127.0.0.1."""
-    for _ in range(100):
-        first = free_port()
-        if first + count > 65535:
-            continue
-        sockets = []
-        try:
-            for port in range(first, first + count):
-                sock = socket.socket()
-                sockets.append(sock)
-                sock.bind(("127.0.0.1", port))
-            return first
-        except OSError:
-            continue
-        finally:
-            for sock in sockets:
-                sock.close()
-    raise RuntimeError(f"no {count} consecutive free ports")
+    return free_port(count)
 
 
 class AtomLauncher(AtomServer):

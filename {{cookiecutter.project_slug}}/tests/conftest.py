@@ -7,6 +7,7 @@ Tests that are not about a real model use the fake models of ``fakes.py`` (``cli
 import base64
 import json
 import os
+import random
 import signal
 import socket
 import subprocess
@@ -144,10 +145,18 @@ PREFIX = about.API_PREFIX
 
 
 def free_port() -> int:
-    """A port nothing listens on right now."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+    """A port nothing listens on right now, below the kernel's ephemeral range (32768 and
+    up on Linux): a port from that range, once released, can become the source port of an
+    outgoing connection before the server binds it."""
+    for _ in range(200):
+        port = random.randrange(20000, 32768)
+        with socket.socket() as sock:
+            try:
+                sock.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
+    raise RuntimeError("no free port between 20000 and 32768")
 
 
 def get(url: str) -> tuple[int, dict]:
