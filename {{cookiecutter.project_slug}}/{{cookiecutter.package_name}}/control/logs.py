@@ -47,7 +47,7 @@ def ms_since(started: float) -> float:
 def one_record(text: str) -> str:
     """A formatted record that cannot pass for several: control characters escaped, and
     each line after the first (a traceback, a multi-line message) indented."""
-    if LOG_UNSAFE_RE.search(text) is None:
+    if text.isprintable() or LOG_UNSAFE_RE.search(text) is None:
         return text
     return CONTINUATION.join(escape_for_log(line) for line in text.split("\n"))
 
