@@ -78,8 +78,7 @@ def check_path(scope: Scope) -> bool:
     Such a path matches no route, except that Starlette's path patterns end in ``$``,
     which also matches before a final newline: ``/detect%0a`` would reach ``/detect``.
     """
-    path = scope["path"]
-    return path.isprintable() or LOG_UNSAFE_RE.search(path) is None
+    return LOG_UNSAFE_RE.search(scope["path"]) is None
 
 
 def path_for_log(scope: Scope) -> str:
