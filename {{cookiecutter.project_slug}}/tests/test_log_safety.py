@@ -13,7 +13,7 @@ from {{ cookiecutter.package_name }}.control.log_safety import (
     redact_url_secrets,
     summarize,
 )
-from {{ cookiecutter.package_name }}.control.logs import make_formatter
+from {{ cookiecutter.package_name }}.control.logs import make_formatter, one_record
 from {{ cookiecutter.package_name }}.http_client import redact_url
 
 from .conftest import make_app, read_log, wait_ready
@@ -134,6 +134,16 @@ def test_escape_for_log() -> None:
     assert escape_for_log("a\nb\rc\td\x00e\x1bf\x7fg\x85h\u2028i") == (
         "a\\nb\\rc\\td\\x00e\\x1bf\\x7fg\\x85h\\u2028i"
     )
+
+
+def test_unprintable_but_safe_text_is_kept() -> None:
+    """Text that is not printable yet holds nothing unsafe (a no-break space, a soft hyphen,
+    a zero-width space) comes out of escape_for_log and one_record as it went in."""
+    text = "a\u00a0b\u00adc\u200bd \u3000e"
+    assert not text.isprintable()
+    assert escape_for_log(text) == text
+    assert one_record(text) == text
+    assert one_record(text + "\nnext") == text + "\n  next"
 
 
 @pytest.mark.parametrize(

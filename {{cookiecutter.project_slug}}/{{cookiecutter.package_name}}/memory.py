@@ -49,16 +49,16 @@ class Tab:
     """What one request holds now, summed over its doors: its ``Hold``s, plus ``kept``
     bytes held until it ends (``MemoryAccount.keep``: its body). Entered, it is the
     request's scope (``MemoryAccount.request``): leaving it gives back what the request
-    kept and every hold not attached to an object that outlives it."""
+    kept and every hold not attached to an object that outlives it. Its counts change
+    under its account's lock (one lock per bytes taken or given back)."""
 
-    __slots__ = ("account", "held", "holds", "kept", "lock", "token")
+    __slots__ = ("account", "held", "holds", "kept", "token")
 
     def __init__(self, account: "MemoryAccount") -> None:
         self.account = account
         self.held = 0
         self.kept = 0
         self.holds: set[Hold] = set()
-        self.lock = threading.Lock()
         self.token: contextvars.Token[Tab | None] | None = None
 
     def __enter__(self) -> "Tab":
@@ -68,14 +68,15 @@ class Tab:
     def __exit__(self, *exc_info: object) -> None:
         if self.token is not None:
             _tab.reset(self.token)
-        with self.lock:
+        account = self.account
+        with account._lock:
             holds = [hold for hold in self.holds if not hold.attached] if self.holds else ()
             kept, self.kept = self.kept, 0
-            self.held -= kept
+            if kept:
+                self.held -= kept
+                account._returned(kept)
         for hold in holds:
             hold.release()
-        if kept:
-            self.account.give_back(kept)
 
 
 _tab: contextvars.ContextVar[Tab | None] = contextvars.ContextVar("atom_memory_tab", default=None)
@@ -98,18 +99,13 @@ class Hold:
         nbytes, self.nbytes = self.nbytes, 0
         if not nbytes:
             return
-        tab = self.tab
-        if tab is not None:
-            with tab.lock:
-                tab.held -= nbytes
-                tab.holds.discard(self)
-        self.account.give_back(nbytes)
+        self.account.give_back(nbytes, self.tab, self)
 
     def split(self, sizes: Sequence[int]) -> "list[Hold]":
         """This hold as one hold per size (they must add up to it), each released alone."""
         parts = [Hold(self.account, size, self.tab) for size in sizes]
         if self.tab is not None:
-            with self.tab.lock:
+            with self.account._lock:
                 self.tab.holds.discard(self)
                 self.tab.holds.update(parts)
         self.nbytes = 0
@@ -148,27 +144,22 @@ class MemoryAccount:
         ``wait`` is true: never on the event loop)."""
         nbytes = max(int(nbytes), 0)
         tab = _tab.get()
-        self._draw(nbytes, what, tab, wait)
         hold = Hold(self, nbytes, tab)
-        if tab is not None:
-            with tab.lock:
-                tab.held += nbytes
-                tab.holds.add(hold)
+        self._draw(nbytes, what, tab, self.wait if wait else 0.0, hold)
         return hold
 
     def keep(self, nbytes: int, what: str) -> None:
         """Hold ``nbytes`` for ``what`` until the current request ends, without waiting
         (a request's body: no ``Hold`` to carry). Outside a request, nothing is held."""
         tab = _tab.get()
-        if tab is None or nbytes <= 0:
-            return
-        self._draw(nbytes, what, tab, wait=False)
-        with tab.lock:
-            tab.held += nbytes
-            tab.kept += nbytes
+        if tab is not None and nbytes > 0:
+            self._draw(nbytes, what, tab, 0.0, None)
 
-    def _draw(self, nbytes: int, what: str, tab: Tab | None, wait: bool) -> None:
-        """Take ``nbytes`` from the account for ``what``, or raise 413 or 503 (take)."""
+    def _draw(
+        self, nbytes: int, what: str, tab: Tab | None, wait: float, hold: Hold | None
+    ) -> None:
+        """Take ``nbytes`` from the account for ``what`` (``hold``, else kept by ``tab``
+        until its request ends), or raise 413 or 503 (take)."""
         before = tab.held if tab is not None else 0
         if before + nbytes > self.total:
             raise VqlError(
@@ -177,40 +168,55 @@ class MemoryAccount:
                 f" above the worker's memory of {mib(self.total)} (ATOM_MEMORY_BYTES)",
                 status=413,
             )
-        if not self._acquire(nbytes, self.wait if wait else 0.0):
-            raise VqlError(
-                BUSY_CODE,
-                f"the worker's memory (ATOM_MEMORY_BYTES, {mib(self.total)}) is taken by other"
-                f" requests: no room for {what} ({mib(nbytes)}), retry later",
-                status=503,
-                headers={"Retry-After": RETRY_AFTER},
-            )
-
-    def _acquire(self, nbytes: int, wait: float) -> bool:
         with self._lock:
-            if self.in_use + nbytes > self.total:
-                if wait <= 0:
-                    return False
-                deadline = time.monotonic() + wait
-                self._waiting += 1
-                try:
-                    while self.in_use + nbytes > self.total:
-                        left = deadline - time.monotonic()
-                        if left <= 0:
-                            return False
-                        self._room.wait(left)
-                finally:
-                    self._waiting -= 1
+            if self.in_use + nbytes > self.total and not self._wait_for_room(nbytes, wait):
+                raise VqlError(
+                    BUSY_CODE,
+                    f"the worker's memory (ATOM_MEMORY_BYTES, {mib(self.total)}) is taken by"
+                    f" other requests: no room for {what} ({mib(nbytes)}), retry later",
+                    status=503,
+                    headers={"Retry-After": RETRY_AFTER},
+                )
             self.in_use += nbytes
             self.peak = max(self.peak, self.in_use)
+            if tab is not None:
+                tab.held += nbytes
+                if hold is None:
+                    tab.kept += nbytes
+                else:
+                    tab.holds.add(hold)
+
+    def _wait_for_room(self, nbytes: int, wait: float) -> bool:
+        """Under the lock: wait up to ``wait`` s for ``nbytes`` of room; False if none came."""
+        if wait <= 0:
+            return False
+        deadline = time.monotonic() + wait
+        self._waiting += 1
+        try:
+            while self.in_use + nbytes > self.total:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    return False
+                self._room.wait(left)
+        finally:
+            self._waiting -= 1
         return True
 
-    def give_back(self, nbytes: int) -> None:
-        """Return ``nbytes`` and wake the doors waiting for room."""
+    def give_back(self, nbytes: int, tab: Tab | None = None, hold: Hold | None = None) -> None:
+        """Return ``nbytes`` (``hold``'s, counted in ``tab``, when given) and wake the doors
+        waiting for room."""
         with self._lock:
-            self.in_use -= nbytes
-            if self._waiting:
-                self._room.notify_all()
+            if tab is not None:
+                tab.held -= nbytes
+                if hold is not None:
+                    tab.holds.discard(hold)
+            self._returned(nbytes)
+
+    def _returned(self, nbytes: int) -> None:
+        """Under the lock: ``nbytes`` came back."""
+        self.in_use -= nbytes
+        if self._waiting:
+            self._room.notify_all()
 
     def request(self) -> Tab:
         """The scope of one request (``with account.request() as tab``): what its doors

@@ -60,10 +60,12 @@ def summarize_json(value: Any, depth: int = SHOWN_DEPTH, scalars: frozenset = SC
     if kind is list:
         if depth == 0:
             return f"<{len(value)} items>"
-        head = [
-            item if type(item) in scalars else summarize_json(item, depth - 1, scalars)
-            for item in value[:SHOWN_ITEMS]
-        ]
+        head = value[:SHOWN_ITEMS]
+        if not scalars.issuperset(map(type, head)):  # numbers are the common case
+            head = [
+                item if type(item) in scalars else summarize_json(item, depth - 1, scalars)
+                for item in head
+            ]
         if len(value) > SHOWN_ITEMS:
             head.append(f"...({len(value)} items)")
         return head
@@ -88,6 +90,8 @@ def _summarize_object(value: dict, depth: int, scalars: frozenset) -> Any:
             out[name] = REDACTED
         elif type(item) in scalars:
             out[name] = item
+        elif type(item) is str:
+            out[name] = item if _plain(item) else _text(item)
         else:
             out[name] = summarize_json(item, depth - 1, scalars)
     return out

@@ -63,14 +63,14 @@ URL_USERINFO_RE = re.compile(r"(?i)\b([a-z][a-z0-9+.-]{0,15}://)[^/?#\s]*@")
 URL_FRAGMENT_RE = re.compile(r"(?i)(\b[a-z][a-z0-9+.-]{0,15}://[^#\s]*)#[^\s]+")
 PARAM_RE = re.compile(r"(^|[?&;#\s\"'<>(\[{,])([^=&#?/:;\s\"'<>]{1,64})=([^&#\s]*)")
 # What could end a log line, fake another or drive a terminal: C0 and C1 controls, DEL,
-# the Unicode line and paragraph separators.
+# the Unicode line and paragraph separators. None of them is printable (str.isprintable).
 LOG_UNSAFE_RE = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029]")
 LOG_ESCAPES = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}
 
 
 def escape_for_log(text: str) -> str:
     """``text`` on one line: control characters written as escapes (``\\n``, ``\\x1b``...)."""
-    if LOG_UNSAFE_RE.search(text) is None:
+    if text.isprintable():  # the common case; the substitution keeps any other safe text
         return text
     return LOG_UNSAFE_RE.sub(_escape_char, text)
 

@@ -22,7 +22,7 @@ from .log_handlers import (
     SharedRotatingFileHandler,
     register_fork_hooks,
 )
-from .log_safety import LOG_UNSAFE_RE, escape_for_log
+from .log_safety import escape_for_log
 
 # The id of the request being served ("-" outside a request). Set by the request-context
 # middleware; asyncio tasks, ``run_in_threadpool`` and the image loading threads inherit it.
@@ -47,7 +47,7 @@ def ms_since(started: float) -> float:
 def one_record(text: str) -> str:
     """A formatted record that cannot pass for several: control characters escaped, and
     each line after the first (a traceback, a multi-line message) indented."""
-    if LOG_UNSAFE_RE.search(text) is None:
+    if text.isprintable():  # else a text without anything unsafe comes out the same
         return text
     return CONTINUATION.join(escape_for_log(line) for line in text.split("\n"))
 
