@@ -11,7 +11,9 @@ at least ``KEEP`` (1.10x); the table gives medians, the median of each round's r
 the spread of those ratios (the noise).
 
     .venv/bin/python benchmarks/bench_choices.py [--seconds 5] [--rounds 3] [--connections 8]
-        [--only LABEL-SUBSTRING[,LABEL-SUBSTRING...]]
+        [--only LABEL-SUBSTRING[,LABEL-SUBSTRING...]] [--pin]
+
+``--pin`` holds each server to CPU 1 and wrk to CPU 0, as bench_stack.py's does.
 """
 
 import argparse
@@ -79,7 +81,12 @@ class ChoiceServer(StackServer):
     """choice_servers.py VARIANT in the baked project."""
 
     def command(self) -> list[str]:
-        return [self.python, "choice_servers.py", self.kind, "--port", str(self.port)]
+        command = [self.python, "choice_servers.py", self.kind, "--port", str(self.port)]
+        if self.cpus is None:
+            return command
+        taskset = shutil.which("taskset")
+        assert taskset, "taskset is missing (Debian: util-linux)"
+        return [taskset, "-c", self.cpus, *command]
 
 
 def measure(make: Callable[[], ChoiceServer], path: str, script: Path | None, args):
@@ -92,8 +99,9 @@ def measure(make: Callable[[], ChoiceServer], path: str, script: Path | None, ar
         server = make().start()
     try:
         url = server.url(path)
-        wrk(url, 2, args.connections, script, threads=1)
-        return loaded(server, url, args.seconds, args.connections, script)
+        wrk_cpus = "0" if args.pin else None
+        wrk(url, 2, args.connections, script, threads=1, cpus=wrk_cpus)
+        return loaded(server, url, args.seconds, args.connections, script, wrk_cpus)
     finally:
         server.stop()
 
@@ -108,7 +116,8 @@ def run_pair(pair: Pair, project: Path, workdir: Path, scripts: dict, args) -> d
         order = (pair.shipped, pair.other) if round_ % 2 else (pair.other, pair.shipped)
         for variant in order:
             script = scripts[pair.body] if pair.body else None
-            make = functools.partial(ChoiceServer, project, variant, env=env)
+            cpus = "1" if args.pin else None
+            make = functools.partial(ChoiceServer, project, variant, cpus, env=env)
             runs[variant].append(measure(make, pair.path, script, args))
     return runs
 
@@ -166,6 +175,7 @@ def main() -> int:
         "--only", default="", help="rows whose label contains this (or one of these, a,b)"
     )
     parser.add_argument("--json", type=Path, help="also write the rows here")
+    parser.add_argument("--pin", action="store_true", help="servers on CPU 1, wrk on CPU 0")
     args = parser.parse_args()
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
@@ -196,6 +206,7 @@ def main() -> int:
     print(
         f"wrk 1 thread, {args.connections} connections, {args.seconds} s per run;"
         f" {args.rounds} alternating rounds; Python {sys.version.split()[0]}"
+        + ("; servers on CPU 1, wrk on CPU 0" if args.pin else "")
     )
     print()
     print_table(rows)
