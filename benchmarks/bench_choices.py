@@ -78,15 +78,9 @@ PAIRS = (
 
 
 class ChoiceServer(StackServer):
-    """choice_servers.py VARIANT in the baked project."""
+    """choice_servers.py VARIANT in the baked project (held to ``cpus`` when given)."""
 
-    def command(self) -> list[str]:
-        command = [self.python, "choice_servers.py", self.kind, "--port", str(self.port)]
-        if self.cpus is None:
-            return command
-        taskset = shutil.which("taskset")
-        assert taskset, "taskset is missing (Debian: util-linux)"
-        return [taskset, "-c", self.cpus, *command]
+    variants = "choice_servers.py"
 
 
 def measure(make: Callable[[], ChoiceServer], path: str, script: Path | None, args):

@@ -61,7 +61,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench_workers import WRK_SCRIPT
 
-from scripts.atomctl import AtomServer, bake, free_port_range, http, wrk
+from scripts.atomctl import AtomServer, bake, free_port_range, http, pinned, wrk
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
@@ -257,9 +257,9 @@ class Server(AtomServer):
         self.output = project / f"{name}-{kind}-{self.port}.log"
 
     def command(self) -> list[str]:
-        setsid, taskset = shutil.which("setsid"), shutil.which("taskset")
-        assert setsid and taskset, "setsid and taskset are missing (Debian: util-linux)"
-        return [setsid, taskset, "-c", self.cpus, *self.inner]
+        setsid = shutil.which("setsid")
+        assert setsid, "setsid is missing (Debian: util-linux)"
+        return [setsid, *pinned(self.inner, self.cpus)]
 
     def start(self, ready_timeout: float = READY_TIMEOUT) -> "Server":
         """Start the process; wait until the probe body gets a 200 from the model's route."""
@@ -423,8 +423,7 @@ def key(workload: str, connections: int) -> str:
 def model_alone(setup: Setup, kind: str, seconds: float) -> Any:
     """The model's limit on the servers' CPUs: the photo's images/s, or the MLP's items/s
     at each batch size ({"1": ..., "16": ...})."""
-    taskset = shutil.which("taskset") or "taskset"
-    command = [taskset, "-c", setup.cpus, sys.executable, str(setup.project / "model_limit.py")]
+    command = pinned([sys.executable, str(setup.project / "model_limit.py")], setup.cpus)
     if kind == "face":
         command += ["face", "--photo", str(setup.workdir / "photo.b64")]
     else:

@@ -28,7 +28,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from scripts.atomctl import AtomServer, bake, wrk
+from scripts.atomctl import AtomServer, bake, pinned, wrk
 
 HERE = Path(__file__).resolve().parent
 POST_SCRIPT = """
@@ -57,18 +57,15 @@ def bake_with_stack_servers(output_dir: Path) -> Path:
 class StackServer(AtomServer):
     """stack_servers.py atom|bare in the baked project (held to ``cpus`` when given)."""
 
+    variants = "stack_servers.py"  # the script, run with the server's kind and --port
+
     def __init__(self, project: Path, kind: str, cpus: str | None = None, **kwargs) -> None:
         super().__init__(project, **kwargs)
         self.kind = kind
         self.cpus = cpus
 
     def command(self) -> list[str]:
-        command = [self.python, "stack_servers.py", self.kind, "--port", str(self.port)]
-        if self.cpus is None:
-            return command
-        taskset = shutil.which("taskset")
-        assert taskset, "taskset is missing (Debian: util-linux)"
-        return [taskset, "-c", self.cpus, *command]
+        return pinned([self.python, self.variants, self.kind, "--port", str(self.port)], self.cpus)
 
 
 def cpu_seconds(pid: int) -> float:

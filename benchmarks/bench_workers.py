@@ -23,7 +23,6 @@ import base64
 import json
 import os
 import resource
-import shutil
 import statistics
 import sys
 import tempfile
@@ -32,7 +31,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from scripts.atomctl import AtomLauncher, AtomServer, bake, wrk
+from scripts.atomctl import AtomLauncher, AtomServer, bake, pinned, wrk
 
 WRK_SCRIPT = """
 local file = io.open("{body}", "rb")
@@ -50,9 +49,7 @@ class OneCore(AtomServer):
     """`taskset -c 0 python server.py`: one worker held to one core."""
 
     def command(self) -> list[str]:
-        taskset = shutil.which("taskset")
-        assert taskset, "taskset is missing (Debian: util-linux)"
-        return [taskset, "-c", "0", *super().command()]
+        return pinned(super().command(), "0")
 
 
 class UvicornWorkers(AtomServer):

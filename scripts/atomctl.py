@@ -168,6 +168,15 @@ def cached_bake(output_dir: Path, **context: Any) -> Path:
     return target
 
 
+def pinned(command: list[str], cpus: str | None) -> list[str]:
+    """``command`` held to ``cpus`` (taskset's list, "0" or "1,2"); as it is for None."""
+    if cpus is None:
+        return command
+    taskset = shutil.which("taskset")
+    assert taskset, "taskset is missing (Debian: util-linux)"
+    return [taskset, "-c", cpus, *command]
+
+
 PORTS_FROM = 20000  # free ports are picked between this and the kernel's ephemeral range
 
 
@@ -428,10 +437,7 @@ def wrk(
     binary = shutil.which("wrk")
     assert binary, "wrk is missing: run scripts/setup.sh (apt-get install wrk)"
     command = [binary, f"-t{threads}", f"-c{connections}", f"-d{seconds}s", "--latency"]
-    if cpus is not None:
-        taskset = shutil.which("taskset")
-        assert taskset, "taskset is missing (Debian: util-linux)"
-        command = [taskset, "-c", cpus, *command]
+    command = pinned(command, cpus)
     if timeout is not None:
         command.append(f"--timeout={timeout}s")
     if script is not None:
