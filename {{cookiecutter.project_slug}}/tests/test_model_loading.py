@@ -13,7 +13,6 @@ from typing import Any
 
 import cv2
 import pytest
-from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
 from {{ cookiecutter.package_name }}.api.app import get_app
@@ -22,7 +21,7 @@ from {{ cookiecutter.package_name }}.config import Settings
 from {{ cookiecutter.package_name }}.protection import errors, keys
 from {{ cookiecutter.package_name }}.protection.model_protector import ModelProtector
 
-from .conftest import ModelFiles, read_log
+from .conftest import PREFIX, ModelFiles, read_log, wait_ready
 
 # An audit hook cannot be removed: installed once, it records only while "opened" is a list,
 # and only the test's own thread (log writers of earlier tests' apps may still be at work).
@@ -243,14 +242,14 @@ def test_startup_objects_leave_the_collector_once_the_models_are_in(settings: Se
     nothing."""
     gc.unfreeze()
     embedded = get_app(settings, model_loaders={detect.MODEL_NAME: detect.load_model})
-    with TestClient(embedded):
-        wait_ready(embedded)
+    with TestClient(embedded) as client:
+        wait_ready(client, PREFIX)
         time.sleep(0.2)  # the loading task's end, where a freeze would be
         assert walked(embedded.state.models.models[detect.MODEL_NAME])
     app = get_app(settings, model_loaders={detect.MODEL_NAME: detect.load_model})
     app.state.owns_process = True
-    with TestClient(app):
-        wait_ready(app)
+    with TestClient(app) as client:
+        wait_ready(client, PREFIX)
         model = app.state.models.models[detect.MODEL_NAME]
         assert gc.is_tracked(model)
         deadline = time.monotonic() + 10
@@ -266,14 +265,6 @@ def test_startup_objects_leave_the_collector_once_the_models_are_in(settings: Se
 def walked(thing: object) -> bool:
     """Whether the cyclic garbage collector walks ``thing`` (frozen objects it does not)."""
     return any(each is thing for each in gc.get_objects())
-
-
-def wait_ready(app: FastAPI) -> None:
-    """Wait until the app's models are loaded."""
-    deadline = time.monotonic() + 10
-    while not app.state.models.ready:
-        assert time.monotonic() < deadline, "the models did not load"
-        time.sleep(0.02)
 
 
 # Failures in the lifespan ----------------------------------------------------------------
