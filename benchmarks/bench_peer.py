@@ -61,7 +61,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench_workers import WRK_SCRIPT
 
-from scripts.atomctl import AtomServer, bake, free_port_range, http, pinned, wrk
+from scripts.atomctl import AtomServer, bake, free_port, http, pinned, wrk
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
@@ -360,7 +360,7 @@ class Setup:
             if self.workers > 1:
                 inner = [python, "nginx_run.py", "--server", script]
                 env.update(
-                    ATOM_INNER_START_PORT=str(free_port_range(self.workers)),
+                    ATOM_INNER_START_PORT=str(free_port(self.workers)),
                     ATOM_WORKERS=str(self.workers),
                 )
         elif name == "bentoml":

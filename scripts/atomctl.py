@@ -357,11 +357,6 @@ class AtomServer:
         self.stop()
 
 
-def free_port_range(count: int) -> int:
-    """The first of ``count`` consecutive free ports on 127.0.0.1."""
-    return free_port(count)
-
-
 class AtomLauncher(AtomServer):
     """``python nginx_run.py`` with ATOM_WORKERS workers on free ports; ready through nginx."""
 
@@ -369,7 +364,7 @@ class AtomLauncher(AtomServer):
         self, project: Path, *, workers: int = 2, server: str = "server.py", **kwargs: Any
     ) -> None:
         super().__init__(project, **kwargs)
-        self.inner_start = free_port_range(workers)
+        self.inner_start = free_port(workers)
         self.workers = workers
         self.server = server
         self.env.update(

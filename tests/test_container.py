@@ -25,7 +25,7 @@ from pathlib import Path
 
 import pytest
 
-from scripts.atomctl import free_port, free_port_range, http
+from scripts.atomctl import free_port, http
 
 pytestmark = pytest.mark.container
 
@@ -191,7 +191,7 @@ def container(
 ) -> Iterator[dict]:
     """The image running, removed afterwards: the README's way (a uid owning a private key
     file), or as the image's user reading a secret, read-only, with 2 workers."""
-    port, inner = free_port(), free_port_range(2)
+    port, inner = free_port(), free_port(2)
     name = f"atom-test-{request.param}-{port}"
     args = ["run", "--detach", f"--name={name}", "--network=host"]
     args.append(f"--env=ATOM_INNER_START_PORT={inner}")
