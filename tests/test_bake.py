@@ -12,6 +12,7 @@ import json
 import stat
 import sys
 import sysconfig
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -137,10 +138,47 @@ def test_answers_reach_the_code(baked: tuple[Path, dict[str, str]]) -> None:
     ]
 
 
+# Where the part of a failed suite's output worth reading starts: pytest-timeout's dump (the
+# stuck test's own stack first) or pytest's failure report.
+FAILURE_MARKERS = ("+++++ Timeout +++++", "= FAILURES =", "= ERRORS =")
+
+
+def failure_excerpt(output: str, size: int = 8000) -> str:
+    """The start of the first failure report in ``output`` and its last lines: the tail
+    alone cut off the stuck test's stack, which pytest-timeout prints first."""
+    starts = [output.find(marker) for marker in FAILURE_MARKERS if marker in output]
+    if not starts:
+        return output[-size:]
+    start = min(starts)
+    head = output[start : start + size]
+    tail = output[max(start + size, len(output) - size // 2) :]
+    return head + ("\n[...]\n" if tail else "") + tail
+
+
+def test_a_failure_excerpt_starts_with_the_stuck_tests_stack() -> None:
+    """A timeout's dump, the stuck test's stack first, survives a long output after it."""
+    output = (
+        "." * 20_000
+        + "\n+++++ Timeout +++++\n~~ Stack of MainThread ~~\n  File test_x.py, line 7\n"
+        + "idle thread stack\n" * 2_000
+        + "= 1 failed, 99 passed =\n"
+    )
+    excerpt = failure_excerpt(output)
+    assert excerpt.startswith("+++++ Timeout +++++\n~~ Stack of MainThread ~~")
+    assert excerpt.endswith("= 1 failed, 99 passed =\n")
+    assert len(excerpt) < 13_000
+    assert failure_excerpt("short and no marker") == "short and no marker"
+
+
 def atom_suite(project: Path, python: str, *args: str) -> None:
-    """The atom's own pytest with ``args``, on ``python``; it must pass and skip nothing."""
+    """The atom's own pytest with ``args``, on ``python``; it must pass and skip nothing.
+    A failure's whole output is kept in a file of the session's temporary directory."""
     result = run([python, "-m", "pytest", "-q", "-p", "no:cacheprovider", *args], project, 900)
-    assert result.returncode == 0, result.stdout[-6000:] + result.stderr[-3000:]
+    if result.returncode != 0:
+        kept = Path(tempfile.mkdtemp(prefix="atom-suite-")) / "output.txt"
+        kept.write_text(result.stdout + "\n--- stderr ---\n" + result.stderr)
+        excerpt = failure_excerpt(result.stdout) + result.stderr[-3000:]
+        raise AssertionError(f"the atom's suite failed (all of its output: {kept}):\n{excerpt}")
     assert " passed" in result.stdout
     assert " failed" not in result.stdout and " skipped" not in result.stdout
 
