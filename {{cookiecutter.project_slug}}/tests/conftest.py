@@ -144,19 +144,28 @@ ROOT = Path(__file__).parent.parent
 PREFIX = about.API_PREFIX
 
 
+def ephemeral_low() -> int:
+    """The first port of the kernel's ephemeral range (32768 unless the machine sets it)."""
+    try:
+        return int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32768
+
+
 def free_port() -> int:
-    """A port nothing listens on right now, below the kernel's ephemeral range (32768 and
-    up on Linux): a port from that range, once released, can become the source port of an
-    outgoing connection before the server binds it."""
+    """A port nothing listens on right now, from 20000 up to the kernel's ephemeral range:
+    a port from that range, once released, can become the source port of an outgoing
+    connection before the server binds it."""
+    high = max(ephemeral_low(), 20100)
     for _ in range(200):
-        port = random.randrange(20000, 32768)
+        port = random.randrange(20000, high)
         with socket.socket() as sock:
             try:
                 sock.bind(("127.0.0.1", port))
             except OSError:
                 continue
             return port
-    raise RuntimeError("no free port between 20000 and 32768")
+    raise RuntimeError(f"no free port between 20000 and {high}")
 
 
 def get(url: str) -> tuple[int, dict]:
