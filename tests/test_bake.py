@@ -138,14 +138,14 @@ def test_answers_reach_the_code(baked: tuple[Path, dict[str, str]]) -> None:
     ]
 
 
-# Where the part of a failed suite's output worth reading starts: pytest-timeout's dump (the
-# stuck test's own stack first) or pytest's failure report.
+# Where the part of a failed suite's output worth reading starts: pytest-timeout's dump
+# (the test's captured output, then every thread's stack) or pytest's failure report.
 FAILURE_MARKERS = ("+++++ Timeout +++++", "= FAILURES =", "= ERRORS =")
 
 
 def failure_excerpt(output: str, size: int = 8000) -> str:
-    """The start of the first failure report in ``output`` and its last lines: the tail
-    alone cut off the stuck test's stack, which pytest-timeout prints first."""
+    """The start of the first failure report in ``output`` and its last lines (a timeout's
+    dump can be longer than what the tail alone kept, and its start was lost)."""
     starts = [output.find(marker) for marker in FAILURE_MARKERS if marker in output]
     if not starts:
         return output[-size:]
@@ -155,8 +155,8 @@ def failure_excerpt(output: str, size: int = 8000) -> str:
     return head + ("\n[...]\n" if tail else "") + tail
 
 
-def test_a_failure_excerpt_starts_with_the_stuck_tests_stack() -> None:
-    """A timeout's dump, the stuck test's stack first, survives a long output after it."""
+def test_a_failure_excerpt_keeps_both_ends_of_a_timeout_dump() -> None:
+    """A timeout's dump keeps its start and its end, however long the output around it."""
     output = (
         "." * 20_000
         + "\n+++++ Timeout +++++\n~~ Stack of MainThread ~~\n  File test_x.py, line 7\n"
