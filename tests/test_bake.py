@@ -10,6 +10,7 @@ atom's whole suite runs once, on the default bake, and its unit tests on Python 
 import base64
 import json
 import stat
+import subprocess
 import sys
 import sysconfig
 import tempfile
@@ -170,15 +171,19 @@ def test_a_failure_excerpt_keeps_both_ends_of_a_timeout_dump() -> None:
     assert failure_excerpt("short and no marker") == "short and no marker"
 
 
+def suite_failure(result: subprocess.CompletedProcess[str]) -> str:
+    """The message of a failed run of the atom's pytest: ``failure_excerpt`` of its output,
+    the whole of which is kept in a file of the session's temporary directory."""
+    kept = Path(tempfile.mkdtemp(prefix="atom-suite-")) / "output.txt"
+    kept.write_text(result.stdout + "\n--- stderr ---\n" + result.stderr)
+    excerpt = failure_excerpt(result.stdout) + result.stderr[-3000:]
+    return f"the atom's suite failed (all of its output: {kept}):\n{excerpt}"
+
+
 def atom_suite(project: Path, python: str, *args: str) -> None:
-    """The atom's own pytest with ``args``, on ``python``; it must pass and skip nothing.
-    A failure's whole output is kept in a file of the session's temporary directory."""
+    """The atom's own pytest with ``args``, on ``python``; it must pass and skip nothing."""
     result = run([python, "-m", "pytest", "-q", "-p", "no:cacheprovider", *args], project, 900)
-    if result.returncode != 0:
-        kept = Path(tempfile.mkdtemp(prefix="atom-suite-")) / "output.txt"
-        kept.write_text(result.stdout + "\n--- stderr ---\n" + result.stderr)
-        excerpt = failure_excerpt(result.stdout) + result.stderr[-3000:]
-        raise AssertionError(f"the atom's suite failed (all of its output: {kept}):\n{excerpt}")
+    assert result.returncode == 0, suite_failure(result)
     assert " passed" in result.stdout
     assert " failed" not in result.stdout and " skipped" not in result.stdout
 

@@ -32,6 +32,7 @@ from scripts.atomctl import TEMPLATE
 
 from .conftest import run
 from .test_add_model import EYES_CASCADE
+from .test_bake import suite_failure
 from .throwaway import (
     commit_all,
     cookiecutter_config,
@@ -422,7 +423,7 @@ def test_the_upgraded_atom_lints_and_passes_its_tests(world: World, released: Co
         cwd=world.atom,
         timeout=600,
     )
-    assert result.returncode == 0, result.stdout[-6000:] + result.stderr[-3000:]
+    assert result.returncode == 0, suite_failure(result)
     assert " passed" in result.stdout and " failed" not in result.stdout
 
 

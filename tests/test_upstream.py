@@ -22,6 +22,7 @@ from packaging.utils import canonicalize_name
 from scripts.atomctl import TEMPLATE, cached_bake
 
 from .conftest import run
+from .test_bake import suite_failure
 
 pytestmark = pytest.mark.upstream
 
@@ -122,7 +123,7 @@ def test_the_atom_suite_passes_on_the_newest_releases(
     """The atom's whole suite (its slow tests included) passes in the lane's environment."""
     project, _ = upstream_atom
     result = run([str(PYTHON), "-m", "pytest", "-q", "-p", "no:cacheprovider"], project, 2400)
-    assert result.returncode == 0, result.stdout[-6000:] + result.stderr[-2000:]
+    assert result.returncode == 0, suite_failure(result)
 
 
 def test_mypy_passes_on_the_newest_releases(upstream_atom: tuple[Path, dict[str, str]]) -> None:
