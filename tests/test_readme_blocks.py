@@ -109,10 +109,12 @@ ORDER = [
 
 # What `make test` runs here: the atom's tests of what the set-up made from nothing (the
 # compiled protector and its command line, apache-skywalking built from its source, every
-# module importable, the real demo model behind detect), and the route contract test.
+# module importable, the real demo model behind detect), the route contract test, and the
+# v2 tests, which name a model that must not exist (the README's example route is there).
 MAKE_TEST = (
     "-q tests/test_model_protector.py tests/test_protect_cli.py tests/test_skywalking.py"
     " tests/test_structure.py tests/test_detect.py tests/test_route_contract.py"
+    " tests/test_v2.py tests/test_v2_tritonclient.py"
 )
 
 

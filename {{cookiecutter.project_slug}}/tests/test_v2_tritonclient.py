@@ -51,7 +51,7 @@ def test_health_and_metadata(live: str, path: str) -> None:
     client = triton.InferenceServerClient(urlsplit(live).netloc + path)
     try:
         assert client.is_server_live() and client.is_server_ready()
-        assert client.is_model_ready("face") and not client.is_model_ready("plates")
+        assert client.is_model_ready("face") and not client.is_model_ready("no-such-model")
         assert client.get_server_metadata()["extensions"] == ["binary_tensor_data"]
         meta = client.get_model_metadata("face")
         assert [tensor["name"] for tensor in meta["inputs"]] == ["image"]
@@ -61,8 +61,8 @@ def test_health_and_metadata(live: str, path: str) -> None:
             "labels",
             "batch_index",
         ]
-        with pytest.raises(triton.InferenceServerException, match="unknown model 'plates'"):
-            client.get_model_metadata("plates")
+        with pytest.raises(triton.InferenceServerException, match="unknown model 'no-such-model'"):
+            client.get_model_metadata("no-such-model")
     finally:
         client.close()
 
