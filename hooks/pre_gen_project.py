@@ -128,13 +128,12 @@ def validate(answers: dict) -> list[str]:
 
 
 def main() -> int:
-    """Print the first problem as one line on stderr and fail, or succeed quietly."""
+    """Print each problem as one line on stderr and fail (every bad answer at once, not one
+    per attempt), or succeed quietly."""
     answers = json.loads(r"""{{ cookiecutter | tojson }}""")
     errors = validate(answers)
-    if errors:
-        sys.stderr.write(f"ERROR: {errors[0]}\n")
-        return 1
-    return 0
+    sys.stderr.write("".join(f"ERROR: {error}\n" for error in errors))
+    return 1 if errors else 0
 
 
 if __name__ == "__main__":

@@ -121,3 +121,20 @@ def test_cookiecutter_stops_with_one_line(tmp_path: Path, key: str, value: str) 
     ours = [line for line in result.stderr.splitlines() if line.startswith(f"ERROR: {key}: ")]
     assert len(ours) == 1, result.stderr
     assert list(tmp_path.iterdir()) == []
+
+
+def test_cookiecutter_names_every_bad_answer_at_once(tmp_path: Path) -> None:
+    """Two bad answers give two ERROR lines in prompt order: the person fixes both in one go."""
+    result = run(
+        [
+            *(sys.executable, "-m", "cookiecutter", "--no-input", "-o", str(tmp_path)),
+            *(str(TEMPLATE), "api_prefix=/d2atom/", "port=80a"),
+        ],
+        cwd=tmp_path,
+        timeout=120,
+    )
+    assert result.returncode != 0
+    lines = result.stderr.splitlines()
+    ours = [line for line in lines if line.startswith(("ERROR: api_prefix: ", "ERROR: port: "))]
+    assert [line.split(":")[1].strip() for line in ours] == ["api_prefix", "port"], result.stderr
+    assert list(tmp_path.iterdir()) == []
