@@ -377,8 +377,8 @@ def build_lines(project: Path, package: str) -> list[str]:
     if protector is None and model is None:
         return [f"protector compiled, {MODEL_FILE} encrypted"]
     return [
-        "protector compiled" if protector is None else f"protector not compiled: {protector}",
-        f"{MODEL_FILE} encrypted" if model is None else f"{MODEL_FILE} not encrypted: {model}",
+        "protector compiled" if protector is None else f"protector left to `make run`: {protector}",
+        f"{MODEL_FILE} encrypted" if model is None else f"{MODEL_FILE} left to `make run`: {model}",
     ]
 
 

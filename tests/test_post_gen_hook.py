@@ -123,7 +123,7 @@ RECORDED = [
 ]
 NO_HEADERS = Path("/nonexistent/include/Python.h")
 COMPILING = "post-gen: compiling the model protector (Cython, about 10 s)"
-NOT_COMPILED = "post-gen: models/face.enc not encrypted: the protector was not compiled"
+NOT_COMPILED = "post-gen: models/face.enc left to `make run`: the protector was not compiled"
 NEXT_DONE = (
     "post-gen: next: `cd my-atom`, then `make run` or `make test` (whichever runs first makes "
     "the atom's .venv with its pinned packages, a minute or two)"
@@ -139,12 +139,12 @@ CASES = {
     ),
     "no Cython": (
         ("Cython",),
-        [f"post-gen: protector not compiled: {PYTHON} has no Cython", NOT_COMPILED, NEXT_ALL],
+        [f"post-gen: protector left to `make run`: {PYTHON} has no Cython", NOT_COMPILED, NEXT_ALL],
     ),
     "no compiler": (
         ("compiler",),
         [
-            "post-gen: protector not compiled: there is no C compiler (/nonexistent/cc)",
+            "post-gen: protector left to `make run`: there is no C compiler (/nonexistent/cc)",
             NOT_COMPILED,
             "post-gen: next: install gcc (Debian/Ubuntu: sudo apt-get install gcc), "
             f"`cd my-atom`, {REST}, the protector, models/face.enc",
@@ -153,7 +153,7 @@ CASES = {
     "no Python headers": (
         ("headers",),
         [
-            "post-gen: protector not compiled: there are no Python headers "
+            "post-gen: protector left to `make run`: there are no Python headers "
             "(/nonexistent/include/Python.h)",
             NOT_COMPILED,
             "post-gen: next: install python3-dev (Debian/Ubuntu: sudo apt-get install "
@@ -165,7 +165,7 @@ CASES = {
         [
             COMPILING,
             "post-gen: protector compiled",
-            f"post-gen: models/face.enc not encrypted: {PYTHON} has no cryptography",
+            f"post-gen: models/face.enc left to `make run`: {PYTHON} has no cryptography",
             NEXT_MODEL,
         ],
     ),
@@ -174,7 +174,7 @@ CASES = {
         [
             COMPILING,
             "post-gen: protector compiled",
-            f"post-gen: models/face.enc not encrypted: {PYTHON} has no OpenCV",
+            f"post-gen: models/face.enc left to `make run`: {PYTHON} has no OpenCV",
             NEXT_MODEL,
         ],
     ),
@@ -183,14 +183,14 @@ CASES = {
         [
             COMPILING,
             "post-gen: protector compiled",
-            f"post-gen: models/face.enc not encrypted: {OPENCV_5}",
+            f"post-gen: models/face.enc left to `make run`: {OPENCV_5}",
             NEXT_MODEL,
         ],
     ),
     "several missing": (
         ("Cython", "cryptography", "opencv5"),
         [
-            f"post-gen: protector not compiled: {PYTHON} has no Cython",
+            f"post-gen: protector left to `make run`: {PYTHON} has no Cython",
             f"{NOT_COMPILED}; {PYTHON} has no cryptography; {OPENCV_5}",
             NEXT_ALL,
         ],
@@ -198,7 +198,7 @@ CASES = {
     "nothing present": (
         ("Cython", "setuptools", "compiler", "headers", "cryptography", "cv2"),
         [
-            f"post-gen: protector not compiled: {PYTHON} has no Cython or setuptools; "
+            f"post-gen: protector left to `make run`: {PYTHON} has no Cython or setuptools; "
             "there is no C compiler (/nonexistent/cc); "
             "there are no Python headers (/nonexistent/include/Python.h)",
             f"{NOT_COMPILED}; {PYTHON} has no cryptography or OpenCV",
@@ -210,7 +210,7 @@ CASES = {
         ("build fails",),
         [
             COMPILING,
-            "post-gen: protector not compiled: the build failed: gcc: fatal error: boom",
+            "post-gen: protector left to `make run`: the build failed: gcc: fatal error: boom",
             NOT_COMPILED,
             NEXT_ALL,
         ],
@@ -317,7 +317,7 @@ def test_a_key_kept_or_not_written_is_said(
     assert lines[1].startswith("post-gen: secrets/model.key not written ([Errno 17] File exists")
     assert lines[3:] == [
         "post-gen: protector compiled",
-        "post-gen: models/face.enc not encrypted: there is no secrets/model.key",
+        "post-gen: models/face.enc left to `make run`: there is no secrets/model.key",
         f"post-gen: next: `cd my-atom`, {REST}, the key, models/face.enc",
     ]
 
@@ -412,7 +412,7 @@ def test_generation_without_a_compiler_then_make(tmp_path: Path) -> None:
     command = [sys.executable, "-m", "cookiecutter", "--no-input", "-o", str(tmp_path)]
     result = run([*command, str(TEMPLATE)], cwd=tmp_path, timeout=300, env=env)
     assert result.returncode == 0, result.stderr
-    assert "post-gen: protector not compiled: there is no C compiler (/nonexistent/cc)\n" in (
+    assert "post-gen: protector left to `make run`: there is no C compiler (/nonexistent/cc)\n" in (
         result.stderr
     )
     assert "post-gen: next: install gcc (Debian/Ubuntu: sudo apt-get install gcc), `cd " in (
