@@ -71,8 +71,8 @@ def atom(tmp_path_factory: pytest.TempPathFactory) -> Path:
     assert status == 0, out + err
     assert out.splitlines() == [
         f"[route] models/eyes.enc: encrypted from {cascades}{EYES_CASCADE}",
-        f"[route] {PACKAGE}/api/interface/eyes.py: model 'eyes', POST /eyes, POST /eyes/stream,"
-        " /v2/models/eyes",
+        f"[route] {PACKAGE}/api/interface/eyes.py: model 'eyes', POST /d2atom/eyes,"
+        " POST /d2atom/eyes/stream, /v2/models/eyes",
         f'[route] {PACKAGE}/api/route.py: "eyes" added to ROUTE_MODULES',
         f"[route] next: replace EyesModel in {PACKAGE}/api/interface/eyes.py with your model "
         "(until then it reads models/eyes.enc as an OpenCV cascade), then `make test`",

@@ -26,6 +26,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 PACKAGE = {{ cookiecutter.package_name | tojson }}
+# The routes' prefix as generated (ATOM_API_PREFIX's default), for the lines it prints.
+API_PREFIX = {{ cookiecutter.api_prefix | tojson }}
 TEMPLATE = Path(__file__).resolve().parent / "route_module.py.tmpl"
 NAME_RE = re.compile(r"[a-z][a-z0-9]*(_[a-z0-9]+)*")  # ATOM_BATCH__<NAME>__ splits on "__"
 MAX_NAME = 32  # the module's longest lines stay within the line length with it
@@ -277,8 +279,8 @@ def write(atom: Atom, todo: Plan) -> None:
     todo.module.write_text(todo.module_text, encoding="utf-8")
     name = todo.name
     say(
-        f"{atom.shown(todo.module)}: model {name!r}, POST /{name}, POST /{name}/stream, "
-        f"/v2/models/{name}"
+        f"{atom.shown(todo.module)}: model {name!r}, POST {API_PREFIX}/{name}, "
+        f"POST {API_PREFIX}/{name}/stream, /v2/models/{name}"
     )
     atom.route_file.write_text(todo.route_text, encoding="utf-8")
     say(f'{atom.shown(atom.route_file)}: "{name}" added to ROUTE_MODULES')
