@@ -77,6 +77,12 @@ install_packages() {
         return 0
     fi
     "$PYTHON" -m pip --version >/dev/null 2>&1 || die "$PYTHON has no pip (python -m ensurepip)"
+    # Debian 12's venv comes with pip 23.0, which warns about requirements.txt's --no-binary
+    # (a change of 23.1): a newer pip first.
+    if ! "$PYTHON" -c 'import sys, pip; sys.exit(tuple(map(int, pip.__version__.split(".")[:2])) < (23, 1))'; then
+        log "upgrading the .venv's pip $("$PYTHON" -m pip --version | cut -d' ' -f2) (23.1 or newer reads --no-binary quietly)"
+        "$PYTHON" -m pip install --quiet --disable-pip-version-check "pip>=23.1"
+    fi
     log "installing requirements-dev.txt into $PREFIX (a minute or two the first time)"
     "$PYTHON" -m pip install --quiet --disable-pip-version-check -r requirements-dev.txt
     mkdir -p build
