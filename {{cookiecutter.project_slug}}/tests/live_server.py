@@ -9,6 +9,8 @@ from typing import Any
 import uvicorn
 from fastapi import FastAPI
 
+from {{ cookiecutter.package_name }}.control.log_handlers import flush_all
+
 from .conftest import free_port
 
 
@@ -32,3 +34,6 @@ def serve_in_thread(app: FastAPI, *, timeout: float = 10, **options: Any) -> Ite
     finally:
         server.should_exit = True
         thread.join(timeout)
+        # The server's last lines now, while pytest captures this test's output: written
+        # by the log thread later, they would come after pytest's summary.
+        flush_all()
