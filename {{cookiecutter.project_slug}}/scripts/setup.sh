@@ -81,7 +81,7 @@ install_packages() {
     # (a change of 23.1): a newer pip first.
     if ! "$PYTHON" -c 'import sys, pip; sys.exit(tuple(map(int, pip.__version__.split(".")[:2])) < (23, 1))'; then
         log "upgrading the .venv's pip $("$PYTHON" -m pip --version | cut -d' ' -f2) (23.1 or newer reads --no-binary quietly)"
-        "$PYTHON" -m pip install --quiet --disable-pip-version-check "pip>=23.1"
+        "$PYTHON" -m pip install --quiet --disable-pip-version-check "pip>=23.1,<27"
     fi
     log "installing requirements-dev.txt into $PREFIX (a minute or two the first time)"
     "$PYTHON" -m pip install --quiet --disable-pip-version-check -r requirements-dev.txt
