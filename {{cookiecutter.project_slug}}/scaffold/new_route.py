@@ -19,6 +19,7 @@ import argparse
 import ast
 import keyword
 import re
+import runpy
 import string
 import subprocess
 import sys
@@ -26,8 +27,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 PACKAGE = {{ cookiecutter.package_name | tojson }}
-# The routes' prefix as generated (ATOM_API_PREFIX's default), for the lines it prints.
-API_PREFIX = {{ cookiecutter.api_prefix | tojson }}
 TEMPLATE = Path(__file__).resolve().parent / "route_module.py.tmpl"
 NAME_RE = re.compile(r"[a-z][a-z0-9]*(_[a-z0-9]+)*")  # ATOM_BATCH__<NAME>__ splits on "__"
 MAX_NAME = 32  # the module's longest lines stay within the line length with it
@@ -57,6 +56,12 @@ class Atom:
     def route_file(self) -> Path:
         """api/route.py, with ROUTE_MODULES."""
         return self.root / PACKAGE / "api" / "route.py"
+
+    @property
+    def api_prefix(self) -> str:
+        """The routes' prefix as generated: ATOM_API_PREFIX's default, from about.py (which
+        holds the answers, however long)."""
+        return runpy.run_path(str(self.root / PACKAGE / "about.py"))["API_PREFIX"]
 
     def shown(self, path: Path) -> str:
         """A path as the owner reads it: from the atom's folder."""
@@ -277,10 +282,10 @@ def encrypt(atom: Atom, todo: Plan) -> None:
 def write(atom: Atom, todo: Plan) -> None:
     """The new module, then its line in ROUTE_MODULES."""
     todo.module.write_text(todo.module_text, encoding="utf-8")
-    name = todo.name
+    name, prefix = todo.name, atom.api_prefix
     say(
-        f"{atom.shown(todo.module)}: model {name!r}, POST {API_PREFIX}/{name}, "
-        f"POST {API_PREFIX}/{name}/stream, /v2/models/{name}"
+        f"{atom.shown(todo.module)}: model {name!r}, POST {prefix}/{name}, "
+        f"POST {prefix}/{name}/stream, /v2/models/{name}"
     )
     atom.route_file.write_text(todo.route_text, encoding="utf-8")
     say(f'{atom.shown(atom.route_file)}: "{name}" added to ROUTE_MODULES')

@@ -42,10 +42,12 @@ def new_route() -> ModuleType:
 
 @pytest.fixture
 def atom(tmp_path: Path, new_route: ModuleType) -> Any:
-    """A copy of the atom's route modules and api/route.py, as make route sees them."""
+    """A copy of the atom's route modules, api/route.py and about.py, as make route sees
+    them."""
     api = tmp_path / PACKAGE / "api"
     shutil.copytree(ROOT / PACKAGE / "api" / "interface", api / "interface")
     shutil.copy(ROOT / PACKAGE / "api" / "route.py", api / "route.py")
+    shutil.copy(ROOT / PACKAGE / "about.py", tmp_path / PACKAGE / "about.py")
     return new_route.Atom(tmp_path)
 
 
