@@ -133,15 +133,26 @@ def _locked(path: Path, *, blocking: bool = True) -> Iterator[bool]:
             fcntl.flock(handle, fcntl.LOCK_UN)
 
 
+def _used(path: Path) -> float | None:
+    """When a cached bake was last used; None once another process pruned it."""
+    try:
+        return path.stat().st_mtime
+    except FileNotFoundError:
+        return None
+
+
 def _prune_bakes(keep: str) -> None:
     """Remove the cached bakes beyond CACHE_ENTRIES, least recently used first, skipping
-    any that another process holds."""
-    entries = sorted(
-        (path for path in BAKES.iterdir() if path.is_dir() and path.name != keep),
-        key=lambda path: path.stat().st_mtime,
-        reverse=True,
-    )
-    for entry in entries[CACHE_ENTRIES - 1 :]:
+    any that another process holds. A ``<key>.partial`` folder is a bake under way (its
+    key's lock is held) and is never a cached entry; lanes prune at once, so an entry may
+    vanish while this one looks."""
+    found = [
+        path
+        for path in BAKES.iterdir()
+        if path.is_dir() and path.name != keep and path.suffix != ".partial"
+    ]
+    used = [(at, path) for path in found if (at := _used(path)) is not None]
+    for _, entry in sorted(used, reverse=True)[CACHE_ENTRIES - 1 :]:
         with _locked(BAKES / f"{entry.name}.lock", blocking=False) as taken:
             if taken:
                 shutil.rmtree(entry, ignore_errors=True)

@@ -1,6 +1,7 @@
 """The machinery of `make test`: bakes shared through a cache that is never stale, every
 marker a lane, and the gate's count of outcomes."""
 
+import os
 import tomllib
 from pathlib import Path
 
@@ -49,6 +50,32 @@ def test_each_user_gets_its_own_copy(tmp_path: Path) -> None:
     (first / "server.py").write_text("changed\n")
     assert (second / "server.py").read_text() != "changed\n"
     assert (atomctl.cached_bake(tmp_path / "c") / "server.py").read_text() != "changed\n"
+
+
+def test_pruning_keeps_the_recent_and_bakes_under_way(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Beyond CACHE_ENTRIES the least recently used entries go; a ``.partial`` bake under
+    way stays, and an entry another lane pruned meanwhile is no error."""
+    monkeypatch.setattr(atomctl, "BAKES", tmp_path)
+    monkeypatch.setattr(atomctl, "CACHE_ENTRIES", 2)
+    for age, name in enumerate(["new", "kept", "old", "older", "other.partial"]):
+        (tmp_path / name).mkdir()
+        os.utime(tmp_path / name, (1000 - age, 1000 - age))
+    real_used = atomctl._used
+
+    def pruned_meanwhile(path: Path) -> float | None:
+        if path.name == "older":
+            path.rmdir()  # another lane got there first
+        return real_used(path)
+
+    monkeypatch.setattr(atomctl, "_used", pruned_meanwhile)
+    atomctl._prune_bakes(keep="new")
+    assert sorted(p.name for p in tmp_path.iterdir() if p.is_dir()) == [
+        "kept",
+        "new",
+        "other.partial",
+    ]
 
 
 def test_every_registered_marker_is_a_lane() -> None:
